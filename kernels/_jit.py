@@ -1,0 +1,11 @@
+"""the one jit decorator every kernel uses
+
+nopython (no silent object-mode fallback), nogil (joblib's threading backend and dask workers can run
+kernels concurrently), cache (compile once per machine, not once per worker process). No
+`parallel=True`: parallelism comes from joblib across heads, and numba threads inside joblib workers
+would oversubscribe the cores.
+"""
+
+import numba
+
+jit = numba.njit(nogil=True, cache=True)

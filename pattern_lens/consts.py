@@ -1,0 +1,20 @@
+"""constants and type aliases shared by the whole package (same names as the reference `pattern_lens.consts`)"""
+
+import re
+
+import numpy as np
+from jaxtyping import Float
+
+__all__ = ["AttentionMatrix", "ActivationCacheNp", "DATA_DIR", "ATTN_PATTERN_REGEX"]
+
+AttentionMatrix = Float[np.ndarray, "n_ctx n_ctx"]
+"type alias for one head's attention pattern"
+
+ActivationCacheNp = dict[str, np.ndarray]
+"type alias for a cache of activations, as loaded from an `activations.npz` file"
+
+DATA_DIR: str = "attn_data"
+"default directory for attention data and figures"
+
+ATTN_PATTERN_REGEX: re.Pattern = re.compile(r"blocks\.(\d+)\.attn\.hook_pattern")
+"regex matching the activation-cache keys of attention patterns; group 1 is the layer index"
