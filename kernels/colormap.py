@@ -1,0 +1,85 @@
+"""colormap lookup with matplotlib's arithmetic, one pass over the matrix
+
+`matplotlib.colors.Colormap.__call__` on a float array does, in the array's own dtype:
+
+    xa = X * N;  xa[xa == N] = N - 1
+    under = xa < 0;  over = xa >= N;  bad = isnan(xa)
+    row = int(xa), replaced by N (under), N + 1 (over), N + 2 (bad)
+
+and looks `row` up in its (N + 3)-row table. The kernels below fold an affine normalisation in front
+of that, `X = (x - offset) / denom + add`, evaluated in the same order and precision as numpy
+evaluates the reference's array expression (no fastmath: every operation rounds like numpy's), so
+the rows they produce are matplotlib's, bit for bit. `offset`, `denom`, `add` and `scale` must be
+scalars of `x`'s dtype; the caller guarantees it.
+"""
+
+from ._jit import jit
+
+__all__ = ["lut_indices", "lut_rgb"]
+
+
+@jit
+def _lut_row(x, offset, denom, add, scale, n):
+    """matplotlib's LUT row for one value: 0..n-1 colours, n under, n + 1 over, n + 2 bad"""
+    v = ((x - offset) / denom + add) * scale
+    if v < 0:
+        return n
+    if v == n:  # exactly 1.0 after normalisation is the last colour, not "over"
+        return n - 1
+    if v >= n:
+        return n + 1
+    if v != v:  # NaN
+        return n + 2
+    return int(v)
+
+
+@jit
+def lut_indices(x, offset, denom, add, scale, n, out):
+    """write the LUT row of every element of `x` into `out`
+
+    # Parameters:
+     - `x : float32|float64 array (rows, cols)`
+     - `offset, denom, add, scale : scalars of x's dtype`
+       the normalisation `((x - offset) / denom + add) * scale`; scale is the colormap's N
+     - `n : int`
+       the colormap's N
+     - `out : integer array (rows, cols)`
+       receives rows 0..n+2; with a uint8 `out` and n + 3 > 256 the out-of-range rows wrap
+
+    # Returns:
+     - `int`
+       how many elements fell outside the colours (under, over or bad), so a caller writing uint8
+       can tell whether the wrap happened
+    """
+    n_special = 0
+    rows, cols = x.shape
+    for i in range(rows):
+        for j in range(cols):
+            r = _lut_row(x[i, j], offset, denom, add, scale, n)
+            n_special += r >= n
+            out[i, j] = r
+    return n_special
+
+
+@jit
+def lut_rgb(x, offset, denom, add, scale, n, lut, out):
+    """write the RGB colour of every element of `x` into `out` (rows, cols, 3), from `lut` (n + 3, 3)
+
+    # Parameters:
+     - the same as `lut_indices`, plus `lut : uint8 array (n + 3, 3)`
+       the colormap's table already as `(rgba[:, :3] * 255).astype(uint8)`
+
+    # Returns:
+     - `int`
+       how many elements fell outside the colours (under, over or bad)
+    """
+    n_special = 0
+    rows, cols = x.shape
+    for i in range(rows):
+        for j in range(cols):
+            r = _lut_row(x[i, j], offset, denom, add, scale, n)
+            n_special += r >= n
+            out[i, j, 0] = lut[r, 0]
+            out[i, j, 1] = lut[r, 1]
+            out[i, j, 2] = lut[r, 2]
+    return n_special
