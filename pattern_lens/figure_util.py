@@ -23,7 +23,10 @@ from PIL import Image
 
 from pattern_lens import _colormap
 from pattern_lens._atomic import atomic_path, atomic_write_bytes
+from pattern_lens._fast_export import fast_png
+from pattern_lens._png_fast import gzip_bytes
 from pattern_lens.consts import AttentionMatrix
+from pattern_lens.profile import export_profile
 
 __all__ = [
     "AttentionMatrixFigureFunc",
@@ -352,13 +355,23 @@ def _matrix_file_bytes(
     diverging_colormap: bool,
     normalize_min: float | None,
 ) -> bytes:
-    """the content of the file `save_matrix_wrapper` writes for `matrix` in the active profile"""
+    """the content of the file `save_matrix_wrapper` writes for `matrix` in the active profile
+
+    exact: the reference's PNG bytes / SVG text / SVGZ content; fast: an indexed PNG with the same
+    decoded pixels (embedded the same way in svg/svgz), and a faster gzip for svgz.
+    """
     norm = _colormap.normalization(matrix, normalize, diverging_colormap, normalize_min)
-    png = matrix2drgb_to_png_bytes(_colormap.matrix_to_rgb(matrix, norm, cmap))
+    fast = export_profile() == "fast"
+    if fast:
+        png = fast_png(matrix, norm, cmap)
+    else:
+        png = matrix2drgb_to_png_bytes(_colormap.matrix_to_rgb(matrix, norm, cmap))
     if fmt == "png":
         return png
     svg = _svg_from_png(png, matrix.shape).encode("utf-8")
-    return svg if fmt == "svg" else gzip.compress(svg, compresslevel=_SVGZ_LEVEL_EXACT, mtime=0)
+    if fmt == "svg":
+        return svg
+    return gzip_bytes(svg) if fast else gzip.compress(svg, compresslevel=_SVGZ_LEVEL_EXACT, mtime=0)
 
 
 @overload  # with keyword arguments, returns decorator

@@ -189,3 +189,16 @@ def test_normalize_min_scalar_types(normalize_min, dtype):
             _outcome(matrix_to_image_preprocess, matrix, kwargs),
             _outcome(ref.preprocess, matrix, kwargs),
         )
+
+
+@pytest.mark.parametrize("name", IMPLEMENTATIONS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_large_causal_pattern(name, dtype):
+    """a full-size head (1024 x 1024), where vectorised loops take their main path"""
+    ours_fn, oracle_fn = IMPLEMENTATIONS[name]
+    rng = np.random.default_rng(7)
+    scores = np.exp(rng.normal(size=(1024, 1024)) * 3)
+    pattern = np.tril(scores) / np.tril(scores).sum(axis=1, keepdims=True)
+    matrix = pattern.astype(dtype)
+    for kwargs in (dict(normalize=True, cmap="Blues"), dict(normalize=False, cmap="viridis")):
+        _assert_same(_outcome(ours_fn, matrix, kwargs), _outcome(oracle_fn, matrix, kwargs))
