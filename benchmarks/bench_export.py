@@ -1,0 +1,103 @@
+"""per-head export on one core: the reference algorithm vs pattern_lens's exact and fast profiles
+
+For each n_ctx, on synthetic float32 causal attention patterns with the `raw` settings
+(normalize=True, cmap="Blues"), times in memory (no file writes), interleaved per head:
+
+- reference: the reference algorithm (numpy normalisation, matplotlib colormap, Pillow RGB PNG)
+- pillow:    Pillow alone encoding the same RGB image (the floor for byte-identical output)
+- exact:     pattern_lens's exact profile (numba colormap kernel + the same Pillow encode)
+- fast:      the fast profile (kernel emitting palette rows + indexed PNG)
+- kernel, encode: the fast profile's two parts alone, to get its fixed Python cost per head
+
+and checks the outputs first: exact bytes == reference bytes, fast decoded pixels == reference's.
+
+    python benchmarks/bench_export.py                 # n_ctx 64,128,256,512,1024,2048,4096
+    python benchmarks/bench_export.py --n-ctx 1024 --repeat 5
+"""
+
+import argparse
+import io
+import os
+import statistics
+import time
+
+import numpy as np
+from PIL import Image
+
+from pattern_lens import _colormap, export_profile
+from pattern_lens._baseline import reference_file_bytes
+from pattern_lens._png_fast import DEFLATE_BACKEND, encode_indexed_png
+from pattern_lens.bench import _patterns
+from pattern_lens.figure_util import _matrix_file_bytes, matrix2drgb_to_png_bytes
+
+RAW = dict(normalize=True, cmap="Blues", diverging_colormap=False, normalize_min=None)
+
+
+def _exact(m):
+    return _matrix_file_bytes(m, "png", **RAW)
+
+
+def _fast(m):
+    with export_profile("fast"):
+        return _matrix_file_bytes(m, "png", **RAW)
+
+
+def _timed(fn, arg):
+    start = time.perf_counter()
+    out = fn(arg)
+    return time.perf_counter() - start, out
+
+
+def measure(n_ctx: int, heads: int, repeat: int) -> dict:
+    patterns = _patterns(n_ctx, heads, seed=0)
+    cmap = "Blues"
+    times = {k: [] for k in ("reference", "pillow", "exact", "fast", "kernel", "encode")}
+    sizes = {"reference": 0, "fast": 0}
+    for m in patterns:  # verify (and warm up) before timing
+        ref = reference_file_bytes(m, "png")
+        assert _exact(m) == ref, f"exact output differs from the reference at n_ctx {n_ctx}"
+        fast_rgb = np.asarray(Image.open(io.BytesIO(_fast(m))).convert("RGB"))
+        ref_rgb = np.asarray(Image.open(io.BytesIO(ref)).convert("RGB"))
+        assert np.array_equal(fast_rgb, ref_rgb), f"fast pixels differ at n_ctx {n_ctx}"
+        sizes["reference"] += len(ref)
+        sizes["fast"] += len(_fast(m))
+    for _ in range(repeat):
+        for m in patterns:
+            norm = _colormap.normalization(m, True)
+            rgb = _colormap.matrix_to_rgb(m, norm, cmap)
+            rows, table = _colormap.matrix_to_lut_rows(m, norm, cmap)
+            times["reference"].append(_timed(lambda x: reference_file_bytes(x, "png"), m)[0])
+            times["pillow"].append(_timed(matrix2drgb_to_png_bytes, rgb)[0])
+            times["exact"].append(_timed(_exact, m)[0])
+            times["fast"].append(_timed(_fast, m)[0])
+            times["kernel"].append(_timed(lambda x: _colormap.matrix_to_lut_rows(x, norm, cmap), m)[0])
+            times["encode"].append(_timed(lambda r: encode_indexed_png(r, table.rgb[:256]), rows)[0])
+    ms = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+    return dict(n_ctx=n_ctx, ms=ms, size_ratio=sizes["fast"] / sizes["reference"], ref_kib=sizes["reference"] / heads / 1024)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n-ctx", default="64,128,256,512,1024,2048,4096")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--heads", type=int, default=6)
+    args = parser.parse_args()
+    print(f"one core of {os.cpu_count()}; deflate backend for fast: {DEFLATE_BACKEND}; median ms per head")
+    header = f"{'n_ctx':>5} {'reference':>10} {'pillow':>8} {'exact':>8} {'exact/pillow':>12} {'exact x':>8} {'fast':>7} {'fast x':>7} {'fast/ref size':>13} {'ref KiB':>8} {'fixed us':>8}"
+    print(header)
+    print("-" * len(header))
+    for n_ctx in (int(v) for v in args.n_ctx.split(",")):
+        heads = max(args.heads, min(64, args.heads * (1024 // n_ctx) ** 2))
+        r = measure(n_ctx, heads if n_ctx < 4096 else 2, args.repeat)
+        ms = r["ms"]
+        fixed_us = (ms["fast"] - ms["kernel"] - ms["encode"]) * 1e3
+        print(
+            f"{n_ctx:>5} {ms['reference']:>10.2f} {ms['pillow']:>8.2f} {ms['exact']:>8.2f} "
+            f"{ms['exact'] / ms['pillow']:>12.3f} {ms['reference'] / ms['exact']:>7.2f}x {ms['fast']:>7.3f} "
+            f"{ms['reference'] / ms['fast']:>6.1f}x {r['size_ratio']:>13.3f} {r['ref_kib']:>8.1f} {fixed_us:>8.0f}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
