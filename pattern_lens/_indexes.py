@@ -1,0 +1,184 @@
+"""the jsonl indexes the frontend reads: `figures.jsonl`, `models.jsonl`, `<model>/prompts.jsonl`
+
+Each is rebuilt once per run (the reference rebuilt `prompts.jsonl` after every prompt), written
+atomically, and left untouched when its content would not change (so a rerun that renders nothing
+changes no file at all).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from pattern_lens._atomic import atomic_write_text
+from pattern_lens._outputs import figure_func_name
+
+__all__ = [
+    "sanitize_model_name",
+    "figure_metadata",
+    "write_figures_jsonl",
+    "write_models_jsonl",
+    "write_prompts_jsonl",
+    "read_jsonl",
+]
+
+_UNSAFE_CHARS: re.Pattern = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def sanitize_model_name(model_name: str) -> str:
+    """a model name made safe as a folder name: every character outside `A-Z a-z 0-9 . _ -` becomes `_`
+
+    `"pythia-14m"` stays as it is; `"EleutherAI/pythia-14m"` becomes `"EleutherAI_pythia-14m"`.
+    """
+    return _UNSAFE_CHARS.sub("_", model_name)
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """read a jsonl file, one object a line (blank lines ignored)
+
+    # Raises:
+     - `FileNotFoundError` when the file is absent
+     - `ValueError` naming the file and line when a line is not a JSON object
+    """
+    out: list[dict] = []
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{i}: not valid JSON ({e})") from e
+            if not isinstance(obj, dict):
+                raise ValueError(f"{path}:{i}: expected a JSON object, got {type(obj).__name__}")
+            out.append(obj)
+    return out
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return
+    except (FileNotFoundError, UnicodeDecodeError):
+        pass
+    atomic_write_text(path, text)
+
+
+def _jsonl(rows: Iterable[dict]) -> str:
+    return "".join(json.dumps(row) + "\n" for row in rows)
+
+
+def write_prompts_jsonl(model_dir: Path) -> Path:
+    """rebuild `<model_dir>/prompts.jsonl` from the `prompts/<hash>/prompt.json` files
+
+    Prompts keep the order of the existing `prompts.jsonl` (so `--n-samples` keeps selecting the
+    same prompts); a line whose prompt folder has no `prompt.json` is kept as it was; prompt
+    folders not listed yet are appended, sorted by folder name.
+
+    # Returns:
+     - `Path` of the index
+    """
+    index_path: Path = model_dir / "prompts.jsonl"
+    on_disk: dict[str, dict] = {}
+    prompts_root: Path = model_dir / "prompts"
+    if prompts_root.is_dir():
+        for prompt_dir in sorted(prompts_root.iterdir()):
+            prompt_file: Path = prompt_dir / "prompt.json"
+            if prompt_file.is_file():
+                try:
+                    on_disk[prompt_dir.name] = json.loads(prompt_file.read_text(encoding="utf-8"))
+                except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+                    continue  # an unreadable prompt.json must not cost the whole index
+    rows: list[dict] = []
+    seen: set[str] = set()
+    try:
+        existing: list[dict] = read_jsonl(index_path)
+    except (FileNotFoundError, ValueError):
+        existing = []
+    for row in existing:
+        key = str(row.get("hash"))
+        if key in seen:
+            continue
+        seen.add(key)
+        rows.append(on_disk.get(key, row))
+    rows.extend(prompt for key, prompt in on_disk.items() if key not in seen)
+    _write_if_changed(index_path, _jsonl(rows))
+    return index_path
+
+
+def write_models_jsonl(save_path: Path) -> Path:
+    """rebuild `<save_path>/models.jsonl`: every `<model>/model_cfg.json`, plus `sanitized_name` (the folder name)
+
+    # Returns:
+     - `Path` of the index
+    """
+    rows: list[dict] = []
+    for model_dir in sorted(p for p in save_path.iterdir() if p.is_dir()):
+        cfg_path: Path = model_dir / "model_cfg.json"
+        if not cfg_path.is_file():
+            continue
+        try:
+            cfg: dict = json.loads(cfg_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+            continue
+        rows.append({**cfg, "sanitized_name": model_dir.name})
+    out: Path = save_path / "models.jsonl"
+    _write_if_changed(out, _jsonl(rows))
+    return out
+
+
+def figure_metadata(func: Callable) -> list[dict[str, str | None]]:
+    """`figures.jsonl` rows for one figure function
+
+    # Returns:
+     - `list[dict]`, one row per figure, with keys
+       `name` (`<func>` or, for a multi-figure function, `<func>.<figure>`), `func_name`, `doc`,
+       `figure_save_fmt` (`None` if not declared), `source` (posix path of the source file or
+       `None`), `code` (source text or `None`)
+    """
+    func_name: str = figure_func_name(func)
+    try:
+        source_file: str | None = inspect.getsourcefile(func)
+    except TypeError:
+        source_file = None
+    try:
+        code: str | None = inspect.getsource(func)
+    except (OSError, TypeError):
+        code = None
+    base: dict[str, str | None] = {
+        "func_name": func_name,
+        "doc": getattr(func, "__doc__", None),
+        "figure_save_fmt": getattr(func, "figure_save_fmt", None),
+        "source": Path(source_file).as_posix() if source_file else None,
+        "code": code,
+    }
+    fig_names = getattr(func, "_figure_names", None)
+    if fig_names:
+        return [{"name": f"{func_name}.{fig}", **base} for fig in fig_names]
+    return [{"name": func_name, **base}]
+
+
+def write_figures_jsonl(save_path: Path, figure_funcs: Iterable[Callable]) -> Path:
+    """merge the figure functions' metadata into `<save_path>/figures.jsonl`, sorted by name
+
+    rows already in the file for other names are kept; rows for these functions are replaced
+
+    # Returns:
+     - `Path` of the index
+    """
+    path: Path = save_path / "figures.jsonl"
+    rows: dict[str, dict] = {}
+    try:
+        for row in read_jsonl(path):
+            if "name" in row:
+                rows[str(row["name"])] = row
+    except (FileNotFoundError, ValueError):
+        pass
+    for func in figure_funcs:
+        for row in figure_metadata(func):
+            rows[str(row["name"])] = row
+    _write_if_changed(path, _jsonl(rows[name] for name in sorted(rows)))
+    return path

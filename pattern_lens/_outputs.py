@@ -1,0 +1,169 @@
+"""what a figure function writes into a head folder, and running the functions on one head
+
+A head folder is `<prompt_dir>/L<L>/H<H>/`. A single-figure function `f` (with `f.figure_save_fmt`)
+writes `<f.__name__>.<fmt>`; a multi-figure one (with `f._figure_names`) writes
+`<f.__name__>.<name>.<fmt>` for each name; a failure writes `<f.__name__>.error.txt`.
+
+Resuming needs to know which outputs exist: the folder is listed once (one `os.scandir`) and every
+function is checked against that listing, where the reference globs the disk once per function.
+The listing also removes temporary files left by a killed run (`.<name>.XXXX.tmp`, see
+`pattern_lens._atomic`), so a rerun leaves no debris behind.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pattern_lens._atomic import TMP_SUFFIX, atomic_write_text
+
+__all__ = [
+    "ERROR_SUFFIX",
+    "figure_func_name",
+    "expected_outputs",
+    "is_complete",
+    "list_head_dir",
+    "head_dir",
+    "run_figure_funcs",
+]
+
+ERROR_SUFFIX: str = ".error.txt"
+"suffix of the file a failing figure function leaves in the head folder: `<func>.error.txt`"
+
+
+def figure_func_name(func: Callable) -> str:
+    """the name a figure function's outputs start with: its `__name__`"""
+    return getattr(func, "__name__", "<unknown>")
+
+
+def expected_outputs(func: Callable) -> tuple[str, ...] | None:
+    """file names a figure function writes into a head folder
+
+    # Parameters:
+     - `func : Callable`
+       a figure function; reads `func.figure_save_fmt` and, for multi-figure functions,
+       `func._figure_names`
+
+    # Returns:
+     - `tuple[str, ...]`
+       `("<name>.<fmt>",)` or `("<name>.<fig>.<fmt>", ...)`
+     - `None` when the function does not declare `figure_save_fmt` (a plain user function): then
+       any file named `<name>.*` other than its error file counts as its output, like the reference
+    """
+    fmt: str | None = getattr(func, "figure_save_fmt", None)
+    if fmt is None:
+        return None
+    name: str = figure_func_name(func)
+    fig_names: Sequence[str] | None = getattr(func, "_figure_names", None)
+    if fig_names:
+        return tuple(f"{name}.{fig}.{fmt}" for fig in fig_names)
+    return (f"{name}.{fmt}",)
+
+
+def is_complete(func: Callable, listing: set[str] | frozenset[str]) -> bool:
+    """whether every output of `func` is in a head folder's `listing` (from `list_head_dir`)"""
+    expected: tuple[str, ...] | None = expected_outputs(func)
+    if expected is not None:
+        return all(name in listing for name in expected)
+    prefix: str = figure_func_name(func) + "."
+    error_name: str = figure_func_name(func) + ERROR_SUFFIX
+    return any(n.startswith(prefix) and n != error_name for n in listing)
+
+
+def _is_temp(name: str) -> bool:
+    return name.startswith(".") and name.endswith(TMP_SUFFIX)
+
+
+def list_head_dir(path: Path | str, clean_temp: bool = True) -> set[str]:
+    """list a head folder once, dropping (and by default deleting) leftover temporary files
+
+    # Parameters:
+     - `path : Path | str`
+       the head folder; a missing folder lists as empty
+     - `clean_temp : bool`
+       delete `.<name>.XXXX.tmp` files a killed run left behind. Two runs writing the same
+       folder at the same time are not supported: one could delete the other's file in flight.
+       (defaults to `True`)
+
+    # Returns:
+     - `set[str]`
+       names of the entries, temporary files excluded
+    """
+    names: set[str] = set()
+    try:
+        with os.scandir(path) as it:
+            for entry in it:
+                if _is_temp(entry.name):
+                    if clean_temp:
+                        try:
+                            os.unlink(entry.path)
+                        except FileNotFoundError:
+                            pass
+                    continue
+                names.add(entry.name)
+    except FileNotFoundError:
+        pass
+    return names
+
+
+def head_dir(prompt_dir: Path | str, layer: int, head: int) -> Path:
+    """`<prompt_dir>/L<layer>/H<head>`"""
+    return Path(prompt_dir) / f"L{layer}" / f"H{head}"
+
+
+def _error_text(exc: BaseException) -> str:
+    return (
+        f"{type(exc).__name__}: {exc}\n\n"
+        + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    )
+
+
+def run_figure_funcs(
+    attn_pattern: np.ndarray,
+    save_dir: Path,
+    figure_funcs: Iterable[Callable],
+    listing: set[str],
+    force_overwrite: bool = False,
+) -> dict[str, bool | Exception]:
+    """run figure functions on one head, skipping those whose outputs are all in `listing`
+
+    A function that raises leaves `<name>.error.txt` (message and traceback, written atomically)
+    and the others still run. A function that succeeds removes a stale error file of an earlier run.
+
+    # Parameters:
+     - `attn_pattern : np.ndarray`
+       the head's pattern, `(n_ctx, n_ctx)`
+     - `save_dir : Path`
+       the head folder, which must exist
+     - `figure_funcs : Iterable[Callable]`
+       functions `f(attn_pattern, save_dir) -> None`
+     - `listing : set[str]`
+       the folder's entries (from `list_head_dir`)
+     - `force_overwrite : bool`
+       run every function even when its outputs exist
+       (defaults to `False`)
+
+    # Returns:
+     - `dict[str, bool | Exception]`
+       function name -> `True` (done or already there) or the exception it raised
+    """
+    status: dict[str, bool | Exception] = {}
+    for func in figure_funcs:
+        name: str = figure_func_name(func)
+        if not force_overwrite and is_complete(func, listing):
+            status[name] = True
+            continue
+        try:
+            func(attn_pattern, save_dir)
+        except Exception as e:  # noqa: BLE001 -- one bad function must not stop the others
+            atomic_write_text(save_dir / f"{name}{ERROR_SUFFIX}", _error_text(e))
+            status[name] = e
+        else:
+            status[name] = True
+            if f"{name}{ERROR_SUFFIX}" in listing:
+                (save_dir / f"{name}{ERROR_SUFFIX}").unlink(missing_ok=True)
+    return status
