@@ -1,0 +1,451 @@
+"""render figures of every attention head, with the functions registered by `register_attn_figure_func`
+
+The reference's API (`figures_main`, `process_single_head`, `compute_and_save_figures`,
+`process_prompt`, `select_attn_figure_funcs`, `HTConfigMock`, `python -m pattern_lens.figures`) with
+the same on-disk layout, but the work of one run is split by (prompt, layer, batch of heads) over
+every core, each layer is read from the `.npz` only when it is rendered, a head folder is listed once
+to resume, every file is written atomically, and failures are summarised at the end.
+
+# Figure functions in worker processes
+Workers receive the figure functions by pickling. Define yours at module level in an importable
+module and import it before rendering (CLI: `--import my_module`); see `pattern_lens._transfer`.
+
+```python
+# my_figs.py, somewhere on sys.path
+from pattern_lens.attn_figure_funcs import register_attn_figure_func
+from pattern_lens.figure_util import save_matrix_wrapper
+
+@register_attn_figure_func
+@save_matrix_wrapper(fmt="png", normalize=True, cmap="viridis")
+def squared(attn):
+    return attn**2
+```
+then `pattern-lens render --import my_figs --model M --save-path P --figure-funcs squared`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import re
+import sys
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from pattern_lens._activations import ActivationsFile, peek_n_ctx
+from pattern_lens._errors import FigureFuncTransferError, InputError, PatternLensError
+from pattern_lens._indexes import (
+    read_jsonl,
+    sanitize_model_name,
+    write_figures_jsonl,
+    write_models_jsonl,
+    write_prompts_jsonl,
+)
+from pattern_lens._outputs import figure_func_name, head_dir, list_head_dir, run_figure_funcs
+from pattern_lens._pipeline import PromptWork, check_layers, render_prompts
+from pattern_lens._summary import FailureStat, RenderSummary
+from pattern_lens.consts import DATA_DIR, ActivationCacheNp, AttentionMatrix
+from pattern_lens.profile import export_profile
+
+__all__ = [
+    "HTConfigMock",
+    "process_single_head",
+    "compute_and_save_figures",
+    "process_prompt",
+    "select_attn_figure_funcs",
+    "figures_main",
+    "load_model_cfg",
+    "main",
+    "RenderSummary",
+    "FailureStat",
+    "PatternLensError",
+    "InputError",
+    "FigureFuncTransferError",
+]
+
+FigureFuncsSelect = set[str] | frozenset[str] | str | Sequence[Callable] | None
+"which figure functions to run: `None` all registered, a glob, a set of names, or the functions"
+
+
+class HTConfigMock:
+    """stand-in for `transformer_lens.HookedTransformerConfig`, loaded from `model_cfg.json`
+
+    Takes any keyword arguments into `__dict__`; the pipeline needs `n_layers: int`,
+    `n_heads: int` and `model_name: str`. (Importing transformer_lens in every worker would cost
+    seconds per process.)
+    """
+
+    def __init__(self, **kwargs) -> None:
+        self.n_layers: int
+        self.n_heads: int
+        self.model_name: str
+        self.__dict__.update(kwargs)
+
+    @property
+    def model_name_sanitized(self) -> str:
+        """`model_name` made safe as a folder name (see `pattern_lens._indexes.sanitize_model_name`)"""
+        return sanitize_model_name(self.model_name)
+
+    def serialize(self) -> dict:
+        """the config as a JSON-compatible dict; values JSON cannot hold become their `str()`"""
+        return json.loads(json.dumps(self.__dict__, default=str))
+
+    @classmethod
+    def load(cls, data: dict) -> HTConfigMock:
+        """make a config from a dict (as read from `model_cfg.json`)"""
+        return cls(**data)
+
+
+def load_model_cfg(model_dir: Path | str) -> HTConfigMock:
+    """read and check `<model_dir>/model_cfg.json`
+
+    # Raises:
+     - `InputError` naming the file when it is missing, not JSON, or lacks a positive integer
+       `n_layers` / `n_heads` or a string `model_name`
+    """
+    path = Path(model_dir) / "model_cfg.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(
+            f"model config not found: {path} (expected <save_path>/<model>/model_cfg.json with "
+            "n_layers, n_heads, model_name)"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"cannot read model config {path}: {e}") from e
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    for key, kind in (("n_layers", int), ("n_heads", int), ("model_name", str)):
+        value = data.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 1):
+            raise InputError(
+                f"{path}: {key!r} is {value!r}, expected a {'positive integer' if kind is int else 'string'}"
+            )
+    return HTConfigMock.load(data)
+
+
+def _registered_funcs() -> list[Callable]:
+    from pattern_lens.attn_figure_funcs import ATTENTION_MATRIX_FIGURE_FUNCS
+
+    return list(ATTENTION_MATRIX_FIGURE_FUNCS)
+
+
+def select_attn_figure_funcs(figure_funcs_select: FigureFuncsSelect = None) -> list[Callable]:
+    """choose figure functions from `ATTENTION_MATRIX_FIGURE_FUNCS`, in registration order
+
+    # Parameters:
+     - `figure_funcs_select : set[str] | str | Sequence[Callable] | None`
+       - `None`: every registered function
+       - `str`: names matching this glob (`fnmatch`, case-sensitive), e.g. `"raw*"`
+       - `set[str]` (or a sequence of names): exactly these names
+       - a sequence of callables: these functions, registered or not
+       (defaults to `None`)
+
+    # Returns:
+     - `list[Callable]`
+
+    # Raises:
+     - `PatternLensError` when nothing matches or a named function is not registered
+     - `TypeError` for another kind of selector
+    """
+    if isinstance(figure_funcs_select, (list, tuple)) and all(callable(f) for f in figure_funcs_select):
+        if not figure_funcs_select:
+            raise PatternLensError("no figure functions given")
+        return list(figure_funcs_select)
+    registered = _registered_funcs()
+    names = [figure_func_name(f) for f in registered]
+    if figure_funcs_select is None:
+        chosen = registered
+    elif isinstance(figure_funcs_select, str):
+        pattern = re.compile(fnmatch.translate(figure_funcs_select))
+        chosen = [f for f, n in zip(registered, names) if pattern.match(n)]
+    elif isinstance(figure_funcs_select, (set, frozenset, list, tuple)):
+        wanted = {str(x) for x in figure_funcs_select}
+        unknown = sorted(wanted - set(names))
+        if unknown:
+            raise PatternLensError(f"unknown figure functions {unknown}; registered: {names}")
+        chosen = [f for f, n in zip(registered, names) if n in wanted]
+    else:
+        raise TypeError(
+            f"figure_funcs_select must be None, a glob str, a set of names or a list of functions, "
+            f"not {type(figure_funcs_select).__name__}"
+        )
+    if not chosen:
+        raise PatternLensError(f"no figure function matches {figure_funcs_select!r}; registered: {names}")
+    return chosen
+
+
+def process_single_head(
+    layer_idx: int,
+    head_idx: int,
+    attn_pattern: AttentionMatrix,
+    save_dir: Path,
+    figure_funcs: Sequence[Callable],
+    force_overwrite: bool = False,
+) -> dict[str, bool | Exception]:
+    """run the figure functions on one head's pattern, in this process
+
+    The folder is listed once; a function whose outputs all exist is skipped unless
+    `force_overwrite`. A function that raises leaves `<name>.error.txt` (message and traceback), a
+    warning is issued, and the others still run.
+
+    # Parameters:
+     - `layer_idx : int`, `head_idx : int` where the head is (for the warning)
+     - `attn_pattern : AttentionMatrix` the pattern, `(n_ctx, n_ctx)`
+     - `save_dir : Path` the head folder (created if missing)
+     - `figure_funcs : Sequence[Callable]` the functions to run
+     - `force_overwrite : bool` redo existing outputs (defaults to `False`)
+
+    # Returns:
+     - `dict[str, bool | Exception]` function name -> `True` or the exception it raised
+    """
+    save_dir = Path(save_dir)
+    save_dir.mkdir(parents=True, exist_ok=True)
+    status = run_figure_funcs(attn_pattern, save_dir, figure_funcs, list_head_dir(save_dir), force_overwrite)
+    for name, st in status.items():
+        if st is not True:
+            warnings.warn(f"Error in {name} for L{layer_idx}H{head_idx}: {st!s}", stacklevel=2)
+    return status
+
+
+def compute_and_save_figures(
+    model_cfg: HTConfigMock,
+    activations_path: Path,
+    cache: ActivationCacheNp | np.ndarray,
+    figure_funcs: Sequence[Callable],
+    save_path: Path = Path(DATA_DIR),
+    force_overwrite: bool = False,
+    track_results: bool = False,
+) -> dict[str, dict[tuple[int, int], bool | Exception]] | None:
+    """render every head of one prompt from patterns already in memory, in this process
+
+    # Parameters:
+     - `model_cfg : HTConfigMock` (`n_layers`, `n_heads`, `model_name`)
+     - `activations_path : Path` the prompt's `activations.npz`; figures go beside it in `L*/H*/`
+     - `cache : dict | np.ndarray` `{"blocks.<L>.attn.hook_pattern": (1, n_heads, n, n)}` or an
+       array `(n_layers, n_heads, n, n)`
+     - `figure_funcs : Sequence[Callable]`
+     - `save_path : Path` root holding `<model>/prompts.jsonl`, rebuilt at the end like the
+       reference (defaults to `Path(DATA_DIR)`)
+     - `force_overwrite : bool` (defaults to `False`)
+     - `track_results : bool` return every head's status (defaults to `False`)
+
+    # Returns:
+     - `None`, or with `track_results` `{func_name: {(layer, head): True | Exception}}`
+    """
+    prompt_dir = Path(activations_path).parent
+    results: dict[str, dict[tuple[int, int], bool | Exception]] = {}
+    for layer in range(model_cfg.n_layers):
+        if isinstance(cache, dict):
+            layer_patterns = cache[f"blocks.{layer}.attn.hook_pattern"][0]
+        elif isinstance(cache, np.ndarray):
+            layer_patterns = cache[layer]
+        else:
+            raise TypeError(f"cache must be a dict or np.ndarray, not {type(cache).__name__}")
+        for head in range(model_cfg.n_heads):
+            status = process_single_head(
+                layer, head, layer_patterns[head], head_dir(prompt_dir, layer, head), figure_funcs, force_overwrite
+            )
+            if track_results:
+                for name, st in status.items():
+                    results.setdefault(name, {})[(layer, head)] = st
+    write_prompts_jsonl(Path(save_path) / model_cfg.model_name_sanitized)
+    return results if track_results else None
+
+
+def process_prompt(
+    prompt: dict,
+    model_cfg: HTConfigMock,
+    save_path: Path,
+    figure_funcs: Sequence[Callable],
+    force_overwrite: bool = False,
+) -> None:
+    """render every head of one prompt in this process, reading one layer at a time
+
+    # Parameters:
+     - `prompt : dict` with `"hash"`: the prompt folder is `<save_path>/<model>/prompts/<hash>`
+     - `model_cfg : HTConfigMock`
+     - `save_path : Path`
+     - `figure_funcs : Sequence[Callable]`
+     - `force_overwrite : bool` (defaults to `False`)
+
+    # Raises:
+     - `ActivationsError` (a `ValueError`) naming the file when the activations are bad
+    """
+    prompt_dir = Path(save_path) / model_cfg.model_name_sanitized / "prompts" / prompt["hash"]
+    with ActivationsFile(prompt_dir / "activations.npz", n_heads=model_cfg.n_heads) as acts:
+        for layer in range(model_cfg.n_layers):
+            patterns = acts.read_layer(layer)
+            for head in range(model_cfg.n_heads):
+                process_single_head(
+                    layer, head, patterns[head], head_dir(prompt_dir, layer, head), figure_funcs, force_overwrite
+                )
+    write_prompts_jsonl(Path(save_path) / model_cfg.model_name_sanitized)
+
+
+_SAFE_HASH: re.Pattern = re.compile(r"^[A-Za-z0-9_\-=.]+$")
+
+
+def _prompt_work(
+    prompts: list[dict], model_dir: Path, summary: RenderSummary, heads_per_prompt: int
+) -> list[PromptWork]:
+    """the prompts that can be rendered; the others become input errors in `summary`"""
+    index = model_dir / "prompts.jsonl"
+    out: list[PromptWork] = []
+    for i, prompt in enumerate(prompts, start=1):
+        h = prompt.get("hash")
+        if not isinstance(h, str) or not _SAFE_HASH.match(h) or h in {".", ".."}:
+            summary.add_input_error(
+                f"{index}: prompt {i} has hash {h!r}, expected a folder name under {model_dir / 'prompts'}",
+                heads_per_prompt,
+            )
+            continue
+        prompt_dir = model_dir / "prompts" / h
+        npz = prompt_dir / "activations.npz"
+        if not npz.is_file():
+            summary.add_input_error(f"{npz}: activations file not found (prompt {i} of {index})", heads_per_prompt)
+            continue
+        n_ctx = prompt.get("n_tokens")
+        if not isinstance(n_ctx, int) or n_ctx < 1:
+            n_ctx = peek_n_ctx(npz) or 64
+        out.append(PromptWork(str(prompt_dir), int(n_ctx)))
+    return out
+
+
+def _clean_index_temp(folder: Path, names: Iterable[str]) -> None:
+    """remove temporary files of the indexes left by a killed run"""
+    for name in names:
+        for tmp in folder.glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
+def figures_main(
+    model_name: str,
+    save_path: str | Path,
+    n_samples: int | None,
+    force: bool,
+    figure_funcs_select: FigureFuncsSelect = None,
+    parallel: bool | int = True,
+    *,
+    n_jobs: int | None = None,
+    backend: str | None = None,
+    scheduler: str | None = None,
+    profile: str | None = None,
+    layers: Sequence[int] | None = None,
+    heads: Sequence[int] | None = None,
+    progress: bool = True,
+    verbose: bool = True,
+) -> RenderSummary:
+    """render figures for every head of a model's prompts, on every core, resuming what exists
+
+    # Parameters:
+     - `model_name : str` folder `<save_path>/<model_name>` (sanitised) with `model_cfg.json`,
+       `prompts.jsonl` and `prompts/<hash>/activations.npz`
+     - `save_path : str | Path` the root folder
+     - `n_samples : int | None` render only the first `n_samples` prompts of `prompts.jsonl`; `None` all
+     - `force : bool` redo figures that exist
+     - `figure_funcs_select : set[str] | str | Sequence[Callable] | None`
+       see `select_attn_figure_funcs` (defaults to `None`: all registered)
+     - `parallel : bool | int` the reference's switch: `True` all cores (or the ambient
+       `joblib.parallel_config`), `False` one process, an int that many workers (defaults to `True`)
+     - `n_jobs : int | None` workers, overrides `parallel`; `-1` all cores (defaults to `None`)
+     - `backend : str | None` joblib backend (`"loky"`, `"threading"`, `"multiprocessing"`,
+       `"dask"`, ...); `None`: the ambient `joblib.parallel_config`'s, else loky (defaults to `None`)
+     - `scheduler : str | None` dask scheduler address, with `backend="dask"` (defaults to `None`)
+     - `profile : str | None` export profile `"exact"` or `"fast"`; `None`: the active
+       `export_profile()` (defaults to `None`)
+     - `layers : Sequence[int] | None`, `heads : Sequence[int] | None` render only these
+       (defaults to `None`: all)
+     - `progress : bool` tqdm bar over heads on stderr (defaults to `True`)
+     - `verbose : bool` print what is loaded and the summary (defaults to `True`)
+
+    # Returns:
+     - `RenderSummary` counts, speed, failures per function, input errors (`.ok` when none)
+
+    # Raises:
+     - `InputError` when the model config or `prompts.jsonl` is missing or malformed, or a layer /
+       head selection is out of range. Bad prompts or activations do not raise: they are reported
+       in the summary and every other prompt is rendered.
+     - `FigureFuncTransferError` when a figure function cannot run in the worker processes
+     - `PatternLensError` for an empty selection or bad parallel settings
+    """
+    save_path = Path(save_path)
+    model_dir = save_path / sanitize_model_name(model_name)
+    cfg = load_model_cfg(model_dir)
+    index = model_dir / "prompts.jsonl"
+    try:
+        prompts = read_jsonl(index)
+    except FileNotFoundError:
+        raise InputError(f"prompt index not found: {index} (expected one JSON object a line, with 'hash')") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise InputError(f"cannot read prompt index {index}: {e}") from e
+    if n_samples is not None:
+        prompts = prompts[:n_samples]
+    funcs = select_attn_figure_funcs(figure_funcs_select)
+    cfg_path = model_dir / "model_cfg.json"
+    layer_sel = check_layers(layers, cfg.n_layers, "layer", cfg_path)
+    head_sel = check_layers(heads, cfg.n_heads, "head", cfg_path)
+    if n_jobs is None and parallel is not True:
+        n_jobs = 1 if parallel is False else int(parallel)
+    profile = profile if profile is not None else export_profile()
+
+    if verbose:
+        print(f"{model_dir}: {len(prompts)} prompts, {len(layer_sel)} layers x {len(head_sel)} heads")
+        print(f"{len(funcs)} figure functions: {', '.join(figure_func_name(f) for f in funcs)}")
+
+    _clean_index_temp(model_dir, ["prompts.jsonl"])
+    _clean_index_temp(save_path, ["models.jsonl", "figures.jsonl"])
+    summary = RenderSummary(
+        model_name=model_dir.name,
+        n_prompts=len(prompts),
+        n_layers=len(layer_sel),
+        n_heads_per_layer=len(head_sel),
+    )
+    heads_per_prompt = len(layer_sel) * len(head_sel)
+    work = _prompt_work(prompts, model_dir, summary, heads_per_prompt)
+    summary.n_heads += (len(prompts) - len(work)) * heads_per_prompt
+    render_prompts(
+        work,
+        funcs,
+        cfg.n_heads,
+        layer_sel,
+        head_sel,
+        force=force,
+        profile=profile,
+        n_jobs=n_jobs,
+        backend=backend,
+        scheduler=scheduler,
+        progress=progress,
+        desc=model_dir.name,
+        summary=summary,
+    )
+    write_prompts_jsonl(model_dir)
+    write_models_jsonl(save_path)
+    try:
+        registered = _registered_funcs()
+    except ImportError:
+        registered = []
+    write_figures_jsonl(save_path, [*registered, *(f for f in funcs if f not in registered)])
+    if verbose:
+        print(summary.format())
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m pattern_lens.figures --model M[,M2] --save-path P [--n-samples N] [--force] [--figure-funcs GLOB|a,b]`
+
+    also takes `pattern-lens render`'s options (`--jobs`, `--backend`, `--profile`, ...)
+
+    # Returns:
+     - `int` exit code: 0 when everything rendered, 1 when a figure function failed or input was bad
+    """
+    from pattern_lens.cli import render_main
+
+    return render_main(argv, prog="python -m pattern_lens.figures")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,453 @@
+"""the rendering pipeline: reference parity through the CLI, the reference API, selection, failures, bad input"""
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import pattern_lens.attn_figure_funcs as aff
+from pattern_lens import _pipeline
+from pattern_lens._activations import layer_key
+from pattern_lens._atomic import atomic_write_bytes, atomic_write_text
+from pattern_lens._pipeline import PromptWork, plan_tasks
+from pattern_lens.figures import (
+    FigureFuncTransferError,
+    HTConfigMock,
+    InputError,
+    PatternLensError,
+    compute_and_save_figures,
+    figures_main,
+    process_prompt,
+    process_single_head,
+    select_attn_figure_funcs,
+)
+from pattern_lens.profile import export_profile
+from pattern_lens.synthetic import synthetic_layer, write_synthetic_model
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+PARITY_ROOT = SHARED / "parity"
+
+
+# figure functions at module level: worker processes import them from this module
+
+
+def ident(attn, save_dir):
+    """the pattern's bytes"""
+    atomic_write_bytes(Path(save_dir) / "ident.bin", np.ascontiguousarray(attn).tobytes())
+
+
+ident.figure_save_fmt = "bin"
+
+
+def boom(attn, save_dir):
+    """fails where row 1 attends more to token 1 than to token 0"""
+    if attn[1, 1] > attn[1, 0]:
+        raise ValueError(f"boom at {attn[1, 1]:.3f}")
+    atomic_write_bytes(Path(save_dir) / "boom.bin", b"ok")
+
+
+boom.figure_save_fmt = "bin"
+
+
+def multi(attn, save_dir):
+    """two figures"""
+    for name in multi._figure_names:
+        atomic_write_bytes(Path(save_dir) / f"multi.{name}.bin", f"{name}:{attn.shape[0]}".encode())
+
+
+multi.figure_save_fmt = "bin"
+multi._figure_names = ("first", "second")
+
+
+def profile_probe(attn, save_dir):
+    """records the export profile active where it runs"""
+    atomic_write_text(Path(save_dir) / "profile_probe.txt", export_profile())
+
+
+profile_probe.figure_save_fmt = "txt"
+
+
+def _tiny(tmp_path, **kw) -> Path:
+    args = dict(n_layers=2, n_heads=3, n_ctx=32, n_prompts=2, seed=1)
+    args.update(kw)
+    return write_synthetic_model(tmp_path, **args)
+
+
+def _prompt_dirs(model_dir: Path) -> list[Path]:
+    return sorted(p for p in (model_dir / "prompts").iterdir() if p.is_dir())
+
+
+def _outputs(model_dir: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(model_dir)): p.read_bytes()
+        for p in sorted(model_dir.rglob("L*/H*/*"))
+        if p.is_file()
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# parity with the reference renders, through `python -m pattern_lens.figures`
+
+
+def _parity_copy(dst: Path) -> Path:
+    """copy the parity corpus's inputs (json, jsonl, npz), not its PNGs"""
+    if not (PARITY_ROOT / "pythia-14m").is_dir():
+        pytest.skip(f"parity corpus not found at {PARITY_ROOT} (../shared is absent in this checkout)")
+    for src in (PARITY_ROOT / "pythia-14m").rglob("*"):
+        if src.is_file() and src.suffix in {".json", ".jsonl", ".npz"}:
+            out = dst / src.relative_to(PARITY_ROOT)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, out)
+    return dst
+
+
+def test_cli_reproduces_the_reference_pngs_byte_for_byte(tmp_path):
+    root = _parity_copy(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pattern_lens.figures", "--model", "pythia-14m", "--save-path", str(root),
+         "--figure-funcs", "raw", "--quiet"],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    expected = sorted((PARITY_ROOT / "pythia-14m").rglob("raw.png"))
+    assert len(expected) == 768
+    different = [
+        str(p.relative_to(PARITY_ROOT))
+        for p in expected
+        if (root / p.relative_to(PARITY_ROOT)).read_bytes() != p.read_bytes()
+    ]
+    assert not different, f"{len(different)} PNGs differ, e.g. {different[:5]}"
+    assert len(list(root.rglob("raw.png"))) == 768
+    assert not list(root.rglob("*.tmp")) and not list(root.rglob("*.error.txt"))
+    # the indexes
+    figures = [json.loads(line) for line in (root / "figures.jsonl").read_text().splitlines()]
+    assert [f["name"] for f in figures] == sorted(f["name"] for f in figures)
+    raw = next(f for f in figures if f["name"] == "raw")
+    assert raw["func_name"] == "raw" and raw["figure_save_fmt"] == "png" and "return attn_matrix" in raw["code"]
+    assert set(raw) == {"name", "func_name", "doc", "figure_save_fmt", "source", "code"}
+    models = [json.loads(line) for line in (root / "models.jsonl").read_text().splitlines()]
+    assert [(m["model_name"], m["sanitized_name"]) for m in models] == [("pythia-14m", "pythia-14m")]
+    original = (PARITY_ROOT / "pythia-14m" / "prompts.jsonl").read_text().splitlines()
+    rebuilt = (root / "pythia-14m" / "prompts.jsonl").read_text().splitlines()
+    assert [json.loads(x) for x in rebuilt] == [json.loads(x) for x in original]
+
+
+# ---------------------------------------------------------------------------------------------------
+# the pipeline
+
+
+def test_every_head_rendered_from_its_own_pattern(tmp_path):
+    model_dir = _tiny(tmp_path)
+    summary = figures_main(model_dir.name, tmp_path, None, False, [ident], n_jobs=1, progress=False, verbose=False)
+    assert summary.ok and summary.n_heads == 12 and summary.n_rendered == 12 and summary.n_outputs == 12
+    for k, prompt_dir in enumerate(_prompt_dirs(model_dir)):
+        with np.load(prompt_dir / "activations.npz") as npz:
+            for layer in range(2):
+                pats = npz[layer_key(layer)][0]
+                for head in range(3):
+                    got = (prompt_dir / f"L{layer}" / f"H{head}" / "ident.bin").read_bytes()
+                    assert got == pats[head].tobytes()
+
+
+def test_workers_write_what_one_process_writes(tmp_path, use_workers):
+    a = _tiny(tmp_path / "a", n_ctx=48, n_layers=3, n_heads=4, n_prompts=3)
+    b = _tiny(tmp_path / "b", n_ctx=48, n_layers=3, n_heads=4, n_prompts=3)
+    funcs = [ident, multi, aff.raw]
+    s1 = figures_main(a.name, a.parent, None, False, funcs, n_jobs=1, progress=False, verbose=False)
+    s2 = figures_main(b.name, b.parent, None, False, funcs, n_jobs=2, progress=False, verbose=False)
+    assert s1.backend == "sequential" and s2.backend == "loky" and s2.n_jobs == 2
+    assert s1.ok and s2.ok and s2.n_outputs == 36 * 3
+    assert _outputs(a) == _outputs(b)
+    assert (a.parent / "figures.jsonl").read_text() == (b.parent / "figures.jsonl").read_text()
+
+
+@pytest.fixture
+def use_workers(monkeypatch):
+    """tiny runs normally stay in this process (starting workers costs more): make them use the pool"""
+    monkeypatch.setattr(_pipeline, "MIN_TASK_SECONDS", 1e-6)
+
+
+def test_export_profile_is_set_inside_every_worker_task(tmp_path, use_workers):
+    model_dir = _tiny(tmp_path, n_ctx=64, n_layers=3, n_heads=4, n_prompts=2)
+    summary = figures_main(
+        model_dir.name, tmp_path, None, False, [profile_probe, aff.raw], n_jobs=2, profile="fast",
+        progress=False, verbose=False,
+    )
+    assert summary.backend == "loky" and summary.profile == "fast"
+    probes = list(model_dir.rglob("profile_probe.txt"))
+    assert len(probes) == 24 and {p.read_text() for p in probes} == {"fast"}
+    # profile=None takes the caller's active profile
+    with export_profile("fast"):
+        s = figures_main(model_dir.name, tmp_path, None, True, [profile_probe], n_jobs=1, progress=False, verbose=False)
+    assert s.profile == "fast"
+
+
+def test_multi_figure_function_outputs_and_index(tmp_path):
+    model_dir = _tiny(tmp_path)
+    figures_main(model_dir.name, tmp_path, None, False, [multi], n_jobs=1, progress=False, verbose=False)
+    head = _prompt_dirs(model_dir)[0] / "L1" / "H2"
+    assert sorted(p.name for p in head.iterdir()) == ["multi.first.bin", "multi.second.bin"]
+    rows = [json.loads(x) for x in (tmp_path / "figures.jsonl").read_text().splitlines()]
+    names = [r["name"] for r in rows]
+    assert "multi.first" in names and "multi.second" in names and "raw" in names
+    assert all(r["func_name"] == "multi" for r in rows if r["name"].startswith("multi."))
+
+
+def test_failures_write_error_files_and_are_summarised(tmp_path):
+    model_dir = _tiny(tmp_path, n_prompts=3)
+    summary = figures_main(model_dir.name, tmp_path, None, False, [ident, boom], n_jobs=1, progress=False, verbose=False)
+    expected_failures = sum(
+        int((lay[:, 1, 1] > lay[:, 1, 0]).sum())
+        for k in range(3)
+        for lay in (synthetic_layer(L, 2, 3, 32, 1, k) for L in range(2))
+    )
+    assert 0 < expected_failures < 18, "the synthetic seed should make boom fail on some heads only"
+    assert not summary.ok
+    assert set(summary.failures) == {"boom"}
+    stat = summary.failures["boom"]
+    assert stat.count == expected_failures and stat.first_message.startswith("ValueError: boom at")
+    assert stat.first_where.endswith("boom.error.txt") and Path(stat.first_where).is_file()
+    errors = list(model_dir.rglob("boom.error.txt"))
+    assert len(errors) == expected_failures
+    text = errors[0].read_text()
+    assert text.startswith("ValueError: boom at") and "Traceback" in text and "in boom" in text
+    # the other function ran everywhere, and the failing one everywhere else
+    assert len(list(model_dir.rglob("ident.bin"))) == 18
+    assert len(list(model_dir.rglob("boom.bin"))) == 18 - expected_failures
+    text = summary.format()
+    assert f"boom: {expected_failures} heads; first: ValueError: boom at" in text
+
+
+def test_plan_splits_one_prompt_over_every_worker_and_covers_each_head_once():
+    prompts = [PromptWork("/p0", 512)]
+    tasks = plan_tasks(prompts, range(4), range(12), n_funcs=1, n_workers=8)
+    assert len(tasks) >= 8
+    covered = sorted((layer, h) for t in tasks for (_, layer, hs) in t for h in hs)
+    assert covered == [(layer, h) for layer in range(4) for h in range(12)]
+    # many small prompts: few, big tasks (scheduling cost stays small), still every head once
+    many = [PromptWork(f"/p{i}", 64) for i in range(200)]
+    tasks = plan_tasks(many, range(6), range(4), n_funcs=1, n_workers=2)
+    est_head = _pipeline.HEAD_SECONDS["exact"][0] + _pipeline.HEAD_SECONDS["exact"][1] * 64 * 64
+    sizes = [sum(len(hs) for (_, _, hs) in t) for t in tasks]
+    assert min(sizes[:-1]) * est_head >= _pipeline.MIN_TASK_SECONDS
+    assert sum(sizes) == 200 * 6 * 4 and len({(p, layer) for t in tasks for (p, layer, _) in t}) == 1200
+
+
+def test_layers_and_heads_selection(tmp_path):
+    model_dir = _tiny(tmp_path, n_layers=3, n_heads=4)
+    s = figures_main(
+        model_dir.name, tmp_path, None, False, [ident], n_jobs=1, layers=[0, 2], heads=[1, 3], progress=False, verbose=False
+    )
+    assert s.ok and s.n_heads == 2 * 2 * 2
+    made = sorted({str(p.parent.relative_to(p.parents[2])) for p in model_dir.rglob("ident.bin")})
+    assert made == ["L0/H1", "L0/H3", "L2/H1", "L2/H3"]
+    with pytest.raises(InputError, match=r"layer \[3\] out of range: .*model_cfg.json has 3 layers"):
+        figures_main(model_dir.name, tmp_path, None, False, [ident], layers=[3], progress=False, verbose=False)
+
+
+# ---------------------------------------------------------------------------------------------------
+# selection
+
+
+def test_select_by_glob_set_and_functions(monkeypatch):
+    registry = [aff.raw, ident, boom, multi]
+    monkeypatch.setattr(aff, "ATTENTION_MATRIX_FIGURE_FUNCS", registry)
+    assert select_attn_figure_funcs(None) == registry
+    assert select_attn_figure_funcs("b*") == [boom]
+    assert select_attn_figure_funcs("*i*") == [ident, multi]
+    assert select_attn_figure_funcs({"multi", "raw"}) == [aff.raw, multi]  # registration order
+    assert select_attn_figure_funcs([boom]) == [boom]
+    with pytest.raises(PatternLensError, match=r"unknown figure functions \['nope'\]"):
+        select_attn_figure_funcs({"raw", "nope"})
+    with pytest.raises(PatternLensError, match="no figure function matches 'zz\\*'"):
+        select_attn_figure_funcs("zz*")
+    with pytest.raises(TypeError):
+        select_attn_figure_funcs(3)
+
+
+def test_figures_main_selects_by_glob_and_set(tmp_path, monkeypatch):
+    monkeypatch.setattr(aff, "ATTENTION_MATRIX_FIGURE_FUNCS", [ident, boom, multi])
+    model_dir = _tiny(tmp_path)
+    figures_main(model_dir.name, tmp_path, None, False, "mul*", n_jobs=1, progress=False, verbose=False)
+    head = _prompt_dirs(model_dir)[0] / "L0" / "H0"
+    assert sorted(p.name for p in head.iterdir()) == ["multi.first.bin", "multi.second.bin"]
+    figures_main(model_dir.name, tmp_path, None, False, {"ident"}, n_jobs=1, progress=False, verbose=False)
+    assert sorted(p.name for p in head.iterdir()) == ["ident.bin", "multi.first.bin", "multi.second.bin"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# figure functions that cannot travel to workers
+
+
+def _closure_over_lock():
+    lock = threading.Lock()
+
+    def locked_fig(attn, save_dir):
+        with lock:
+            atomic_write_bytes(Path(save_dir) / "locked_fig.bin", b"x")
+
+    locked_fig.figure_save_fmt = "bin"
+    return locked_fig
+
+
+def test_unpicklable_function_fails_early_with_advice(tmp_path):
+    model_dir = _tiny(tmp_path)
+    fn = _closure_over_lock()
+    with pytest.raises(FigureFuncTransferError) as info:
+        figures_main(model_dir.name, tmp_path, None, False, [ident, fn], n_jobs=2, backend="loky", progress=False, verbose=False)
+    msg = str(info.value)
+    assert "'locked_fig'" in msg and "lock" in msg and "importable module" in msg and "--jobs 1" in msg
+    assert not list(model_dir.rglob("ident.bin")), "nothing should run before the check"
+    # in one process, or with threads, it is fine
+    for kw in ({"n_jobs": 1}, {"n_jobs": 2, "backend": "threading"}):
+        s = figures_main(model_dir.name, tmp_path, None, True, [fn], progress=False, verbose=False, **kw)
+        assert s.ok and s.n_outputs == 12
+
+
+def test_function_whose_module_workers_cannot_import(tmp_path, use_workers):
+    """pickled by reference, but the module exists only in this process"""
+    import types
+
+    mod = types.ModuleType("pl_ephemeral_figs")
+    exec(
+        "from pathlib import Path\n"
+        "def eph(attn, save_dir):\n"
+        "    (Path(save_dir) / 'eph.bin').write_bytes(b'x')\n"
+        "eph.figure_save_fmt = 'bin'\n",
+        mod.__dict__,
+    )
+    sys.modules["pl_ephemeral_figs"] = mod
+    try:
+        model_dir = _tiny(tmp_path)
+        with pytest.raises(FigureFuncTransferError, match="cannot load the figure functions.*pl_ephemeral_figs"):
+            figures_main(model_dir.name, tmp_path, None, False, [mod.eph], n_jobs=2, backend="loky", progress=False, verbose=False)
+    finally:
+        del sys.modules["pl_ephemeral_figs"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# bad input: named, reported, and nothing else lost
+
+
+def test_missing_model_cfg_names_the_file(tmp_path):
+    model_dir = _tiny(tmp_path)
+    (model_dir / "model_cfg.json").unlink()
+    with pytest.raises(InputError, match=r"model config not found: .*model_cfg.json"):
+        figures_main(model_dir.name, tmp_path, None, False, [ident], progress=False, verbose=False)
+    (model_dir / "model_cfg.json").write_text('{"n_layers": 2, "model_name": "x"}')
+    with pytest.raises(InputError, match=r"model_cfg.json: 'n_heads' is None, expected a positive integer"):
+        figures_main(model_dir.name, tmp_path, None, False, [ident], progress=False, verbose=False)
+
+
+def test_missing_prompt_index_names_the_file(tmp_path):
+    model_dir = _tiny(tmp_path)
+    (model_dir / "prompts.jsonl").unlink()
+    with pytest.raises(InputError, match=r"prompt index not found: .*prompts.jsonl"):
+        figures_main(model_dir.name, tmp_path, None, False, [ident], progress=False, verbose=False)
+
+
+def _break(model_dir: Path, how: str) -> Path:
+    """damage the first prompt's activations; returns the damaged file"""
+    npz = _prompt_dirs(model_dir)[0] / "activations.npz"
+    with np.load(npz) as f:
+        arrays = {k: f[k] for k in f.files}
+    if how == "missing_key":
+        del arrays[layer_key(1)]
+    elif how == "wrong_shape":
+        arrays[layer_key(1)] = arrays[layer_key(1)][:, :2]
+    elif how == "nonfinite":
+        arrays[layer_key(1)][0, 2, 5, 3] = np.nan
+    elif how == "garbage":
+        npz.write_bytes(b"this is not a zip archive")
+        return npz
+    elif how == "truncated":
+        data = npz.read_bytes()
+        npz.write_bytes(data[: len(data) // 2])
+        return npz
+    elif how == "missing_file":
+        npz.unlink()
+        return npz
+    np.savez_compressed(npz, **arrays)
+    return npz
+
+
+@pytest.mark.parametrize(
+    ("how", "message", "lost"),
+    [
+        ("missing_key", r"no key 'blocks.1.attn.hook_pattern' \(found 1 keys: blocks.0.attn.hook_pattern\)", 3),
+        ("wrong_shape", r"key 'blocks.1.attn.hook_pattern' has shape \(1, 2, 32, 32\), expected \(1, 3, n_ctx, n_ctx\)", 3),
+        ("nonfinite", r"key 'blocks.1.attn.hook_pattern' head 2 has 1 non-finite values", 1),
+        ("garbage", r"cannot read activations: not a .npz \(zip\) archive", 6),
+        ("truncated", r"cannot read", 6),
+        ("missing_file", r"activations file not found", 6),
+    ],
+)
+def test_bad_activations_are_reported_and_the_rest_renders(tmp_path, how, message, lost):
+    model_dir = _tiny(tmp_path, n_prompts=3)
+    bad = _break(model_dir, how)
+    summary = figures_main(model_dir.name, tmp_path, None, False, [ident], n_jobs=1, progress=False, verbose=False)
+    assert not summary.ok and not summary.failures
+    assert len(summary.input_errors) == 1, summary.input_errors
+    err = summary.input_errors[0]
+    assert err.startswith(str(bad)) or str(bad) in err
+    import re
+
+    assert re.search(message, err), err
+    assert summary.n_input_error_heads == lost
+    assert len(list(model_dir.rglob("ident.bin"))) == 18 - lost
+    # the other prompts are complete
+    for prompt_dir in _prompt_dirs(model_dir):
+        if prompt_dir != bad.parent:
+            assert len(list(prompt_dir.rglob("ident.bin"))) == 6
+    assert "bad input (1 problems" in summary.format()
+
+
+def test_bad_prompt_hash_is_reported(tmp_path):
+    model_dir = _tiny(tmp_path)
+    index = model_dir / "prompts.jsonl"
+    index.write_text(index.read_text() + json.dumps({"text": "x", "hash": "../escape"}) + "\n")
+    summary = figures_main(model_dir.name, tmp_path, None, False, [ident], n_jobs=1, progress=False, verbose=False)
+    assert summary.input_errors == [f"{index}: prompt 3 has hash '../escape', expected a folder name under {model_dir / 'prompts'}"]
+    assert len(list(model_dir.rglob("ident.bin"))) == 12
+
+
+# ---------------------------------------------------------------------------------------------------
+# the reference's per-head / per-prompt API
+
+
+def test_process_single_head_statuses_and_skipping(tmp_path):
+    heads = (p for k in range(3) for L in range(2) for p in synthetic_layer(L, 2, 3, 32, 1, k))
+    pattern = next(p for p in heads if p[1, 1] > p[1, 0])  # boom fails on it
+    with pytest.warns(UserWarning, match="Error in boom for L0H1"):
+        pass_one = process_single_head(0, 1, pattern, tmp_path / "h", [ident, boom, multi])
+    assert pass_one["ident"] is True and pass_one["multi"] is True and isinstance(pass_one["boom"], ValueError)
+    mtime = (tmp_path / "h" / "ident.bin").stat().st_mtime_ns
+    with pytest.warns(UserWarning):
+        pass_two = process_single_head(0, 1, pattern, tmp_path / "h", [ident, boom, multi])
+    assert pass_two["ident"] is True and (tmp_path / "h" / "ident.bin").stat().st_mtime_ns == mtime
+
+
+def test_compute_and_save_figures_and_process_prompt(tmp_path):
+    model_dir = _tiny(tmp_path)
+    cfg = HTConfigMock.load(json.loads((model_dir / "model_cfg.json").read_text()))
+    assert cfg.model_name_sanitized == model_dir.name and cfg.serialize()["n_heads"] == 3
+    prompt = json.loads((model_dir / "prompts.jsonl").read_text().splitlines()[0])
+    npz = model_dir / "prompts" / prompt["hash"] / "activations.npz"
+    with np.load(npz) as f:
+        cache = {k: f[k] for k in f.files}
+    res = compute_and_save_figures(cfg, npz, cache, [ident], save_path=tmp_path, track_results=True)
+    assert set(res["ident"]) == {(L, h) for L in range(2) for h in range(3)}
+    first = _outputs(model_dir)
+    stacked = np.stack([cache[layer_key(L)][0] for L in range(2)])
+    compute_and_save_figures(cfg, npz, stacked, [ident], save_path=tmp_path, force_overwrite=True)
+    assert _outputs(model_dir) == first
+    shutil.rmtree(npz.parent / "L0")
+    process_prompt(prompt, cfg, tmp_path, [ident])
+    assert _outputs(model_dir) == first
