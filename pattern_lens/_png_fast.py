@@ -12,18 +12,17 @@ patterns at n_ctx 64..2048, one core):
    test image larger: differences of palette indices have no more structure than the indices,
    and they break up the long runs of index 0 (the masked upper triangle and the near-zero
    attention weights) that dominate these images.
- - indexed deflate: the `Z_RLE` strategy (matches at distance 1 only, plus Huffman coding). It
-   is the smallest of the fast settings on every test head (smaller than zlib level 6) because
-   the images are mostly long runs: 0.38-0.70x the bytes of Pillow's RGB PNG, and with zlib-ng
-   15-55x faster (0.7 ms at 1024x1024). python-isal level 1 was 1.1-1.7x faster again but
-   8-50% larger, and gives different bytes than the stdlib fallback.
- - RGB deflate: level 2, default strategy, no filter. `Z_RLE` cannot see runs of 3-byte pixels
-   (2-17x larger than Pillow); Sub + level 2 was smaller with zlib-ng but larger with zlib.
- - backend: `zlib_ng` when installed, else the stdlib `zlib` (1.3-3.5x slower here). With
-   `Z_RLE` (PNG) and `Z_HUFFMAN_ONLY` (gzip) at the default memLevel both produced the same
-   bytes on every input we tried (zlib 1.2.13, zlib-ng 2.3.3), so for indexed PNGs and svgz the
-   optional dependency changes speed, not output; that is an observation about those versions,
-   not a guarantee. RGB PNGs (level 2) differ between backends.
+ - deflate backend: python-isal (ISA-L, SIMD deflate) at level 1 when installed, for all three
+   outputs. On synthetic 1024 x 1024 heads it deflated the index rows 1.8x faster than zlib-ng's
+   `Z_RLE` (0.44 vs 0.8 ms a head, mean) for files 0.57x the reference's instead of 0.40x: the
+   fast profile's target is speed first with files at most 0.6x. It also gzips svgz text faster
+   at the same size as Huffman-only zlib, and deflates RGB fallbacks 2x faster than zlib level 2.
+   isal levels 0 and 2 were no faster; level 3 is 3x slower.
+ - stdlib fallback (no python-isal): indexed rows with the `Z_RLE` strategy (matches at distance 1
+   only: the images are mostly long runs; smaller than zlib level 6, 2x faster), RGB at level 2
+   with the default strategy (`Z_RLE` finds no runs in 3-byte pixels), gzip Huffman-only (base64
+   of a deflated PNG has nothing for LZ77 to find).
+ - both backends give files that decode to the same pixels; their bytes differ.
 """
 
 import struct
@@ -32,13 +31,22 @@ import zlib
 import numpy as np
 
 try:
-    # zlib-ng's deflate_rle and crc32 are SIMD-accelerated; same API as the stdlib `zlib`
-    from zlib_ng import zlib_ng as _zlib
+    from isal import isal_zlib as _isal
+except ImportError:  # no wheel for this platform: the stdlib does the same job, slower
+    _isal = None
 
-    DEFLATE_BACKEND: str = "zlib-ng"
-except ImportError:  # the package must work without the optional accelerator
-    _zlib = zlib  # type: ignore[assignment]
-    DEFLATE_BACKEND = "zlib"
+DEFLATE_BACKEND: str = "isal" if _isal is not None else "zlib"
+"the deflate library in use: `\"isal\"` (python-isal) or `\"zlib\"` (stdlib fallback)"
+
+_crc32 = zlib.crc32 if _isal is None else _isal.crc32
+
+# what each output gets from the stdlib fallback: (level, strategy)
+_ZLIB_SETTINGS: dict[str, tuple[int, int]] = {
+    "indexed": (1, zlib.Z_RLE),
+    "rgb": (2, zlib.Z_DEFAULT_STRATEGY),
+    "gzip": (1, zlib.Z_HUFFMAN_ONLY),
+}
+_ISAL_LEVEL: int = 1
 
 __all__ = ["encode_indexed_png", "encode_rgb_png", "gzip_bytes", "DEFLATE_BACKEND"]
 
@@ -48,15 +56,16 @@ _IEND: bytes = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # empty chunk, its CRC is a co
 
 def _chunk(tag: bytes, data: bytes) -> bytes:
     # length, type, data, CRC-32 of type + data; crc32(data, crc32(tag)) avoids copying `data`
-    return b"".join(
-        (struct.pack(">I", len(data)), tag, data, struct.pack(">I", _zlib.crc32(data, _zlib.crc32(tag))))
-    )
+    return b"".join((struct.pack(">I", len(data)), tag, data, struct.pack(">I", _crc32(data, _crc32(tag)))))
 
 
-def _deflate(data, level: int, strategy: int, wbits: int = 15) -> bytes:
-    # a fresh compressobj per call (~3 us): `compress()` takes no strategy argument. memLevel 8
-    # (the default) is part of the byte-identity between backends: it sets the block size.
-    c = _zlib.compressobj(level, _zlib.DEFLATED, wbits, 8, strategy)
+def _deflate(data, output: str, wbits: int = 15) -> bytes:
+    """deflate `data` for `output` ("indexed", "rgb" or "gzip"); wbits 15: zlib stream, -15: raw"""
+    if _isal is not None:
+        return _isal.compress(data, _ISAL_LEVEL, wbits)
+    level, strategy = _ZLIB_SETTINGS[output]
+    # a fresh compressobj per call (~3 us): `zlib.compress()` takes no strategy argument
+    c = zlib.compressobj(level, zlib.DEFLATED, wbits, 8, strategy)
     return c.compress(data) + c.flush()
 
 
@@ -89,7 +98,7 @@ def encode_indexed_png(indices: np.ndarray, palette: np.ndarray) -> bytes:
     """encode palette indices as an indexed PNG (colour type 3, bit depth 8) of the pixels `palette[indices]`
 
     no transparency (no tRNS chunk), no gamma or other ancillary chunks; filter type 0 on every row,
-    one IDAT chunk deflated with the `Z_RLE` strategy by the `DEFLATE_BACKEND` library.
+    one IDAT chunk deflated by the `DEFLATE_BACKEND` library (see the module docstring).
 
     # Parameters:
      - `indices : np.ndarray`
@@ -118,15 +127,15 @@ def encode_indexed_png(indices: np.ndarray, palette: np.ndarray) -> bytes:
     if k < 256 and (top := int(indices.max())) >= k:
         raise ValueError(f"`indices` contains index {top} but the palette has only {k} colours")
     h, w = indices.shape
-    return _png(w, h, 3, palette.tobytes(), _deflate(_unfiltered_rows(indices), 1, _zlib.Z_RLE))
+    return _png(w, h, 3, palette.tobytes(), _deflate(_unfiltered_rows(indices), "indexed"))
 
 
 def encode_rgb_png(rgb: np.ndarray) -> bytes:
     """encode an RGB image as a truecolour PNG (colour type 2, bit depth 8), much faster than Pillow
 
-    the fallback for images with more than 256 distinct colours: filter None, deflate level 2 (not
-    `Z_RLE`, which finds no runs in 3-byte pixels). 0.8-1.1x the size of Pillow's RGB PNG, 10-20x
-    faster with zlib-ng; 2-3x the time and size of the indexed encoding of the same picture.
+    the fallback for images with more than 256 distinct colours: filter None, deflated as the module
+    docstring says. About the size of Pillow's RGB PNG, 10-30x faster; 2-3x the time and size of the
+    indexed encoding of the same picture.
 
     # Parameters:
      - `rgb : np.ndarray`
@@ -143,15 +152,16 @@ def encode_rgb_png(rgb: np.ndarray) -> bytes:
     if rgb.shape[2] != 3:
         raise ValueError(f"`rgb` must have 3 channels, got shape {rgb.shape}")
     h, w, _ = rgb.shape
-    return _png(w, h, 2, None, _deflate(_unfiltered_rows(rgb), 2, _zlib.Z_DEFAULT_STRATEGY))
+    return _png(w, h, 2, None, _deflate(_unfiltered_rows(rgb), "rgb"))
 
 
 def gzip_bytes(data: bytes) -> bytes:
-    """gzip `data` (for .svgz files) with Huffman coding only, reproducibly
+    """gzip `data` (for .svgz files) quickly and reproducibly
 
     an svgz is mostly base64 of an already deflated PNG: no repeated strings for LZ77 to find, only
-    the 6-bit alphabet for Huffman coding to exploit. `Z_HUFFMAN_ONLY` was 1.6x (64x64) to 16x
-    (2048x2048) faster than the reference's level 9 and 0-4% larger (benchmarks/bench_png_encoders.py).
+    the 6-bit alphabet for Huffman coding to exploit, so the fastest deflate settings lose little:
+    isal level 1 (or zlib Huffman-only) was 1.6x (64x64) to 16x (2048x2048) faster than the
+    reference's level 9 and 0-4% larger (benchmarks/bench_png_encoders.py).
     The 10-byte header is written here, not by zlib: mtime 0, no file name, OS byte 255
     ("unknown"), so the output depends neither on the time nor on the platform zlib was built for.
 
@@ -163,8 +173,8 @@ def gzip_bytes(data: bytes) -> bytes:
      - `bytes`
        a gzip member that `gzip.decompress` turns back into `data`
     """
-    body = _deflate(data, 1, _zlib.Z_HUFFMAN_ONLY, wbits=-15)  # raw deflate: header and trailer are ours
+    body = _deflate(data, "gzip", wbits=-15)  # raw deflate: header and trailer are ours
     # magic, CM=8 (deflate), FLG=0, MTIME=0, XFL=4 ("fastest algorithm"), OS=255
     header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x04\xff"
-    trailer = struct.pack("<II", _zlib.crc32(data), memoryview(data).nbytes & 0xFFFFFFFF)
+    trailer = struct.pack("<II", _crc32(data), memoryview(data).nbytes & 0xFFFFFFFF)
     return b"".join((header, body, trailer))
