@@ -1,7 +1,7 @@
 """per-head export on one core: the reference algorithm vs pattern_lens's exact and fast profiles
 
 For each n_ctx, on synthetic float32 causal attention patterns with the `raw` settings
-(normalize=True, cmap="Blues"), times in memory (no file writes), interleaved per head:
+(normalize=True, cmap="Blues"), times in memory (no file writes):
 
 - reference: the reference algorithm (numpy normalisation, matplotlib colormap, Pillow RGB PNG)
 - pillow:    Pillow alone encoding the same RGB image (the floor for byte-identical output)
