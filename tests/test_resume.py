@@ -1,0 +1,156 @@
+"""resuming: existing outputs are skipped, --force redoes them, and a run killed with SIGKILL finishes on rerun"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from pattern_lens._atomic import atomic_write_bytes
+from pattern_lens.figures import figures_main
+from pattern_lens.synthetic import write_synthetic_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def ident(attn, save_dir):
+    atomic_write_bytes(Path(save_dir) / "ident.bin", np.ascontiguousarray(attn).tobytes())
+
+
+ident.figure_save_fmt = "bin"
+
+_FLAKY_STATE = {"fail": True}
+
+
+def flaky(attn, save_dir):
+    """fails while `_FLAKY_STATE['fail']`"""
+    if _FLAKY_STATE["fail"]:
+        raise RuntimeError("not yet")
+    atomic_write_bytes(Path(save_dir) / "flaky.bin", b"ok")
+
+
+flaky.figure_save_fmt = "bin"
+
+
+def plain(attn, save_dir):
+    """no figure_save_fmt: outputs recognised by the reference's `plain.*` rule"""
+    (Path(save_dir) / "plain.out").write_bytes(b"p")
+
+
+def _run(root: Path, model: Path, funcs, force=False, **kw):
+    return figures_main(model.name, root, None, force, funcs, n_jobs=1, progress=False, verbose=False, **kw)
+
+
+def _mtimes(model_dir: Path) -> dict[str, int]:
+    return {str(p.relative_to(model_dir)): p.stat().st_mtime_ns for p in model_dir.rglob("*") if p.is_file()}
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_rerun_skips_everything_and_touches_nothing(tmp_path):
+    model = write_synthetic_model(tmp_path, n_layers=2, n_heads=3, n_ctx=32, n_prompts=2)
+    first = _run(tmp_path, model, [ident, plain])
+    assert first.ok and first.n_rendered == 12
+    before = _mtimes(tmp_path)
+    time.sleep(0.01)
+    again = _run(tmp_path, model, [ident, plain])
+    assert again.ok and again.n_skipped == 12 and again.n_rendered == 0 and again.n_outputs == 0
+    assert _mtimes(tmp_path) == before, "a rerun with nothing to do must not rewrite any file (indexes included)"
+
+
+def test_force_redoes_outputs(tmp_path):
+    model = write_synthetic_model(tmp_path, n_layers=2, n_heads=3, n_ctx=32, n_prompts=2)
+    _run(tmp_path, model, [ident])
+    out = next(model.rglob("ident.bin"))
+    out.write_bytes(b"stale")
+    assert _run(tmp_path, model, [ident]).n_skipped == 12
+    assert out.read_bytes() == b"stale"
+    forced = _run(tmp_path, model, [ident], force=True)
+    assert forced.n_rendered == 12 and forced.n_skipped == 0
+    assert out.read_bytes() != b"stale"
+
+
+def test_only_missing_outputs_are_rendered(tmp_path):
+    model = write_synthetic_model(tmp_path, n_layers=2, n_heads=3, n_ctx=32, n_prompts=2)
+    _run(tmp_path, model, [ident])
+    outs = sorted(model.rglob("ident.bin"))
+    for p in outs[::4]:
+        p.unlink()
+    before = {k: v for k, v in _mtimes(model).items() if k.endswith("ident.bin")}
+    res = _run(tmp_path, model, [ident])
+    assert res.n_rendered == len(outs[::4]) and res.n_skipped == 12 - len(outs[::4])
+    after = _mtimes(model)
+    assert all(after[k] == v for k, v in before.items())
+    assert len(list(model.rglob("ident.bin"))) == 12
+
+
+def test_failed_figures_are_retried_and_their_error_files_removed(tmp_path):
+    model = write_synthetic_model(tmp_path, n_layers=1, n_heads=2, n_ctx=32, n_prompts=1)
+    _FLAKY_STATE["fail"] = True
+    try:
+        res = _run(tmp_path, model, [ident, flaky])
+        assert res.failures["flaky"].count == 2 and len(list(model.rglob("flaky.error.txt"))) == 2
+        _FLAKY_STATE["fail"] = False
+        res = _run(tmp_path, model, [ident, flaky])
+        assert res.ok and res.n_rendered == 2 and res.n_outputs == 2  # ident was not redone
+        assert not list(model.rglob("flaky.error.txt")) and len(list(model.rglob("flaky.bin"))) == 2
+    finally:
+        _FLAKY_STATE["fail"] = True
+
+
+def test_leftover_temporary_files_are_removed(tmp_path):
+    model = write_synthetic_model(tmp_path, n_layers=1, n_heads=2, n_ctx=32, n_prompts=1)
+    _run(tmp_path, model, [ident])
+    head = next(model.rglob("H0"))
+    (head / ".ident.bin.abcd1234.tmp").write_bytes(b"half")
+    (model / ".prompts.jsonl.x1y2.tmp").write_text("half")
+    (tmp_path / ".figures.jsonl.x1y2.tmp").write_text("half")
+    _run(tmp_path, model, [ident])
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_sigkill_then_rerun_completes_identically(tmp_path):
+    """kill the whole process group mid-run (like an OOM kill), rerun, compare with a clean run"""
+    args = dict(n_layers=8, n_heads=8, n_ctx=160, n_prompts=3, seed=5)
+    killed_root, clean_root = tmp_path / "killed", tmp_path / "clean"
+    model = write_synthetic_model(killed_root, **args)
+    write_synthetic_model(clean_root, **args)
+    total = 8 * 8 * 3
+
+    def cmd(root):
+        return [sys.executable, "-m", "pattern_lens.cli", "render", "--model", model.name, "--save-path", str(root),
+                "--figure-funcs", "raw", "--jobs", "2", "--quiet"]
+
+    proc = subprocess.Popen(cmd(killed_root), cwd=REPO, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    n_done = 0
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            n_done = sum(1 for _ in killed_root.rglob("raw.png"))
+            if n_done >= 10:
+                break
+            time.sleep(0.005)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the run and its workers: a group this test started
+        proc.wait()
+    assert 10 <= n_done < total, f"the kill should land mid-run ({n_done} of {total} heads done)"
+    assert sum(1 for _ in killed_root.rglob("raw.png")) < total
+
+    rerun = subprocess.run(cmd(killed_root), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "already done" in rerun.stdout
+    clean = figures_main(model.name, clean_root, None, False, "raw", n_jobs=2, progress=False, verbose=False)
+    assert clean.ok and clean.n_rendered == total
+
+    killed_tree, clean_tree = _tree(killed_root), _tree(clean_root)
+    assert sorted(killed_tree) == sorted(clean_tree)
+    assert sum(k.endswith("raw.png") for k in killed_tree) == total
+    different = [k for k in clean_tree if killed_tree[k] != clean_tree[k]]
+    assert not different, f"{len(different)} files differ after resuming, e.g. {different[:3]}"
+    assert not [k for k in killed_tree if k.endswith(".tmp")]
