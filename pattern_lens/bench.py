@@ -97,7 +97,7 @@ class BenchResult:
     ms_per_head: float
     mpix_per_s: float
     heads_per_s: float
-    speedup: float | None  # over the serial reference at the same n_ctx and format
+    speedup: float | None  # over the serial reference at the same n_ctx and format (None: not measured)
     bytes_per_head: float
     peak_rss_mb: float  # the largest peak resident set of the processes that rendered
 
@@ -411,14 +411,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    """run `bench` from parsed arguments; print the table, the estimates and a recommendation"""
+    """run `bench` from parsed arguments; print the table, the estimates and a recommendation
+
+    # Returns:
+     - `int` exit code: 0, or 1 if an output differed from the reference algorithm's
+    """
     common = dict(jobs=args.jobs, methods=args.methods, backend=args.backend)
     if args.quick:
         config = BenchConfig(n_ctx=(128, 512), formats=("png",), repeat=2, heads=4, min_round_s=0.25, **common)
     else:
         config = BenchConfig(n_ctx=args.n_ctx, formats=args.formats, repeat=args.repeat, heads=args.heads, **common)
     started = time.perf_counter()
-    results = run_benchmark(config, progress=lambda line: print(f"  measuring {line}", file=sys.stderr, flush=True))
+    try:
+        results = run_benchmark(config, progress=lambda line: print(f"  measuring {line}", file=sys.stderr, flush=True))
+    except AssertionError as err:  # an output differed from the reference: no timing is worth showing
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     print(format_table(results))
     print()
     for line in model_estimate(results):

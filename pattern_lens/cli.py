@@ -1,4 +1,4 @@
-"""the `pattern-lens` command: `render` a model's heads, or a synthetic `demo`
+"""the `pattern-lens` command: `render` a model's heads, a synthetic `demo`, or `bench` the export
 
 Each subcommand is one entry of `COMMANDS`: a help line, a function adding its arguments and a
 function running it (returning the exit code). Adding a subcommand is adding one entry.
@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pattern_lens import bench
 from pattern_lens._errors import PatternLensError
 from pattern_lens.consts import DATA_DIR
 from pattern_lens.profile import EXPORT_PROFILES
@@ -264,6 +265,11 @@ class Command:
 COMMANDS: dict[str, Command] = {
     "render": Command("render every head of saved attention patterns", add_render_arguments, run_render),
     "demo": Command("write a synthetic model and render every head", add_demo_arguments, run_demo),
+    "bench": Command(
+        "measure export throughput: reference algorithm vs exact and fast profiles",
+        bench.add_arguments,
+        bench.run_from_args,
+    ),
 }
 "subcommands by name; add an entry to add a subcommand"
 

@@ -1,0 +1,75 @@
+"""`pattern-lens bench --quick` once, as a user would run it: the report's structure, JSON and chart"""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pattern_lens import bench
+from pattern_lens.cli import main
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    code = main(["bench", "--quick", "--jobs", "1,2", "--json", str(out / "b.json"), "--plot", str(out / "b.png")])
+    return code, out
+
+
+def test_quick_bench_report(quick_run):
+    code, out = quick_run
+    assert code == 0
+    payload = json.loads((out / "b.json").read_text())
+    results = payload["results"]
+    # n_ctx 128 and 512, png: the serial reference, then exact and fast with 1 and 2 jobs
+    assert [(r["n_ctx"], r["method"], r["jobs"]) for r in results] == [
+        (n, m, j) for n in (128, 512) for m, j in [("reference", 1), ("exact", 1), ("exact", 2), ("fast", 1), ("fast", 2)]
+    ]
+    for r in results:
+        assert r["fmt"] == "png"
+        assert r["ms_per_head"] > 0 and r["bytes_per_head"] > 0 and r["peak_rss_mb"] > 0
+        assert r["heads_per_s"] == pytest.approx(1e3 / r["ms_per_head"])
+        assert r["mpix_per_s"] == pytest.approx(r["n_ctx"] ** 2 / (r["ms_per_head"] * 1e3))
+        if r["method"] == "reference":
+            assert r["speedup"] == pytest.approx(1.0)
+        else:
+            ref = next(x for x in results if x["method"] == "reference" and x["n_ctx"] == r["n_ctx"])
+            assert r["speedup"] == pytest.approx(ref["ms_per_head"] / r["ms_per_head"])
+    with Image.open(out / "b.png") as img:
+        img.verify()
+
+
+def test_table_estimate_and_recommendation():
+    rows = [
+        bench.BenchResult("reference", "png", 512, 1, 20.0, 13.1, 50.0, None, 60000, 200),
+        bench.BenchResult("exact", "png", 512, 2, 8.0, 32.8, 125.0, 2.5, 60000, 190),
+        bench.BenchResult("fast", "png", 512, 2, 0.5, 524.3, 2000.0, 40.0, 30000, 190),
+    ]
+    table = bench.format_table(rows).splitlines()
+    assert table[0].split() == ["format", "n_ctx", "method", "jobs", "ms/head", "MPix/s", "heads/s", "vs", "reference", "KiB/head", "peak", "RSS", "MiB"]
+    assert table[2].split()[:5] == ["png", "512", "reference", "1", "20.00"] and table[4].split()[-3] == "40.0x"
+    estimate = bench.model_estimate(rows)
+    # 1,024 heads at (2048/512)^2 = 16x the per-head time of the best job count
+    assert estimate[2] == (
+        "all 1,024 heads of a 32 x 32 model at n_ctx 2048, png, fast: about 8 s with 2 job(s) (scaled from n_ctx 512)"
+    )
+    assert bench.recommendation(rows).startswith("fastest at n_ctx 512: --profile fast --jobs 2")
+    assert "--profile exact --jobs 2" in bench.recommendation(rows)
+
+
+def test_config_rejects_unknown_names():
+    with pytest.raises(ValueError, match="unknown formats"):
+        bench.BenchConfig(formats=("jpg",))
+    with pytest.raises(ValueError, match="unknown methods"):
+        bench.BenchConfig(methods=("turbo",))
+
+
+def test_verification_catches_a_wrong_output(monkeypatch, tmp_path):
+    """the verification step must be able to fail: corrupt the exact output and expect an error"""
+    from pattern_lens import _baseline
+
+    real = _baseline.reference_file_bytes
+    monkeypatch.setattr(_baseline, "reference_file_bytes", lambda m, fmt: real(m[::-1].copy(), fmt))
+    with pytest.raises(AssertionError, match="differs from the reference"):
+        bench._verify("exact", "png", bench._patterns(64, 1, 0)[0], tmp_path)
