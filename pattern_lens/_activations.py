@@ -183,9 +183,10 @@ def nonfinite_heads(layer_patterns: np.ndarray) -> dict[int, int]:
      - `dict[int, int]`
        head index -> number of non-finite values; empty when every value is finite
     """
-    # fast path: a float64 sum of finite float32/float64 values is finite (it cannot overflow),
-    # and a NaN or inf anywhere makes it non-finite; only then count per head
-    if np.isfinite(np.sum(layer_patterns, dtype=np.float64)):
+    # fast path (one vectorised pass): a NaN or inf anywhere makes the sum non-finite; a finite sum
+    # means every value is finite. Only a non-finite sum (or an overflow of huge finite values,
+    # which the exact count below then clears) costs the per-head count.
+    if np.isfinite(layer_patterns.sum()):
         return {}
     bad: np.ndarray = ~np.isfinite(layer_patterns.reshape(layer_patterns.shape[0], -1))
     return {int(h): int(n) for h, n in enumerate(np.count_nonzero(bad, axis=1)) if n}

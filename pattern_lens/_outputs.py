@@ -160,8 +160,11 @@ def run_figure_funcs(
         try:
             func(attn_pattern, save_dir)
         except Exception as e:  # noqa: BLE001 -- one bad function must not stop the others
-            atomic_write_text(save_dir / f"{name}{ERROR_SUFFIX}", _error_text(e))
             status[name] = e
+            try:
+                atomic_write_text(save_dir / f"{name}{ERROR_SUFFIX}", _error_text(e))
+            except OSError:
+                pass  # the failure is still reported in the returned status
         else:
             status[name] = True
             if f"{name}{ERROR_SUFFIX}" in listing:

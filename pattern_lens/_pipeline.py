@@ -57,12 +57,13 @@ __all__ = [
 ]
 
 HEAD_SECONDS: dict[str, tuple[float, float]] = {
-    "exact": (3.5e-4, 6.0e-8),
-    "fast": (3.3e-4, 3.0e-9),
+    "exact": (3.5e-4, 7.3e-8),
+    "fast": (3.3e-4, 1.6e-8),
 }
-"""prior cost of one figure on one head, `(a, b)` in `a + b * n_ctx**2` seconds, per export profile
-(measured for the default `raw` on one core: 0.7 ms at n_ctx 64 and 14 ms at 512 exact, 0.35 and
-1.0 ms fast); the planner corrects it with the measured time of finished tasks"""
+"""prior cost of one figure on one head, `(a, b)` in `a + b * n_ctx**2` seconds, per export profile:
+the default `raw` on one core takes 0.7 ms at n_ctx 64 and 14 ms at 512 exact, 0.35 and 1.0 ms fast,
+plus about 1.3e-8 s per value to inflate a compressed `.npz` layer. The planner corrects it with the
+measured time of finished tasks."""
 
 MIN_TASK_SECONDS: float = 0.05
 "smallest task aimed for: joblib's per-task cost (~1 ms) stays near 2% of it"
@@ -237,7 +238,11 @@ def _render_item(
     todo: list[tuple[int, Path, set[str], list[Callable]]] = []
     for h in heads:
         d: Path = head_dir(prompt_dir, layer, h)
-        listing: set[str] = list_head_dir(d)
+        try:
+            listing: set[str] = list_head_dir(d)
+        except OSError as e:  # e.g. permissions: this head is lost, not the run
+            res.add_input_error(f"{d}: cannot list the head folder ({type(e).__name__}: {e})", 1)
+            continue
         funcs = list(task.funcs) if task.force else [f for f in task.funcs if not is_complete(f, listing)]
         if funcs:
             todo.append((h, d, listing, funcs))
@@ -276,7 +281,11 @@ def _render_item(
                 1,
             )
             continue
-        d.mkdir(parents=True, exist_ok=True)
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            res.add_input_error(f"{d}: cannot create the head folder ({type(e).__name__}: {e})", 1)
+            continue
         status = run_figure_funcs(patterns[h], d, funcs, listing, force_overwrite=task.force)
         res.n_rendered += 1
         for name, st in status.items():
@@ -435,9 +444,9 @@ def _results(session: ParallelSession, tasks: Iterator[_Task]) -> Iterator[TaskR
         return
     # backends without result streaming (e.g. "multiprocessing"): waves of a few tasks per worker
     wave_size: int = 2 * session.n_workers
-    parallel = joblib.Parallel(n_jobs=session.n_jobs, batch_size=1)
-    while wave := list(itertools.islice(tasks, wave_size)):
-        yield from parallel(joblib.delayed(_run_task)(t) for t in wave)
+    with joblib.Parallel(n_jobs=session.n_jobs, batch_size=1) as parallel:  # one pool for every wave
+        while wave := list(itertools.islice(tasks, wave_size)):
+            yield from parallel(joblib.delayed(_run_task)(t) for t in wave)
 
 
 def render_prompts(

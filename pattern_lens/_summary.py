@@ -74,6 +74,7 @@ class RenderSummary(TaskResult):
      - `figure_funcs : list[str]` names of the functions run
      - `n_jobs : int` workers used, `backend : str`, `profile : str`
      - `elapsed : float` wall seconds of the rendering (from the first task to the last result)
+     - `busy_seconds : float` seconds the workers spent inside tasks, summed over tasks
     """
 
     model_name: str = ""
@@ -85,6 +86,7 @@ class RenderSummary(TaskResult):
     backend: str = ""
     profile: str = ""
     elapsed: float = 0.0
+    busy_seconds: float = 0.0
 
     def merge(self, res: TaskResult) -> None:
         """add one task's result"""
@@ -103,11 +105,17 @@ class RenderSummary(TaskResult):
             if msg not in self.input_errors:
                 self.input_errors.append(msg)
         self.peak_rss = max(self.peak_rss, res.peak_rss)
+        self.busy_seconds += res.task_seconds
 
     @property
     def ok(self) -> bool:
         """no figure function failed and no input was bad"""
         return not self.failures and not self.input_errors
+
+    @property
+    def utilisation(self) -> float:
+        """fraction of the workers' wall time spent inside tasks (1.0: no scheduling or idle cost)"""
+        return self.busy_seconds / (self.elapsed * self.n_jobs) if self.elapsed > 0 and self.n_jobs else 0.0
 
     @property
     def heads_per_s(self) -> float:

@@ -16,6 +16,7 @@ from pattern_lens import _pipeline
 from pattern_lens._activations import layer_key
 from pattern_lens._atomic import atomic_write_bytes, atomic_write_text
 from pattern_lens._pipeline import PromptWork, plan_tasks
+from pattern_lens.figure_util import matplotlib_figure_saver, matplotlib_multifigure_saver
 from pattern_lens.figures import (
     FigureFuncTransferError,
     HTConfigMock,
@@ -72,6 +73,20 @@ def profile_probe(attn, save_dir):
 
 
 profile_probe.figure_save_fmt = "txt"
+
+
+@matplotlib_figure_saver(fmt="png")
+def mpl_heat(attn, ax):
+    """a matplotlib figure"""
+    ax.matshow(attn, cmap="viridis")
+    ax.axis("off")
+
+
+@matplotlib_multifigure_saver(names=("rows", "cols"), fmt="png")
+def mpl_sums(attn, axes):
+    """two matplotlib figures"""
+    axes["rows"].plot(attn.sum(axis=1))
+    axes["cols"].plot(attn.sum(axis=0))
 
 
 def _tiny(tmp_path, **kw) -> Path:
@@ -172,6 +187,18 @@ def test_workers_write_what_one_process_writes(tmp_path, use_workers):
 def use_workers(monkeypatch):
     """tiny runs normally stay in this process (starting workers costs more): make them use the pool"""
     monkeypatch.setattr(_pipeline, "MIN_TASK_SECONDS", 1e-6)
+
+
+def test_matplotlib_figure_functions_run_in_workers(tmp_path, use_workers):
+    a = _tiny(tmp_path / "a", n_ctx=16, n_layers=1, n_heads=2, n_prompts=1)
+    b = _tiny(tmp_path / "b", n_ctx=16, n_layers=1, n_heads=2, n_prompts=1)
+    s1 = figures_main(a.name, a.parent, None, False, [mpl_heat, mpl_sums], n_jobs=1, progress=False, verbose=False)
+    s2 = figures_main(b.name, b.parent, None, False, [mpl_heat, mpl_sums], n_jobs=2, progress=False, verbose=False)
+    assert s1.ok and s2.ok and s2.backend == "loky"
+    head = _prompt_dirs(b)[0] / "L0" / "H1"
+    assert sorted(p.name for p in head.iterdir()) == ["mpl_heat.png", "mpl_sums.cols.png", "mpl_sums.rows.png"]
+    assert _outputs(a) == _outputs(b)
+    assert figures_main(b.name, b.parent, None, False, [mpl_heat, mpl_sums], n_jobs=2, progress=False, verbose=False).n_skipped == 2
 
 
 def test_export_profile_is_set_inside_every_worker_task(tmp_path, use_workers):
