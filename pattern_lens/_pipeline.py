@@ -1,12 +1,15 @@
 """render every selected head of a model's prompts on every core
 
 The work is cut into tasks of whole layers (several layers, possibly of several prompts, when they
-are small) or, when there are too few layers to keep every worker busy, batches of heads of one
-layer. A task's size comes from an estimate of its seconds: per head and function
-`a + b * n_ctx**2` (per export profile), scaled by what the finished tasks actually took, so slow
-user figure functions (matplotlib) get small tasks and fast ones big enough tasks. The aim is about
-`TASKS_PER_WORKER` tasks per worker over the run, each between `MIN_TASK_SECONDS` (so joblib's
-per-task cost, about a millisecond, stays near 2%) and `MAX_TASK_SECONDS` (a moving progress bar).
+are small) or, only when there are fewer layers than twice the workers (one prompt on many cores),
+batches of heads of one layer: every batch inflates the whole layer from the `.npz` again, which
+costs as much as rendering it with the fast profile, so layers are split only to keep cores busy.
+A task's size comes from an estimate of its seconds: per head and function `a + b * n_ctx**2` (per
+export profile), scaled by what the finished tasks actually took, so slow user figure functions
+(matplotlib) get small tasks and fast ones big enough tasks. The aim is about `TASKS_PER_WORKER`
+tasks per worker over the run (shrinking towards the end, for balance), each between
+`MIN_TASK_SECONDS` (so joblib's per-task cost, about a millisecond, stays near 2%) and
+`MAX_TASK_SECONDS` (a moving progress bar).
 
 A task carries only paths and indices. The worker lists each head folder once, skips heads whose
 outputs all exist, and reads a layer from the `.npz` only when one of its heads has work left: a
@@ -138,6 +141,13 @@ class TaskPlanner:
         self.n_workers = max(1, n_workers)
         self.a, self.b = HEAD_SECONDS.get(profile, HEAD_SECONDS["exact"])
         self.remaining: float = sum(self.layer_estimate(p) for p in self.prompts) * len(self.layers)
+        n_layer_items: int = len(self.prompts) * len(self.layers)
+        # head batches per layer: >1 only when whole layers cannot keep every worker busy
+        self.split_parts: int = (
+            min(len(self.heads), math.ceil(2 * self.n_workers / n_layer_items))
+            if 0 < n_layer_items < 2 * self.n_workers
+            else 1
+        )
         self._est_done: float = 0.0
         self._measured_done: float = 0.0
 
@@ -169,14 +179,13 @@ class TaskPlanner:
         for p in self.prompts:
             layer_est = self.layer_estimate(p)
             for layer in self.layers:
-                target = self._target()
-                if layer_est > 1.5 * target and len(self.heads) > 1:
-                    n_parts = min(len(self.heads), math.ceil(layer_est / target))
-                    for part in _split(self.heads, n_parts):
+                if self.split_parts > 1:
+                    for part in _split(self.heads, self.split_parts):
                         est = layer_est * len(part) / len(self.heads)
                         self.remaining -= est
                         yield [(p.prompt_dir, layer, part)], est
                     continue
+                target = self._target()
                 current.append((p.prompt_dir, layer, self.heads))
                 current_est += layer_est
                 self.remaining -= layer_est
