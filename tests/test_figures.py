@@ -258,6 +258,9 @@ def test_plan_splits_one_prompt_over_every_worker_and_covers_each_head_once():
     assert len(tasks) >= 8
     covered = sorted((layer, h) for t in tasks for (_, layer, hs) in t for h in hs)
     assert covered == [(layer, h) for layer in range(4) for h in range(12)]
+    # enough layers for every worker: layers stay whole (a head batch re-inflates its whole layer)
+    tasks = plan_tasks([PromptWork("/p0", 512), PromptWork("/p1", 512)], range(12), range(12), n_funcs=1, n_workers=2)
+    assert all(hs == tuple(range(12)) for t in tasks for (_, _, hs) in t) and len(tasks) >= 4
     # many small prompts: few, big tasks (scheduling cost stays small), still every head once
     many = [PromptWork(f"/p{i}", 64) for i in range(200)]
     tasks = plan_tasks(many, range(6), range(4), n_funcs=1, n_workers=2)
