@@ -1,11 +1,11 @@
 """the rendering pipeline: reference parity through the CLI, the reference API, selection, failures, bad input"""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
 import threading
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -427,8 +427,6 @@ def test_bad_activations_are_reported_and_the_rest_renders(tmp_path, how, messag
     assert len(summary.input_errors) == 1, summary.input_errors
     err = summary.input_errors[0]
     assert err.startswith(str(bad)) or str(bad) in err
-    import re
-
     assert re.search(message, err), err
     assert summary.n_input_error_heads == lost
     assert len(list(model_dir.rglob("ident.bin"))) == 18 - lost
