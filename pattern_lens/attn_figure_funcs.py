@@ -6,9 +6,10 @@ must be importable by worker processes: define it at the top level of a module (
 a notebook cell or a closure) and import that module before calling the pipeline.
 """
 
-from collections.abc import Callable, Sequence
+from __future__ import annotations
 
-import matplotlib.pyplot as plt
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from pattern_lens.consts import AttentionMatrix
 from pattern_lens.figure_util import (
@@ -17,6 +18,9 @@ from pattern_lens.figure_util import (
     matplotlib_multifigure_saver,
     save_matrix_wrapper,
 )
+
+if TYPE_CHECKING:
+    import matplotlib.pyplot as plt
 
 __all__ = [
     "ATTENTION_MATRIX_FIGURE_FUNCS",

@@ -7,15 +7,16 @@ matplotlib exactly (see `pattern_lens._colormap`), so the files are byte-identic
 own slow path. Every file is written atomically: a killed run never leaves a truncated image.
 """
 
+from __future__ import annotations
+
 import base64
 import functools
 import gzip
 import io
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal, overload
+from typing import TYPE_CHECKING, Literal, overload
 
-import matplotlib.pyplot as plt
 import numpy as np
 from jaxtyping import Float, UInt8
 from matplotlib.colors import Colormap
@@ -27,6 +28,9 @@ from pattern_lens._fast_export import fast_png
 from pattern_lens._png_fast import gzip_bytes
 from pattern_lens.consts import AttentionMatrix
 from pattern_lens.profile import export_profile
+
+if TYPE_CHECKING:  # pyplot (with matplotlib.axes/figure) costs ~0.17 s to import: only when drawing
+    import matplotlib.pyplot as plt
 
 __all__ = [
     "AttentionMatrixFigureFunc",
@@ -86,6 +90,12 @@ def _check_no_positional(args: tuple) -> None:
         f"This decorator only supports keyword arguments, got {len(args)} extra positional "
         f"argument(s): {args!r}"
     )
+
+
+def _pyplot():
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _save_figure(fig, fig_path: Path, fmt: str) -> None:
@@ -152,6 +162,7 @@ def matplotlib_figure_saver(
     ) -> AttentionMatrixFigureFunc:
         @functools.wraps(func)
         def wrapped(attn_matrix: AttentionMatrix, save_dir: Path) -> None:
+            plt = _pyplot()
             fig, ax = plt.subplots(figsize=(10, 10))
             try:
                 func(attn_matrix, ax)
@@ -197,6 +208,7 @@ def matplotlib_multifigure_saver(
     ) -> AttentionMatrixFigureFunc:
         @functools.wraps(func)
         def wrapped(attn_matrix: AttentionMatrix, save_dir: Path) -> None:
+            plt = _pyplot()
             figures: dict[str, plt.Figure] = {}
             try:
                 axes: dict[str, plt.Axes] = {}
