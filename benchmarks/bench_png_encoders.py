@@ -211,7 +211,7 @@ def bench_overhead(reps: int) -> None:
     idx = blues_indices(make_patterns(64, np.random.default_rng(1))["random"])
     rows = filtered_rows(idx, "none")
     total = median_ms(lambda: encode_indexed_png(idx, LUT), reps, 0.3) * 1e3
-    deflate = median_ms(lambda: _png_fast._deflate(rows, 1, _png_fast._zlib.Z_RLE), reps, 0.3) * 1e3
+    deflate = median_ms(lambda: _png_fast._deflate(rows, "indexed"), reps, 0.3) * 1e3
     print(f"\n## 64x64 overhead [{_png_fast.DEFLATE_BACKEND}]")
     rest = total - deflate
     print(f"encode_indexed_png {total:.1f} us, of which deflate {deflate:.1f} us, the rest {rest:.1f} us")
