@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_path", "TMP_SUFFIX"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "write_text_if_changed", "atomic_path", "TMP_SUFFIX"]
 
 TMP_SUFFIX: str = ".tmp"
 "suffix of the temporary files this module creates (and cleans up on error)"
@@ -46,3 +46,14 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
 def atomic_write_text(path: Path | str, text: str, encoding: str = "utf-8") -> None:
     """write `text` to `path` atomically"""
     _atomic_write(path, "w", lambda f: f.write(text), encoding=encoding)
+
+
+def write_text_if_changed(path: Path | str, text: str) -> None:
+    """write `text` to `path` atomically, unless the file already holds exactly that (keeps its mtime)"""
+    path = Path(path)
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return
+    except (FileNotFoundError, UnicodeDecodeError):
+        pass
+    atomic_write_text(path, text)

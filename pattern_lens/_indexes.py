@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from pattern_lens._atomic import atomic_write_text
+from pattern_lens._atomic import write_text_if_changed
 from pattern_lens._outputs import figure_func_name
 
 __all__ = [
@@ -58,15 +58,6 @@ def read_jsonl(path: Path) -> list[dict]:
     return out
 
 
-def _write_if_changed(path: Path, text: str) -> None:
-    try:
-        if path.read_text(encoding="utf-8") == text:
-            return
-    except (FileNotFoundError, UnicodeDecodeError):
-        pass
-    atomic_write_text(path, text)
-
-
 def _jsonl(rows: Iterable[dict]) -> str:
     return "".join(json.dumps(row) + "\n" for row in rows)
 
@@ -105,7 +96,7 @@ def write_prompts_jsonl(model_dir: Path) -> Path:
         seen.add(key)
         rows.append(on_disk.get(key, row))
     rows.extend(prompt for key, prompt in on_disk.items() if key not in seen)
-    _write_if_changed(index_path, _jsonl(rows))
+    write_text_if_changed(index_path, _jsonl(rows))
     return index_path
 
 
@@ -126,7 +117,7 @@ def write_models_jsonl(save_path: Path) -> Path:
             continue
         rows.append({**cfg, "sanitized_name": model_dir.name})
     out: Path = save_path / "models.jsonl"
-    _write_if_changed(out, _jsonl(rows))
+    write_text_if_changed(out, _jsonl(rows))
     return out
 
 
@@ -180,5 +171,5 @@ def write_figures_jsonl(save_path: Path, figure_funcs: Iterable[Callable]) -> Pa
     for func in figure_funcs:
         for row in figure_metadata(func):
             rows[str(row["name"])] = row
-    _write_if_changed(path, _jsonl(rows[name] for name in sorted(rows)))
+    write_text_if_changed(path, _jsonl(rows[name] for name in sorted(rows)))
     return path

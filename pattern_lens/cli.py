@@ -63,24 +63,22 @@ def parse_index_list(text: str) -> list[int]:
     return out
 
 
-def _positive_int(text: str) -> int:
+def _int_arg(text: str, valid: Callable[[int], bool], expected: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    if not valid(value):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _int_arg(text, lambda v: v >= 1, "a positive integer")
 
 
 def _jobs(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value == 0:
-        raise argparse.ArgumentTypeError("expected a number of workers (-1: all cores), not 0")
-    return value
+    return _int_arg(text, lambda v: v != 0, "a number of workers (-1: all cores), not 0")
 
 
 def _figure_funcs_select(text: str | None) -> set[str] | str | None:
@@ -149,13 +147,28 @@ def add_render_arguments(p: argparse.ArgumentParser) -> None:
     _add_execution_arguments(p)
 
 
+def _run_options(args: argparse.Namespace) -> dict:
+    """the `figures_main` keywords that `render` and `demo` share: selection and execution options"""
+    return dict(
+        force=args.force,
+        figure_funcs_select=_figure_funcs_select(args.figure_funcs),
+        n_jobs=args.jobs,
+        backend=args.backend,
+        scheduler=args.scheduler,
+        profile=args.profile,
+        layers=args.layers,
+        heads=args.heads,
+        progress=not args.quiet,
+    )
+
+
 def run_render(args: argparse.Namespace) -> int:
     """render every model named in `args.model`; a model that fails does not stop the others"""
     from pattern_lens.figures import figures_main
 
     _import_modules(args.imports)
     models = [m for m in args.model.split(",") if m]
-    select = _figure_funcs_select(args.figure_funcs)
+    options = _run_options(args)
     code = 0
     for i, model in enumerate(models, start=1):
         if not args.quiet and len(models) > 1:
@@ -165,16 +178,8 @@ def run_render(args: argparse.Namespace) -> int:
                 model_name=model,
                 save_path=args.save_path,
                 n_samples=args.n_samples,
-                force=args.force,
-                figure_funcs_select=select,
-                n_jobs=args.jobs,
-                backend=args.backend,
-                scheduler=args.scheduler,
-                profile=args.profile,
-                layers=args.layers,
-                heads=args.heads,
-                progress=not args.quiet,
                 verbose=not args.quiet,
+                **options,
             )
         except PatternLensError as e:
             print(f"error: {e}", file=sys.stderr)
@@ -231,16 +236,8 @@ def run_demo(args: argparse.Namespace) -> int:
         model_name=model_dir.name,
         save_path=out,
         n_samples=None,
-        force=args.force,
-        figure_funcs_select=_figure_funcs_select(args.figure_funcs),
-        n_jobs=args.jobs,
-        backend=args.backend,
-        scheduler=args.scheduler,
-        profile=args.profile,
-        layers=args.layers,
-        heads=args.heads,
-        progress=not args.quiet,
         verbose=False,
+        **_run_options(args),
     )
     print(summary.format())
     print(f"figures: {model_dir / 'prompts'}/<hash>/L<layer>/H<head>/")

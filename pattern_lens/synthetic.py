@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from pattern_lens._activations import layer_key
-from pattern_lens._atomic import atomic_path, atomic_write_text
+from pattern_lens._atomic import atomic_path, atomic_write_text, write_text_if_changed
 
 __all__ = [
     "HEAD_KINDS",
@@ -214,15 +214,6 @@ def _write_npz_streaming(path: Path, layers: int, make_layer, compress: bool) ->
                     np.lib.format.write_array(f, arr, allow_pickle=False)
 
 
-def _write_text_if_changed(path: Path, text: str) -> None:
-    try:
-        if path.read_text(encoding="utf-8") == text:
-            return
-    except (FileNotFoundError, UnicodeDecodeError):
-        pass
-    atomic_write_text(path, text)
-
-
 def write_synthetic_model(
     save_path: Path | str,
     model_name: str | None = None,
@@ -267,7 +258,7 @@ def write_synthetic_model(
         "original_architecture": "synthetic",
         "seed": seed,
     }
-    _write_text_if_changed(model_dir / "model_cfg.json", json.dumps(cfg, indent=2))
+    write_text_if_changed(model_dir / "model_cfg.json", json.dumps(cfg, indent=2))
     prompts = [synthetic_prompt(k, n_ctx, seed) for k in range(n_prompts)]
     for k, prompt in enumerate(prompts):
         prompt_dir = model_dir / "prompts" / prompt["hash"]
@@ -279,5 +270,5 @@ def write_synthetic_model(
             _write_npz_streaming(
                 npz, n_layers, lambda L, k=k: synthetic_layer(L, n_layers, n_heads, n_ctx, seed, k), compress
             )
-    _write_text_if_changed(model_dir / "prompts.jsonl", "".join(json.dumps(p) + "\n" for p in prompts))
+    write_text_if_changed(model_dir / "prompts.jsonl", "".join(json.dumps(p) + "\n" for p in prompts))
     return model_dir
