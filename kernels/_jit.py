@@ -5,6 +5,9 @@ a ZeroDivisionError: a constant matrix normalises to 0 / 0), nogil (joblib's thr
 kernels concurrently), cache (compile once per machine, not once per worker process). No
 `parallel=True`: parallelism comes from joblib across heads, and numba threads inside joblib workers
 would oversubscribe the cores.
+
+numba's on-disk cache is keyed on the kernel's own source file: after changing the options here,
+delete `kernels/__pycache__/*.nbi` and `*.nbc`, or the old compiled kernels keep being loaded.
 """
 
 import numba

@@ -167,6 +167,8 @@ def colormap_table(cmap: str | Colormap) -> ColormapTable:
     """the uint8 RGB table of a colormap, cached for names
 
     Colormap objects are read afresh every call (about 20 us): they are mutable (`set_bad`, ...).
+    A name re-registered in `matplotlib.colormaps` (`force=True`) while the process runs keeps the
+    table first read for it.
     """
     return _table_of_name(cmap) if isinstance(cmap, str) else _table_of(get_colormap(cmap))
 
