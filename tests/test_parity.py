@@ -39,3 +39,27 @@ def test_parity_patterns_other_dtypes_match_reference(parity_dir, dtype, tmp_pat
         raw(matrix, tmp_path)
         expected = ref.png_bytes(ref.preprocess(matrix, normalize=True, cmap="Blues"))
         assert (tmp_path / "raw.png").read_bytes() == expected
+
+
+def test_all_parity_heads_fast_profile_same_pixels(parity_dir, tmp_path):
+    """the fast profile on the same 768 heads: every PNG decodes to the reference PNG's pixels"""
+    import io
+
+    from PIL import Image
+
+    from pattern_lens import export_profile
+
+    def pixels(data: bytes) -> np.ndarray:
+        with Image.open(io.BytesIO(data)) as img:
+            return np.asarray(img.convert("RGB"))
+
+    different, fast_bytes, reference_bytes = [], 0, 0
+    for expected_png, pattern in _heads(parity_dir):
+        with export_profile("fast"):
+            raw(pattern, tmp_path)
+        ours, expected = (tmp_path / "raw.png").read_bytes(), expected_png.read_bytes()
+        if not np.array_equal(pixels(ours), pixels(expected)):
+            different.append(str(expected_png.relative_to(parity_dir)))
+        fast_bytes, reference_bytes = fast_bytes + len(ours), reference_bytes + len(expected)
+    assert not different, f"{len(different)} fast PNGs decode differently, e.g. {different[:5]}"
+    assert fast_bytes < reference_bytes
