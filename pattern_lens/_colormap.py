@@ -211,15 +211,22 @@ def _kernel_operands(matrix: np.ndarray, norm: Normalization, n: int):
     return None
 
 
+def _kernel_inputs(matrix: np.ndarray, norm: Normalization, cmap_obj: Colormap, cmap: str | Colormap):
+    """(kernel operands, table), or None when only matplotlib itself reproduces the reference"""
+    if not _has_standard_lookup(cmap_obj):
+        return None
+    table = colormap_table(cmap)
+    operands = _kernel_operands(matrix, norm, table.n)
+    return None if operands is None else (operands, table)
+
+
 def matrix_to_rgb(matrix: np.ndarray, norm: Normalization, cmap: str | Colormap) -> np.ndarray:
     """the reference's `(cmap(normalized)[:, :, :3] * 255).astype(uint8)`, via the kernel if it can"""
     cmap_obj = get_colormap(cmap)
-    if not _has_standard_lookup(cmap_obj):
+    inputs = _kernel_inputs(matrix, norm, cmap_obj, cmap)
+    if inputs is None:
         return reference_rgb(matrix, norm, cmap_obj)
-    table = colormap_table(cmap)
-    operands = _kernel_operands(matrix, norm, table.n)
-    if operands is None:
-        return reference_rgb(matrix, norm, cmap_obj)
+    operands, table = inputs
     out = np.empty((*matrix.shape, 3), dtype=np.uint8)
     lut_rgb(*operands, table.n, table.rgb, out)
     return out
@@ -233,13 +240,10 @@ def matrix_to_lut_rows(
     # Returns:
      - `(rows, table)`, or `None` when the kernel can't reproduce the reference for this input
     """
-    cmap_obj = get_colormap(cmap)
-    if not _has_standard_lookup(cmap_obj):
+    inputs = _kernel_inputs(matrix, norm, get_colormap(cmap), cmap)
+    if inputs is None:
         return None
-    table = colormap_table(cmap)
-    operands = _kernel_operands(matrix, norm, table.n)
-    if operands is None:
-        return None
+    operands, table = inputs
     # uint8 holds every row when n + 3 <= 256, and the colours alone when n <= 256: try that first,
     # since normalised attention patterns almost never hit under/over/bad
     if table.n <= 256:
