@@ -1,11 +1,14 @@
-"""atomic file writes: a crash or SIGKILL never leaves a truncated output behind
+"""atomic file writes: a killed process (SIGKILL, Ctrl-C, an exception) never leaves a truncated output
 
 Every writer goes to a temporary file in the destination folder (same filesystem, so the final
-`os.replace` is atomic), then renames it into place. Temporary names start with `.` and end with
+`os.replace` is atomic), then renames it into place. There is no fsync: after an operating-system
+crash or power loss a just-renamed file may still be empty. The final file gets the permissions a
+plain `open(path, "w")` would give it (0666 less the umask), not mkstemp's private 0600. Temporary names start with `.` and end with
 `.tmp`, so a resumed run (and `figures.jsonl` indexing) never mistakes them for outputs.
 """
 
 import os
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,17 +21,42 @@ TMP_SUFFIX: str = ".tmp"
 "suffix of the temporary files this module creates (and cleans up on error)"
 
 
+def _umask() -> int:
+    # the only portable way to read the umask is to set it; done once, at import (single-threaded)
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE: int = 0o666 & ~_umask()
+
+
 @contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
-    """yield a temporary path beside `path`; on success rename it to `path`, on error delete it"""
+    """yield a temporary path beside `path`; on success rename it to `path`, on error delete it
+
+    The file renamed into place keeps the mode of the file it replaces, or else gets 0666 less
+    the umask, as `open(path, "w")` would give it.
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
-    os.close(fd)
     tmp_path = Path(tmp)
     try:
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except FileNotFoundError:
+            mode = _FILE_MODE
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, mode)
+        else:  # Windows
+            os.chmod(tmp_path, mode)
+        os.close(fd)
+        fd = -1
         yield tmp_path
         os.replace(tmp_path, path)
     except BaseException:
+        if fd != -1:
+            os.close(fd)
         tmp_path.unlink(missing_ok=True)
         raise
 

@@ -41,6 +41,7 @@ _KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # the exact float16 -> float32 widened result goes through the kernel. That is exact while N itself
 # is a float16 integer, i.e. N <= 2048.
 _FLOAT16_MAX_N = 2048
+_UINT16_ROWS = 2**16
 
 
 @dataclass(frozen=True)
@@ -176,9 +177,10 @@ def colormap_table(cmap: str | Colormap) -> ColormapTable:
 def _has_standard_lookup(cmap: Colormap) -> bool:
     """whether `cmap(x)` is matplotlib's own table lookup (a subclass may override it)"""
     kind = type(cmap)
-    return (
-        kind.__call__ is Colormap.__call__
-        and kind._get_rgba_and_mask is Colormap._get_rgba_and_mask
+    # `_get_rgba_and_mask` holds the lookup since matplotlib 3.10; before, `__call__` did (the same
+    # arithmetic), so an absent attribute compares equal
+    return kind.__call__ is Colormap.__call__ and getattr(kind, "_get_rgba_and_mask", None) is getattr(
+        Colormap, "_get_rgba_and_mask", None
     )
 
 
@@ -191,10 +193,10 @@ def _kernel_operands(matrix: np.ndarray, norm: Normalization, n: int):
     """(x, offset, denom, add, scale) for the kernels, or None when the kernel can't be exact"""
     if isinstance(matrix, np.ma.MaskedArray) or matrix.dtype.kind != "f":
         return None
-    work = norm.result_dtype(matrix)
+    work = norm.result_dtype(matrix).newbyteorder("=")  # big-endian input computes the same values
     if work in _KERNEL_DTYPES:
         kind = work.type
-        x = np.ascontiguousarray(matrix, dtype=work.newbyteorder("="))
+        x = np.ascontiguousarray(matrix, dtype=work)
         if norm.identity:
             return x, kind(0), kind(1), kind(0), kind(n)
         # numpy casts the python/numpy scalars to the array's dtype before each operation; a missing
@@ -251,6 +253,8 @@ def matrix_to_lut_rows(
         n_special = lut_indices(*operands, table.n, rows)
         if table.n + 3 <= 256 or n_special == 0:
             return rows, table
+    if table.n + 3 > _UINT16_ROWS:  # a colormap of more than 65533 colours: rows would wrap
+        return None
     rows = np.empty(matrix.shape, dtype=np.uint16)
     lut_indices(*operands, table.n, rows)
     return rows, table

@@ -199,3 +199,29 @@ def test_registry_and_raw(tmp_path):
         del ATTENTION_MATRIX_FIGURE_FUNCS[n_before:]
     raw(CAUSAL, tmp_path)
     assert (tmp_path / "raw.png").read_bytes() == ref.png_bytes(ref.preprocess(CAUSAL, normalize=True, cmap="Blues"))
+
+
+def test_written_files_get_normal_permissions(tmp_path):
+    """atomic writes go through mkstemp (0600); the final file must be as readable as open() makes it"""
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    raw(CAUSAL, tmp_path)
+    assert stat.S_IMODE((tmp_path / "raw.png").stat().st_mode) == 0o666 & ~umask
+    (tmp_path / "raw.png").chmod(0o640)  # an existing file keeps its mode when replaced
+    raw(CAUSAL, tmp_path)
+    assert stat.S_IMODE((tmp_path / "raw.png").stat().st_mode) == 0o640
+
+
+def test_huge_colormap_takes_the_reference_path():
+    """N = 70000 does not fit uint16 rows: the fast route must decline rather than wrap"""
+    from matplotlib.colors import LinearSegmentedColormap
+
+    from pattern_lens import _colormap
+
+    cmap = LinearSegmentedColormap.from_list("wide", ["black", "red", "white"], N=70000)
+    norm = _colormap.normalization(CAUSAL, True)
+    assert _colormap.matrix_to_lut_rows(CAUSAL, norm, cmap) is None
+    assert np.array_equal(fu.matrix_to_image_preprocess(CAUSAL, True, cmap), ref.preprocess(CAUSAL, True, cmap))
