@@ -22,6 +22,7 @@ import numpy as np
 from pattern_lens._atomic import TMP_SUFFIX, atomic_write_text
 
 __all__ = [
+    "pending_funcs",
     "ERROR_SUFFIX",
     "figure_func_name",
     "expected_outputs",
@@ -72,6 +73,25 @@ def is_complete(func: Callable, listing: set[str] | frozenset[str]) -> bool:
     prefix: str = figure_func_name(func) + "."
     error_name: str = figure_func_name(func) + ERROR_SUFFIX
     return any(n.startswith(prefix) and n != error_name for n in listing)
+
+
+def pending_funcs(
+    figure_funcs: Iterable[Callable], save_dir: Path, listing: set[str] | frozenset[str], force: bool
+) -> list[Callable]:
+    """the functions still to run in a head folder: all with `force`, else those missing outputs
+
+    A function whose outputs are all there but that also has an `error.txt` (a forced rerun failed
+    after an earlier success) is done: its stale error file is removed.
+    """
+    if force:
+        return list(figure_funcs)
+    pending = []
+    for func in figure_funcs:
+        if not is_complete(func, listing):
+            pending.append(func)
+        elif (error := f"{figure_func_name(func)}{ERROR_SUFFIX}") in listing:
+            (save_dir / error).unlink(missing_ok=True)
+    return pending
 
 
 def _is_temp(name: str) -> bool:
@@ -151,10 +171,12 @@ def run_figure_funcs(
      - `dict[str, bool | Exception]`
        function name -> `True` (done or already there) or the exception it raised
     """
+    figure_funcs = list(figure_funcs)
+    pending = pending_funcs(figure_funcs, Path(save_dir), listing, force_overwrite)
     status: dict[str, bool | Exception] = {}
     for func in figure_funcs:
         name: str = figure_func_name(func)
-        if not force_overwrite and is_complete(func, listing):
+        if func not in pending:
             status[name] = True
             continue
         try:

@@ -26,7 +26,6 @@ import contextlib
 import dataclasses
 import itertools
 import math
-import os
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -39,8 +38,9 @@ from tqdm import tqdm
 
 from pattern_lens._activations import ActivationsError, ActivationsFile, layer_key, nonfinite_heads
 from pattern_lens._errors import InputError, PatternLensError
-from pattern_lens._outputs import ERROR_SUFFIX, head_dir, is_complete, list_head_dir, run_figure_funcs
+from pattern_lens._outputs import ERROR_SUFFIX, head_dir, list_head_dir, pending_funcs, run_figure_funcs
 from pattern_lens._summary import RenderSummary, TaskResult
+from pattern_lens._system import peak_rss_bytes
 from pattern_lens._transfer import FigureFuncs
 from pattern_lens.profile import EXPORT_PROFILES, export_profile
 
@@ -51,7 +51,6 @@ __all__ = [
     "ParallelSession",
     "parallel_session",
     "render_prompts",
-    "available_cpus",
     "check_layers",
     "HEAD_SECONDS",
     "MIN_TASK_SECONDS",
@@ -226,15 +225,6 @@ class _Task:
     estimate: float
 
 
-def _peak_rss() -> int:
-    try:
-        import resource
-    except ImportError:  # windows
-        return 0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak) if sys.platform == "darwin" else int(peak) * 1024
-
-
 def _render_item(
     task: _Task,
     prompt_dir: str,
@@ -252,7 +242,7 @@ def _render_item(
         except OSError as e:  # e.g. permissions: this head is lost, not the run
             res.add_input_error(f"{d}: cannot list the head folder ({type(e).__name__}: {e})", 1)
             continue
-        funcs = list(task.funcs) if task.force else [f for f in task.funcs if not is_complete(f, listing)]
+        funcs = pending_funcs(task.funcs, d, listing, task.force)
         if funcs:
             todo.append((h, d, listing, funcs))
         else:
@@ -318,7 +308,7 @@ def _run_task(task: _Task) -> TaskResult:
             for acts in acts_cache.values():
                 if isinstance(acts, ActivationsFile):
                     acts.close()
-    res.peak_rss = _peak_rss()
+    res.peak_rss = peak_rss_bytes()
     res.task_seconds = time.perf_counter() - t0
     return res
 
@@ -528,14 +518,6 @@ def render_prompts(
                 bar.update(res.n_heads)
         summary.elapsed += time.perf_counter() - t0
     return summary
-
-
-def available_cpus() -> int:
-    """cores this process may use"""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def check_layers(selection: Sequence[int] | None, n: int, what: str, source: Path) -> list[int]:

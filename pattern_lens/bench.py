@@ -20,9 +20,7 @@ import math
 import gzip
 import io
 import json
-import os
 import re
-import resource
 import shutil
 import statistics
 import sys
@@ -35,6 +33,8 @@ from pathlib import Path
 
 import joblib
 import numpy as np
+
+from pattern_lens._system import available_cpus, peak_rss_bytes
 
 __all__ = ["BenchConfig", "BenchResult", "run_benchmark", "format_table", "model_estimate", "main"]
 
@@ -52,7 +52,7 @@ class BenchConfig:
      - `n_ctx : tuple[int, ...]`  context lengths (the pattern is n_ctx x n_ctx)
        (defaults to `(128, 512, 1024, 2048)`)
      - `jobs : tuple[int, ...]`  joblib job counts; the reference runs serially only
-       (defaults to `(1, os.cpu_count())`)
+       (defaults to `(1, all usable cores)`)
      - `formats : tuple[str, ...]`  any of `"png"`, `"svg"`, `"svgz"` (defaults to `("png", "svgz")`)
      - `methods : tuple[str, ...]`  any of `"reference"`, `"exact"`, `"fast"` (defaults to all)
      - `repeat : int`  timed rounds per configuration, after one warm-up round (defaults to `3`)
@@ -66,7 +66,7 @@ class BenchConfig:
     """
 
     n_ctx: tuple[int, ...] = (128, 512, 1024, 2048)
-    jobs: tuple[int, ...] = field(default_factory=lambda: tuple(sorted({1, os.cpu_count() or 1})))
+    jobs: tuple[int, ...] = field(default_factory=lambda: tuple(sorted({1, available_cpus()})))
     formats: tuple[str, ...] = ("png", "svgz")
     methods: tuple[str, ...] = METHODS
     repeat: int = 3
@@ -99,7 +99,9 @@ class BenchResult:
     heads_per_s: float
     speedup: float | None  # over the serial reference at the same n_ctx and format (None: not measured)
     bytes_per_head: float
-    peak_rss_mb: float  # the largest peak resident set of the processes that rendered
+    # the largest peak resident set of the processes that rendered, so far: the OS keeps one peak per
+    # process, so a row includes what the same process reached in earlier (smaller n_ctx) rows
+    peak_rss_mb: float
 
 
 def _patterns(n_ctx: int, heads: int, seed: int) -> np.ndarray:
@@ -110,12 +112,6 @@ def _patterns(n_ctx: int, heads: int, seed: int) -> np.ndarray:
     per_layer = -(-heads // 2)
     patterns = synthetic_patterns(n_layers=2, n_heads=per_layer, n_ctx=n_ctx, seed=seed)
     return patterns.reshape(-1, n_ctx, n_ctx)[:heads]
-
-
-def _peak_rss_mb() -> float:
-    # ru_maxrss is in KiB on Linux, bytes on macOS
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (2**20 if sys.platform == "darwin" else 2**10)
 
 
 def _render(method: str, fmt: str, matrix: np.ndarray, out_dir: Path) -> int:
@@ -157,7 +153,7 @@ def _render_batch(method: str, fmt: str, patterns_path: str, indices: Sequence[i
     folder = Path(tempfile.mkdtemp(dir=out_dir))
     written = sum(_render(method, fmt, patterns[i % len(patterns)], folder) for i in indices)
     shutil.rmtree(folder, ignore_errors=True)
-    return written, _peak_rss_mb()
+    return written, peak_rss_bytes() / 2**20
 
 
 def _decoded_rgb(data: bytes, fmt: str) -> np.ndarray:
@@ -380,34 +376,78 @@ def plot(results: Sequence[BenchResult], path: Path | str) -> None:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
     axes[0][0].set_ylabel("megapixels per second")
-    fig.suptitle(f"pattern-lens bench, {os.cpu_count()} cores")
+    fig.suptitle(f"pattern-lens bench, {available_cpus()} cores")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def _int_list(text: str) -> tuple[int, ...]:
-    return tuple(int(v) for v in text.split(",") if v.strip())
+def _list_of(parse, what: str):
+    """an argparse type: a comma-separated list, each item checked by `parse` (ValueError if bad)"""
+
+    def convert(text: str) -> tuple:
+        try:
+            items = tuple(parse(v.strip()) for v in text.split(",") if v.strip())
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r} ({err})") from None
+        if not items:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return items
+
+    return convert
 
 
-def _str_list(text: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in text.split(",") if v.strip())
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(f"{value} is not positive")
+    return value
+
+
+def _positive_arg(text: str) -> int:
+    try:
+        return _positive(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+
+
+def _one_of(allowed: tuple[str, ...]):
+    def check(text: str) -> str:
+        if text not in allowed:
+            raise ValueError(f"{text!r} is not one of {allowed}")
+        return text
+
+    return check
+
+
+# what `--quick` sets, unless the option is given explicitly
+_QUICK = dict(n_ctx=(128, 512), formats=("png",), repeat=2, heads=4, min_round_s=0.25)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """the `bench` options (shared by `pattern-lens bench` and `python -m pattern_lens.bench`)"""
     defaults = BenchConfig()
     add = parser.add_argument
-    add("--n-ctx", type=_int_list, default=defaults.n_ctx, help="comma-separated context lengths (default: 128,512,1024,2048)")
-    add("--jobs", type=_int_list, default=defaults.jobs, help=f"comma-separated job counts (default: {','.join(map(str, defaults.jobs))})")
-    add("--formats", type=_str_list, default=defaults.formats, help="comma-separated, of png,svg,svgz (default: png,svgz)")
-    add("--methods", type=_str_list, default=defaults.methods, help="comma-separated, of reference,exact,fast (default: all)")
-    add("--repeat", type=int, default=defaults.repeat, help="timed rounds per configuration, median counts (default: 3)")
-    add("--heads", type=int, default=defaults.heads, help="distinct synthetic heads per n_ctx (default: 8)")
+    add("--n-ctx", type=_list_of(_positive, "positive integers like 128,512"), default=None, help="comma-separated context lengths (default: 128,512,1024,2048)")
+    add("--jobs", type=_list_of(_positive, "positive integers like 1,4"), default=None, help=f"comma-separated job counts (default: {','.join(map(str, defaults.jobs))})")
+    add("--formats", type=_list_of(_one_of(FORMATS), "formats from png,svg,svgz"), default=None, help="comma-separated, of png,svg,svgz (default: png,svgz)")
+    add("--methods", type=_list_of(_one_of(METHODS), "methods from reference,exact,fast"), default=None, help="comma-separated, of reference,exact,fast (default: all)")
+    add("--repeat", type=_positive_arg, default=None, help="timed rounds per configuration, median counts (default: 3)")
+    add("--heads", type=_positive_arg, default=None, help="distinct synthetic heads per n_ctx (default: 8)")
     add("--backend", default=None, help="joblib backend for jobs > 1 (default: joblib's, or joblib.parallel_config's)")
-    add("--quick", action="store_true", help="a small run (n_ctx 128,512; png; 2 rounds): under 30 s")
+    add("--quick", action="store_true", help="a small run: n_ctx 128,512, png, 2 rounds (options given explicitly still apply); about 6 s on 2 cores")
     add("--json", type=Path, default=None, metavar="PATH", help="also write the results as JSON")
     add("--plot", type=Path, default=None, metavar="PATH", help="also write a PNG chart of throughput against n_ctx")
+
+
+def config_from_args(args: argparse.Namespace) -> BenchConfig:
+    """the BenchConfig an argument namespace asks for: explicit options, else --quick's, else defaults"""
+    given = {
+        name: getattr(args, name)
+        for name in ("n_ctx", "jobs", "formats", "methods", "repeat", "heads", "backend")
+        if getattr(args, name) is not None
+    }
+    return BenchConfig(**{**(_QUICK if args.quick else {}), **given})
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -416,11 +456,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     # Returns:
      - `int` exit code: 0, or 1 if an output differed from the reference algorithm's
     """
-    common = dict(jobs=args.jobs, methods=args.methods, backend=args.backend)
-    if args.quick:
-        config = BenchConfig(n_ctx=(128, 512), formats=("png",), repeat=2, heads=4, min_round_s=0.25, **common)
-    else:
-        config = BenchConfig(n_ctx=args.n_ctx, formats=args.formats, repeat=args.repeat, heads=args.heads, **common)
+    config = config_from_args(args)
     started = time.perf_counter()
     try:
         results = run_benchmark(config, progress=lambda line: print(f"  measuring {line}", file=sys.stderr, flush=True))
@@ -433,11 +469,11 @@ def run_from_args(args: argparse.Namespace) -> int:
         print(line)
     print(recommendation(results))
     print(
-        f"({len(results)} configurations in {time.perf_counter() - started:.0f} s on {os.cpu_count()} cores; "
+        f"({len(results)} configurations in {time.perf_counter() - started:.0f} s on {available_cpus()} cores; "
         "every output verified against the reference algorithm first)"
     )
     if args.json:
-        payload = {"config": asdict(config), "cpu_count": os.cpu_count(), "results": [asdict(r) for r in results]}
+        payload = {"config": asdict(config), "cpu_count": available_cpus(), "results": [asdict(r) for r in results]}
         args.json.write_text(json.dumps(payload, indent=2))
         print(f"results written to {args.json}")
     if args.plot:

@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pattern_lens import bench
 from pattern_lens._errors import PatternLensError
 from pattern_lens.consts import DATA_DIR
 from pattern_lens.profile import EXPORT_PROFILES
@@ -259,13 +258,19 @@ class Command:
     run: Callable[[argparse.Namespace], int]
 
 
+def _bench():
+    from pattern_lens import bench  # imported when used: `render` needs none of it
+
+    return bench
+
+
 COMMANDS: dict[str, Command] = {
     "render": Command("render every head of saved attention patterns", add_render_arguments, run_render),
     "demo": Command("write a synthetic model and render every head", add_demo_arguments, run_demo),
     "bench": Command(
         "measure export throughput: reference algorithm vs exact and fast profiles",
-        bench.add_arguments,
-        bench.run_from_args,
+        lambda p: _bench().add_arguments(p),
+        lambda args: _bench().run_from_args(args),
     ),
 }
 "subcommands by name; add an entry to add a subcommand"

@@ -29,6 +29,7 @@ import fnmatch
 import json
 import re
 import sys
+import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -315,11 +316,20 @@ def _prompt_work(
     return out
 
 
+_STALE_INDEX_TEMP_S: float = 600.0
+"index temp files younger than this may belong to another run writing the same save path"
+
+
 def _clean_index_temp(folder: Path, names: Iterable[str]) -> None:
-    """remove temporary files of the indexes left by a killed run"""
+    """remove temporary files of the indexes left by a killed run (not another live run's)"""
+    now = time.time()
     for name in names:
         for tmp in folder.glob(f".{name}.*.tmp"):
-            tmp.unlink(missing_ok=True)
+            try:
+                if now - tmp.stat().st_mtime > _STALE_INDEX_TEMP_S:
+                    tmp.unlink(missing_ok=True)
+            except FileNotFoundError:
+                pass
 
 
 def figures_main(
@@ -389,7 +399,7 @@ def figures_main(
     layer_sel = check_layers(layers, cfg.n_layers, "layer", cfg_path)
     head_sel = check_layers(heads, cfg.n_heads, "head", cfg_path)
     if n_jobs is None and parallel is not True:
-        n_jobs = 1 if parallel is False else int(parallel)
+        n_jobs = 1 if not parallel else int(parallel)  # the reference: any falsy value is serial
     profile = profile if profile is not None else export_profile()
 
     if verbose:

@@ -110,8 +110,14 @@ def test_leftover_temporary_files_are_removed(tmp_path):
     (head / ".ident.bin.abcd1234.tmp").write_bytes(b"half")
     (model / ".prompts.jsonl.x1y2.tmp").write_text("half")
     (tmp_path / ".figures.jsonl.x1y2.tmp").write_text("half")
+    # index temp files are shared by every run on this save path: only old ones are a killed run's
+    an_hour_ago = time.time() - 3600
+    for index_tmp in (model / ".prompts.jsonl.x1y2.tmp", tmp_path / ".figures.jsonl.x1y2.tmp"):
+        os.utime(index_tmp, (an_hour_ago, an_hour_ago))
+    live = tmp_path / ".models.jsonl.live.tmp"  # another run writing models.jsonl right now
+    live.write_text("in flight")
     _run(tmp_path, model, [ident])
-    assert not list(tmp_path.rglob("*.tmp"))
+    assert list(tmp_path.rglob("*.tmp")) == [live]
 
 
 def test_sigkill_then_rerun_completes_identically(tmp_path):
@@ -154,3 +160,27 @@ def test_sigkill_then_rerun_completes_identically(tmp_path):
     different = [k for k in clean_tree if killed_tree[k] != clean_tree[k]]
     assert not different, f"{len(different)} files differ after resuming, e.g. {different[:3]}"
     assert not [k for k in killed_tree if k.endswith(".tmp")]
+
+
+def test_stale_error_file_after_a_failed_forced_rerun_is_removed(tmp_path):
+    """success, then --force fails (error.txt beside the old output), then a plain rerun: consistent"""
+    model = write_synthetic_model(tmp_path, n_layers=1, n_heads=1, n_ctx=16, n_prompts=1)
+    _FLAKY_STATE["fail"] = False
+    try:
+        assert _run(tmp_path, model, [flaky]).ok
+        _FLAKY_STATE["fail"] = True
+        assert not _run(tmp_path, model, [flaky], force=True).ok
+        head = next(model.rglob("H0"))
+        assert sorted(p.name for p in head.iterdir()) == ["flaky.bin", "flaky.error.txt"]
+        assert _run(tmp_path, model, [flaky]).ok  # the output is there: done, and the error is stale
+        assert sorted(p.name for p in head.iterdir()) == ["flaky.bin"]
+    finally:
+        _FLAKY_STATE["fail"] = True
+
+
+def test_parallel_false_or_zero_is_one_process(tmp_path):
+    """the reference's `parallel` switch: any falsy value renders serially"""
+    model = write_synthetic_model(tmp_path, n_layers=1, n_heads=2, n_ctx=16, n_prompts=1)
+    for parallel in (False, 0):
+        summary = figures_main(model.name, tmp_path, None, True, [ident], parallel=parallel, progress=False, verbose=False)
+        assert summary.ok and summary.n_jobs == 1
