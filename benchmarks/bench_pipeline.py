@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(_CHILDREN[cfg["kind"]](cfg)))
         return 0
 
-    from pattern_lens._pipeline import available_cpus
+    from pattern_lens._system import available_cpus
     from pattern_lens.synthetic import write_synthetic_model
 
     n_cpu = args.jobs or available_cpus()
