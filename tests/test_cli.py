@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import pattern_lens.attn_figure_funcs as aff
-from pattern_lens.cli import COMMANDS, build_parser, main, parse_bool, parse_index_list
+from pattern_lens.cli import Command, COMMANDS, build_parser, main, parse_bool, parse_index_list
 from pattern_lens.synthetic import write_synthetic_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,11 +61,20 @@ def test_render_options():
             _render(*bad)
 
 
-def test_subcommands_are_table_driven():
-    assert {"render", "demo"} <= set(COMMANDS)
+def test_subcommands_are_table_driven(monkeypatch):
+    assert {"render", "demo", "bench"} <= set(COMMANDS)
     with pytest.raises(SystemExit) as info:
         build_parser().parse_args([])
     assert info.value.code == 2
+    # one entry in the table is a whole subcommand: parsed, dispatched, its exit code returned
+    seen = {}
+    hello = Command(
+        "say hello",
+        lambda p: p.add_argument("--name", default="world"),
+        lambda args: seen.setdefault("name", args.name) and 7,
+    )
+    monkeypatch.setitem(COMMANDS, "hello", hello)
+    assert main(["hello", "--name", "lens"]) == 7 and seen == {"name": "lens"}
 
 
 # ---------------------------------------------------------------------------------------------------
