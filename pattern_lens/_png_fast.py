@@ -13,11 +13,11 @@ patterns at n_ctx 64..2048, one core):
    and they break up the long runs of index 0 (the masked upper triangle and the near-zero
    attention weights) that dominate these images.
  - deflate backend: python-isal (ISA-L, SIMD deflate) at level 1 when installed, for all three
-   outputs. On synthetic 1024 x 1024 heads it deflated the index rows 1.8x faster than zlib-ng's
-   `Z_RLE` (0.44 vs 0.8 ms a head, mean) for files 0.57x the reference's instead of 0.40x: the
-   fast profile's target is speed first with files at most 0.6x. It also gzips svgz text faster
-   at the same size as Huffman-only zlib, and deflates RGB fallbacks 2x faster than zlib level 2.
-   isal levels 0 and 2 were no faster; level 3 is 3x slower.
+   outputs. For the index rows with a 2-byte match window (`_ISAL_HIST_BITS`): on synthetic
+   1024 x 1024 heads 0.45 ms a head (mean) against 0.8 ms for zlib-ng's `Z_RLE`, at the same size
+   (0.40x the reference's); with isal's default 32 KiB window files were 0.57x. It also gzips svgz
+   text faster at the same size as Huffman-only zlib, and deflates RGB fallbacks 2x faster than
+   zlib level 2. isal levels 0 and 2 were no faster; level 3 is 3x slower.
  - stdlib fallback (no python-isal): indexed rows with the `Z_RLE` strategy (matches at distance 1
    only: the images are mostly long runs; smaller than zlib level 6, 2x faster), RGB at level 2
    with the default strategy (`Z_RLE` finds no runs in 3-byte pixels), gzip Huffman-only (base64
@@ -31,9 +31,10 @@ import zlib
 import numpy as np
 
 try:
+    from isal import igzip_lib as _igzip
     from isal import isal_zlib as _isal
 except ImportError:  # no wheel for this platform: the stdlib does the same job, slower
-    _isal = None
+    _isal = _igzip = None
 
 DEFLATE_BACKEND: str = "isal" if _isal is not None else "zlib"
 "the deflate library in use: `\"isal\"` (python-isal) or `\"zlib\"` (stdlib fallback)"
@@ -47,6 +48,11 @@ _ZLIB_SETTINGS: dict[str, tuple[int, int]] = {
     "gzip": (1, zlib.Z_HUFFMAN_ONLY),
 }
 _ISAL_LEVEL: int = 1
+# isal's match window, in bits, per output. Indices: 1 (matches at distance 1-2, i.e. runs): on the
+# 1024 x 1024 benchmark heads as fast as the full 32 KiB window and 0.40x the reference's size
+# instead of 0.57x; longer windows only add far matches that cost more bits than the literals they
+# replace. RGB pixels repeat at distance 3 and more, and base64 text has no structure: full window.
+_ISAL_HIST_BITS: dict[str, int] = {"indexed": 1, "rgb": 15, "gzip": 15}
 
 __all__ = ["encode_indexed_png", "encode_rgb_png", "gzip_bytes", "DEFLATE_BACKEND"]
 
@@ -61,8 +67,9 @@ def _chunk(tag: bytes, data: bytes) -> bytes:
 
 def _deflate(data, output: str, wbits: int = 15) -> bytes:
     """deflate `data` for `output` ("indexed", "rgb" or "gzip"); wbits 15: zlib stream, -15: raw"""
-    if _isal is not None:
-        return _isal.compress(data, _ISAL_LEVEL, wbits)
+    if _igzip is not None:
+        flag = _igzip.COMP_ZLIB if wbits > 0 else _igzip.COMP_DEFLATE
+        return _igzip.compress(data, _ISAL_LEVEL, flag, _igzip.MEM_LEVEL_DEFAULT, _ISAL_HIST_BITS[output])
     level, strategy = _ZLIB_SETTINGS[output]
     # a fresh compressobj per call (~3 us): `zlib.compress()` takes no strategy argument
     c = zlib.compressobj(level, zlib.DEFLATED, wbits, 8, strategy)
