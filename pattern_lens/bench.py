@@ -272,7 +272,7 @@ def model_estimate(
     """one line per method and format: how long all heads of a `shape` model at `n_ctx` would take
 
     Uses the best job count's per-head time at `n_ctx` if measured there, else scaled from the
-    largest measured n_ctx by the pixel count (export time is about proportional to it above 256).
+    largest measured n_ctx by the pixel count, which overestimates: per-pixel cost falls as n_ctx grows.
     """
     lines = []
     n_heads = shape[0] * shape[1]
@@ -284,7 +284,8 @@ def model_estimate(
             top = max(r.n_ctx for r in rows)
             best = min((r for r in rows if r.n_ctx == top), key=lambda r: r.ms_per_head)
             ms = best.ms_per_head * (n_ctx / top) ** 2
-            scaled = "" if top == n_ctx else f" (scaled from n_ctx {top})"
+            # throughput per pixel grows with n_ctx here, so scaling up by pixels overestimates
+            scaled = "" if top == n_ctx else f" (scaled from n_ctx {top} by pixel count: an upper bound)"
             lines.append(
                 f"all {n_heads:,} heads of a {shape[0]} x {shape[1]} model at n_ctx {n_ctx}, {fmt}, "
                 f"{method}: about {_human_seconds(n_heads * ms / 1e3)} with {best.jobs} job(s){scaled}"

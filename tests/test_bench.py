@@ -53,7 +53,8 @@ def test_table_estimate_and_recommendation():
     estimate = bench.model_estimate(rows)
     # 1,024 heads at (2048/512)^2 = 16x the per-head time of the best job count
     assert estimate[2] == (
-        "all 1,024 heads of a 32 x 32 model at n_ctx 2048, png, fast: about 8 s with 2 job(s) (scaled from n_ctx 512)"
+        "all 1,024 heads of a 32 x 32 model at n_ctx 2048, png, fast: about 8 s with 2 job(s) "
+        "(scaled from n_ctx 512 by pixel count: an upper bound)"
     )
     assert bench.recommendation(rows).startswith("fastest at n_ctx 512: --profile fast --jobs 2")
     assert "--profile exact --jobs 2" in bench.recommendation(rows)
