@@ -47,7 +47,6 @@ from pattern_lens.profile import EXPORT_PROFILES, export_profile
 __all__ = [
     "PromptWork",
     "TaskPlanner",
-    "plan_tasks",
     "ParallelSession",
     "parallel_session",
     "render_prompts",
@@ -193,22 +192,6 @@ class TaskPlanner:
                     current, current_est = [], 0.0
         if current:
             yield current, current_est
-
-
-def plan_tasks(
-    prompts: Sequence[PromptWork],
-    layers: Sequence[int],
-    heads: Sequence[int],
-    n_funcs: int,
-    n_workers: int,
-    profile: str = "exact",
-) -> list[list[Item]]:
-    """every task `TaskPlanner` would make without feedback (the prior estimate only)
-
-    # Returns:
-     - `list[list[Item]]` each task a list of `(prompt_dir, layer, heads)`
-    """
-    return [items for items, _ in TaskPlanner(prompts, layers, heads, n_funcs, n_workers, profile)]
 
 
 # ---------------------------------------------------------------------------------------------------

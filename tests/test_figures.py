@@ -15,7 +15,7 @@ import pattern_lens.attn_figure_funcs as aff
 from pattern_lens import _pipeline
 from pattern_lens._activations import layer_key
 from pattern_lens._atomic import atomic_write_bytes, atomic_write_text
-from pattern_lens._pipeline import PromptWork, plan_tasks
+from pattern_lens._pipeline import PromptWork, TaskPlanner
 from pattern_lens.figure_util import matplotlib_figure_saver, matplotlib_multifigure_saver
 from pattern_lens.figures import (
     FigureFuncTransferError,
@@ -37,6 +37,11 @@ PARITY_ROOT = SHARED / "parity"
 
 
 # figure functions at module level: worker processes import them from this module
+
+
+def _plan(prompts, layers, heads, n_funcs, n_workers, profile="exact"):
+    """every task the planner makes without feedback (its prior estimate only)"""
+    return [items for items, _ in TaskPlanner(prompts, layers, heads, n_funcs, n_workers, profile)]
 
 
 def ident(attn, save_dir):
@@ -254,16 +259,16 @@ def test_failures_write_error_files_and_are_summarised(tmp_path):
 
 def test_plan_splits_one_prompt_over_every_worker_and_covers_each_head_once():
     prompts = [PromptWork("/p0", 512)]
-    tasks = plan_tasks(prompts, range(4), range(12), n_funcs=1, n_workers=8)
+    tasks = _plan(prompts, range(4), range(12), n_funcs=1, n_workers=8)
     assert len(tasks) >= 8
     covered = sorted((layer, h) for t in tasks for (_, layer, hs) in t for h in hs)
     assert covered == [(layer, h) for layer in range(4) for h in range(12)]
     # enough layers for every worker: layers stay whole (a head batch re-inflates its whole layer)
-    tasks = plan_tasks([PromptWork("/p0", 512), PromptWork("/p1", 512)], range(12), range(12), n_funcs=1, n_workers=2)
+    tasks = _plan([PromptWork("/p0", 512), PromptWork("/p1", 512)], range(12), range(12), n_funcs=1, n_workers=2)
     assert all(hs == tuple(range(12)) for t in tasks for (_, _, hs) in t) and len(tasks) >= 4
     # many small prompts: few, big tasks (scheduling cost stays small), still every head once
     many = [PromptWork(f"/p{i}", 64) for i in range(200)]
-    tasks = plan_tasks(many, range(6), range(4), n_funcs=1, n_workers=2)
+    tasks = _plan(many, range(6), range(4), n_funcs=1, n_workers=2)
     est_head = _pipeline.HEAD_SECONDS["exact"][0] + _pipeline.HEAD_SECONDS["exact"][1] * 64 * 64
     sizes = [sum(len(hs) for (_, _, hs) in t) for t in tasks]
     assert min(sizes[:-1]) * est_head >= _pipeline.MIN_TASK_SECONDS
