@@ -36,12 +36,12 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 PARITY_ROOT = SHARED / "parity"
 
 
-# figure functions at module level: worker processes import them from this module
-
-
 def _plan(prompts, layers, heads, n_funcs, n_workers, profile="exact"):
     """every task the planner makes without feedback (its prior estimate only)"""
     return [items for items, _ in TaskPlanner(prompts, layers, heads, n_funcs, n_workers, profile)]
+
+
+# figure functions at module level: worker processes import them from this module
 
 
 def ident(attn, save_dir):
