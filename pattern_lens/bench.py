@@ -16,10 +16,10 @@ Heads are written to files in a temporary folder, as a real export would.
 import argparse
 import base64
 import functools
-import math
 import gzip
 import io
 import json
+import math
 import re
 import shutil
 import statistics
@@ -34,7 +34,10 @@ from pathlib import Path
 import joblib
 import numpy as np
 
+from pattern_lens import _baseline
 from pattern_lens._system import available_cpus, peak_rss_bytes
+from pattern_lens.figure_util import save_matrix_wrapper
+from pattern_lens.profile import export_profile
 
 __all__ = ["BenchConfig", "BenchResult", "run_benchmark", "format_table", "model_estimate", "main"]
 
@@ -114,31 +117,26 @@ def _patterns(n_ctx: int, heads: int, seed: int) -> np.ndarray:
     return patterns.reshape(-1, n_ctx, n_ctx)[:heads]
 
 
-def _render(method: str, fmt: str, matrix: np.ndarray, out_dir: Path) -> int:
-    """export one head with `method`; returns the bytes written"""
-    if method == "reference":
-        from pattern_lens._baseline import reference_file_bytes
-
-        path = out_dir / f"reference.{fmt}"
-        path.write_bytes(reference_file_bytes(matrix, fmt))
-        return path.stat().st_size
-    from pattern_lens.figure_util import save_matrix_wrapper
-    from pattern_lens.profile import export_profile
-
-    figure = _FIGURES.get(fmt)
-    if figure is None:
-        figure = _FIGURES[fmt] = save_matrix_wrapper(fmt=fmt, normalize=True, cmap="Blues")(raw_pattern)
-    with export_profile(method):
-        figure(matrix, out_dir)
-    return (out_dir / f"raw_pattern.{fmt}").stat().st_size
-
-
 def raw_pattern(matrix: np.ndarray) -> np.ndarray:
     """the identity: the benchmark's figure is the `raw` figure"""
     return matrix
 
 
-_FIGURES: dict = {}
+@functools.lru_cache(maxsize=None)
+def _figure(fmt: str):
+    """the `raw` figure function writing `fmt`, made once per process"""
+    return save_matrix_wrapper(fmt=fmt, normalize=True, cmap="Blues")(raw_pattern)
+
+
+def _render(method: str, fmt: str, matrix: np.ndarray, out_dir: Path) -> int:
+    """export one head with `method`; returns the bytes written"""
+    if method == "reference":
+        path = out_dir / f"reference.{fmt}"
+        path.write_bytes(_baseline.reference_file_bytes(matrix, fmt))
+        return path.stat().st_size
+    with export_profile(method):
+        _figure(fmt)(matrix, out_dir)
+    return (out_dir / f"raw_pattern.{fmt}").stat().st_size
 
 
 @functools.lru_cache(maxsize=4)
@@ -169,13 +167,11 @@ def _decoded_rgb(data: bytes, fmt: str) -> np.ndarray:
 
 def _verify(method: str, fmt: str, matrix: np.ndarray, out_dir: Path) -> None:
     """raise if `method`'s file differs from the reference algorithm's (bytes, or pixels for fast)"""
-    from pattern_lens._baseline import reference_file_bytes
-
     if method == "reference":
         return
     _render(method, fmt, matrix, out_dir)
     ours = (out_dir / f"raw_pattern.{fmt}").read_bytes()
-    expected = reference_file_bytes(matrix, fmt)
+    expected = _baseline.reference_file_bytes(matrix, fmt)
     if method == "exact":
         unzip = gzip.decompress if fmt == "svgz" else (lambda b: b)
         same = unzip(ours) == unzip(expected)

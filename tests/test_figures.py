@@ -167,7 +167,7 @@ def test_every_head_rendered_from_its_own_pattern(tmp_path):
     model_dir = _tiny(tmp_path)
     summary = figures_main(model_dir.name, tmp_path, None, False, [ident], n_jobs=1, progress=False, verbose=False)
     assert summary.ok and summary.n_heads == 12 and summary.n_rendered == 12 and summary.n_outputs == 12
-    for k, prompt_dir in enumerate(_prompt_dirs(model_dir)):
+    for prompt_dir in _prompt_dirs(model_dir):
         with np.load(prompt_dir / "activations.npz") as npz:
             for layer in range(2):
                 pats = npz[layer_key(layer)][0]
