@@ -26,22 +26,24 @@ import time
 import numpy as np
 from PIL import Image
 
-from pattern_lens import _colormap, export_profile
-from pattern_lens._baseline import reference_file_bytes
-from pattern_lens._png_fast import DEFLATE_BACKEND, encode_indexed_png
+from pattern_lens import export_profile
+from pattern_lens._export import colormap as _colormap
+from pattern_lens._export.reference import reference_file_bytes
+from pattern_lens._export.png_fast import DEFLATE_BACKEND, encode_indexed_png
 from pattern_lens.bench import _patterns
-from pattern_lens.figure_util import _matrix_file_bytes, matrix2drgb_to_png_bytes
+from pattern_lens._export.encode import matrix_file_bytes
+from pattern_lens.figure_util import matrix2drgb_to_png_bytes
 
 RAW = dict(normalize=True, cmap="Blues", diverging_colormap=False, normalize_min=None)
 
 
 def _exact(m):
-    return _matrix_file_bytes(m, "png", **RAW)
+    return matrix_file_bytes(m, "png", **RAW)
 
 
 def _fast(m):
     with export_profile("fast"):
-        return _matrix_file_bytes(m, "png", **RAW)
+        return matrix_file_bytes(m, "png", **RAW)
 
 
 def _timed(fn, arg):

@@ -22,8 +22,8 @@ import matplotlib
 import numpy as np
 from PIL import Image
 
-from pattern_lens import _png_fast
-from pattern_lens._png_fast import _png, encode_indexed_png, encode_rgb_png, gzip_bytes
+from pattern_lens._export import png_fast as _png_fast
+from pattern_lens._export.png_fast import _png, encode_indexed_png, encode_rgb_png, gzip_bytes
 
 BACKENDS: dict[str, object] = {"zlib": zlib}
 try:

@@ -34,7 +34,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from pattern_lens import _baseline
+from pattern_lens._export import reference as _baseline
 from pattern_lens._system import available_cpus, peak_rss_bytes
 from pattern_lens.figure_util import save_matrix_wrapper
 from pattern_lens.profile import export_profile

@@ -2,17 +2,16 @@
 
 Use the decorators `matplotlib_figure_saver`, `matplotlib_multifigure_saver` and `save_matrix_wrapper`
 to make your functions save figures. Matrices are colour-mapped by a numba kernel that reproduces
-matplotlib exactly (see `pattern_lens._colormap`), so the files are byte-identical to the reference's
+matplotlib exactly (see `pattern_lens._export.colormap`), so the files are byte-identical to the reference's
 (PNG bytes, SVG text, SVGZ after decompression); inputs the kernel does not cover take the reference's
 own slow path. Every file is written atomically: a killed run never leaves a truncated image.
 """
 
 from __future__ import annotations
 
-import base64
 import functools
-import gzip
 import io
+import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, overload
@@ -20,14 +19,12 @@ from typing import TYPE_CHECKING, Literal, overload
 import numpy as np
 from jaxtyping import Float, UInt8
 from matplotlib.colors import Colormap
-from PIL import Image
 
-from pattern_lens import _colormap
-from pattern_lens._atomic import atomic_path, atomic_write_bytes
-from pattern_lens._fast_export import fast_png
-from pattern_lens._png_fast import gzip_bytes
+from pattern_lens._export import colormap as _colormap
+from pattern_lens._export.encode import SVG_TEMPLATE, matrix_file_bytes, pillow_png, svg_from_png
+from pattern_lens._layout import figure_file_name
+from pattern_lens._pipeline.atomic import atomic_path, atomic_write_bytes
 from pattern_lens.consts import AttentionMatrix
-from pattern_lens.profile import export_profile
 
 if TYPE_CHECKING:  # pyplot (with matplotlib.axes/figure) costs ~0.17 s to import: only when drawing
     import matplotlib.pyplot as plt
@@ -78,12 +75,8 @@ MATRIX_SAVE_CMAP: str = "viridis"
 MATRIX_SAVE_FMT: MatrixSaveFormat = "svgz"
 "default format for saving matrices"
 
-MATRIX_SAVE_SVG_TEMPLATE: str = """<svg xmlns="http://www.w3.org/2000/svg" width="{m}" height="{n}" viewBox="0 0 {m} {n}" image-rendering="pixelated"> <image href="data:image/png;base64,{png_base64}" width="{m}" height="{n}" /> </svg>"""
+MATRIX_SAVE_SVG_TEMPLATE: str = SVG_TEMPLATE
 "template for saving an `n` by `m` matrix as an svg/svgz"
-
-_SVGZ_LEVEL_EXACT: int = 9
-"gzip level of exact-profile svgz files: the reference's (`gzip.open` default)"
-
 
 def _check_no_positional(args: tuple) -> None:
     assert len(args) == 0, (
@@ -166,7 +159,7 @@ def matplotlib_figure_saver(
             fig, ax = plt.subplots(figsize=(10, 10))
             try:
                 func(attn_matrix, ax)
-                _save_figure(fig, Path(save_dir) / f"{func.__name__}.{fmt}", fmt)
+                _save_figure(fig, Path(save_dir) / figure_file_name(func.__name__, fmt), fmt)
             finally:
                 plt.close(fig)
 
@@ -216,7 +209,7 @@ def matplotlib_multifigure_saver(
                     figures[name], axes[name] = plt.subplots(figsize=(10, 10))
                 func(attn_matrix, axes)
                 for name, fig in figures.items():
-                    _save_figure(fig, Path(save_dir) / f"{func.__name__}.{name}.{fmt}", fmt)
+                    _save_figure(fig, Path(save_dir) / figure_file_name(func.__name__, fmt, name), fmt)
             finally:
                 for fig in figures.values():
                     plt.close(fig)
@@ -294,24 +287,11 @@ def matrix2drgb_to_png_bytes(
      - `bytes|None`
        `bytes` if `buffer` is `None`, otherwise `None`
     """
-    # an (n, m, 3) uint8 array is an "RGB" image; naming the mode is deprecated in Pillow >= 11.3
-    pil_img: Image.Image = Image.fromarray(np.asarray(matrix))
-    if pil_img.mode != "RGB":
-        raise ValueError(
-            f"matrix must be a uint8 array of shape (n, m, 3), got {matrix.dtype} {matrix.shape}"
-        )
+    png = pillow_png(matrix)
     if buffer is None:
-        out = io.BytesIO()
-        pil_img.save(out, format="PNG")
-        return out.getvalue()
-    pil_img.save(buffer, format="PNG")
+        return png
+    buffer.write(png)
     return None
-
-
-def _svg_from_png(png: bytes, shape: tuple[int, int]) -> str:
-    # the reference writes width = number of rows and height = number of columns: kept on purpose
-    m, n = shape
-    return MATRIX_SAVE_SVG_TEMPLATE.format(m=m, n=n, png_base64=base64.b64encode(png).decode())
 
 
 def matrix_as_svg(
@@ -356,34 +336,7 @@ def matrix_as_svg(
         diverging_colormap=diverging_colormap,
         normalize_min=normalize_min,
     )
-    return _svg_from_png(matrix2drgb_to_png_bytes(rgb), matrix.shape)
-
-
-def _matrix_file_bytes(
-    matrix: Matrix2D,
-    fmt: str,
-    normalize: bool,
-    cmap: str | Colormap,
-    diverging_colormap: bool,
-    normalize_min: float | None,
-) -> bytes:
-    """the content of the file `save_matrix_wrapper` writes for `matrix` in the active profile
-
-    exact: the reference's PNG bytes / SVG text / SVGZ content; fast: an indexed PNG with the same
-    decoded pixels (embedded the same way in svg/svgz), and a faster gzip for svgz.
-    """
-    norm = _colormap.normalization(matrix, normalize, diverging_colormap, normalize_min)
-    fast = export_profile() == "fast"
-    if fast:
-        png = fast_png(matrix, norm, cmap)
-    else:
-        png = matrix2drgb_to_png_bytes(_colormap.matrix_to_rgb(matrix, norm, cmap))
-    if fmt == "png":
-        return png
-    svg = _svg_from_png(png, matrix.shape).encode("utf-8")
-    if fmt == "svg":
-        return svg
-    return gzip_bytes(svg) if fast else gzip.compress(svg, compresslevel=_SVGZ_LEVEL_EXACT, mtime=0)
+    return svg_from_png(matrix2drgb_to_png_bytes(rgb), matrix.shape)
 
 
 @overload  # with keyword arguments, returns decorator
@@ -464,16 +417,16 @@ def save_matrix_wrapper(
     ```
     """
     _check_no_positional(args)
-    formats = MatrixSaveFormat.__args__  # type: ignore[attr-defined]
+    formats = typing.get_args(MatrixSaveFormat)
     assert fmt in formats, f"Invalid format fmt={fmt!r}, must be one of {formats}"
 
     def decorator(func: AttentionMatrixToMatrixFunc) -> AttentionMatrixFigureFunc:
         @functools.wraps(func)
         def wrapped(attn_matrix: AttentionMatrix, save_dir: Path) -> None:
-            data = _matrix_file_bytes(
+            data = matrix_file_bytes(
                 func(attn_matrix), fmt, normalize, cmap, diverging_colormap, normalize_min
             )
-            atomic_write_bytes(Path(save_dir) / f"{func.__name__}.{fmt}", data)
+            atomic_write_bytes(Path(save_dir) / figure_file_name(func.__name__, fmt), data)
 
         wrapped.figure_save_fmt = fmt  # type: ignore[attr-defined]
         return wrapped

@@ -8,7 +8,7 @@ to resume, every file is written atomically, and failures are summarised at the 
 
 # Figure functions in worker processes
 Workers receive the figure functions by pickling. Define yours at module level in an importable
-module and import it before rendering (CLI: `--import my_module`); see `pattern_lens._transfer`.
+module and import it before rendering (CLI: `--import my_module`); see `pattern_lens._pipeline.transfer`.
 
 ```python
 # my_figs.py, somewhere on sys.path
@@ -26,28 +26,28 @@ then `pattern-lens render --import my_figs --model M --save-path P --figure-func
 from __future__ import annotations
 
 import fnmatch
-import json
 import re
 import sys
-import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from pattern_lens._activations import ActivationsFile, peek_n_ctx
 from pattern_lens._errors import FigureFuncTransferError, InputError, PatternLensError
-from pattern_lens._indexes import (
+from pattern_lens._pipeline.indexes import (
     read_jsonl,
     sanitize_model_name,
     write_figures_jsonl,
     write_models_jsonl,
     write_prompts_jsonl,
 )
-from pattern_lens._outputs import figure_func_name, head_dir, list_head_dir, run_figure_funcs
-from pattern_lens._pipeline import PromptWork, check_layers, render_prompts
-from pattern_lens._summary import FailureStat, RenderSummary
+from pattern_lens._pipeline.inputs import HTConfigMock, check_layers, clean_index_temp, load_model_cfg, prompt_work
+from pattern_lens._pipeline.npz import ActivationsFile
+from pattern_lens._layout import head_dir, layer_key
+from pattern_lens._pipeline.outputs import figure_func_name, list_head_dir, run_figure_funcs
+from pattern_lens._pipeline.run import render_prompts
+from pattern_lens._pipeline.summary import FailureStat, RenderSummary
 from pattern_lens.consts import DATA_DIR, ActivationCacheNp, AttentionMatrix
 from pattern_lens.profile import export_profile
 
@@ -69,63 +69,6 @@ __all__ = [
 
 FigureFuncsSelect = set[str] | frozenset[str] | str | Sequence[Callable] | None
 "which figure functions to run: `None` all registered, a glob, a set of names, or the functions"
-
-
-class HTConfigMock:
-    """stand-in for `transformer_lens.HookedTransformerConfig`, loaded from `model_cfg.json`
-
-    Takes any keyword arguments into `__dict__`; the pipeline needs `n_layers: int`,
-    `n_heads: int` and `model_name: str`. (Importing transformer_lens in every worker would cost
-    seconds per process.)
-    """
-
-    def __init__(self, **kwargs) -> None:
-        self.n_layers: int
-        self.n_heads: int
-        self.model_name: str
-        self.__dict__.update(kwargs)
-
-    @property
-    def model_name_sanitized(self) -> str:
-        """`model_name` made safe as a folder name (see `pattern_lens._indexes.sanitize_model_name`)"""
-        return sanitize_model_name(self.model_name)
-
-    def serialize(self) -> dict:
-        """the config as a JSON-compatible dict; values JSON cannot hold become their `str()`"""
-        return json.loads(json.dumps(self.__dict__, default=str))
-
-    @classmethod
-    def load(cls, data: dict) -> HTConfigMock:
-        """make a config from a dict (as read from `model_cfg.json`)"""
-        return cls(**data)
-
-
-def load_model_cfg(model_dir: Path | str) -> HTConfigMock:
-    """read and check `<model_dir>/model_cfg.json`
-
-    # Raises:
-     - `InputError` naming the file when it is missing, not JSON, or lacks a positive integer
-       `n_layers` / `n_heads` or a string `model_name`
-    """
-    path = Path(model_dir) / "model_cfg.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InputError(
-            f"model config not found: {path} (expected <save_path>/<model>/model_cfg.json with "
-            "n_layers, n_heads, model_name)"
-        ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"cannot read model config {path}: {e}") from e
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    for key, kind in (("n_layers", int), ("n_heads", int), ("model_name", str)):
-        value = data.get(key)
-        if not isinstance(value, kind) or isinstance(value, bool) or (kind is int and value < 1):
-            raise InputError(
-                f"{path}: {key!r} is {value!r}, expected a {'positive integer' if kind is int else 'string'}"
-            )
-    return HTConfigMock.load(data)
 
 
 def _registered_funcs() -> list[Callable]:
@@ -241,7 +184,7 @@ def compute_and_save_figures(
     results: dict[str, dict[tuple[int, int], bool | Exception]] = {}
     for layer in range(model_cfg.n_layers):
         if isinstance(cache, dict):
-            layer_patterns = cache[f"blocks.{layer}.attn.hook_pattern"][0]
+            layer_patterns = cache[layer_key(layer)][0]
         elif isinstance(cache, np.ndarray):
             layer_patterns = cache[layer]
         else:
@@ -285,51 +228,6 @@ def process_prompt(
                     layer, head, patterns[head], head_dir(prompt_dir, layer, head), figure_funcs, force_overwrite
                 )
     write_prompts_jsonl(Path(save_path) / model_cfg.model_name_sanitized)
-
-
-_SAFE_HASH: re.Pattern = re.compile(r"^[A-Za-z0-9_\-=.]+$")
-
-
-def _prompt_work(
-    prompts: list[dict], model_dir: Path, summary: RenderSummary, heads_per_prompt: int
-) -> list[PromptWork]:
-    """the prompts that can be rendered; the others become input errors in `summary`"""
-    index = model_dir / "prompts.jsonl"
-    out: list[PromptWork] = []
-    for i, prompt in enumerate(prompts, start=1):
-        h = prompt.get("hash")
-        if not isinstance(h, str) or not _SAFE_HASH.match(h) or h in {".", ".."}:
-            summary.add_input_error(
-                f"{index}: prompt {i} has hash {h!r}, expected a folder name under {model_dir / 'prompts'}",
-                heads_per_prompt,
-            )
-            continue
-        prompt_dir = model_dir / "prompts" / h
-        npz = prompt_dir / "activations.npz"
-        if not npz.is_file():
-            summary.add_input_error(f"{npz}: activations file not found (prompt {i} of {index})", heads_per_prompt)
-            continue
-        n_ctx = prompt.get("n_tokens")
-        if not isinstance(n_ctx, int) or n_ctx < 1:
-            n_ctx = peek_n_ctx(npz) or 64
-        out.append(PromptWork(str(prompt_dir), int(n_ctx)))
-    return out
-
-
-_STALE_INDEX_TEMP_S: float = 600.0
-"index temp files younger than this may belong to another run writing the same save path"
-
-
-def _clean_index_temp(folder: Path, names: Iterable[str]) -> None:
-    """remove temporary files of the indexes left by a killed run (not another live run's)"""
-    now = time.time()
-    for name in names:
-        for tmp in folder.glob(f".{name}.*.tmp"):
-            try:
-                if now - tmp.stat().st_mtime > _STALE_INDEX_TEMP_S:
-                    tmp.unlink(missing_ok=True)
-            except FileNotFoundError:
-                pass
 
 
 def figures_main(
@@ -406,8 +304,8 @@ def figures_main(
         print(f"{model_dir}: {len(prompts)} prompts, {len(layer_sel)} layers x {len(head_sel)} heads")
         print(f"{len(funcs)} figure functions: {', '.join(figure_func_name(f) for f in funcs)}")
 
-    _clean_index_temp(model_dir, ["prompts.jsonl"])
-    _clean_index_temp(save_path, ["models.jsonl", "figures.jsonl"])
+    clean_index_temp(model_dir, ["prompts.jsonl"])
+    clean_index_temp(save_path, ["models.jsonl", "figures.jsonl"])
     summary = RenderSummary(
         model_name=model_dir.name,
         n_prompts=len(prompts),
@@ -415,7 +313,7 @@ def figures_main(
         n_heads_per_layer=len(head_sel),
     )
     heads_per_prompt = len(layer_sel) * len(head_sel)
-    work = _prompt_work(prompts, model_dir, summary, heads_per_prompt)
+    work = prompt_work(prompts, model_dir, summary, heads_per_prompt)
     summary.n_heads += (len(prompts) - len(work)) * heads_per_prompt
     render_prompts(
         work,

@@ -7,14 +7,14 @@ a pipeline sets it explicitly inside every joblib task (a worker process starts 
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Literal, overload
+from typing import Literal, get_args, overload
 
 __all__ = ["ExportProfile", "EXPORT_PROFILES", "DEFAULT_EXPORT_PROFILE", "export_profile"]
 
 ExportProfile = Literal["exact", "fast"]
 "names of the export profiles"
 
-EXPORT_PROFILES: tuple[str, ...] = ("exact", "fast")
+EXPORT_PROFILES: tuple[str, ...] = get_args(ExportProfile)
 "every valid profile name"
 
 DEFAULT_EXPORT_PROFILE: ExportProfile = "exact"

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pattern_lens._activations import layer_key
-from pattern_lens._atomic import atomic_path, atomic_write_text, write_text_if_changed
+from pattern_lens._layout import layer_key
+from pattern_lens._pipeline.atomic import atomic_path, atomic_write_text, write_text_if_changed
 
 __all__ = [
     "HEAD_KINDS",

@@ -68,7 +68,7 @@ def test_config_rejects_unknown_names():
 
 def test_verification_catches_a_wrong_output(monkeypatch, tmp_path):
     """the verification step must be able to fail: corrupt the exact output and expect an error"""
-    from pattern_lens import _baseline
+    from pattern_lens._export import reference as _baseline
 
     real = _baseline.reference_file_bytes
     monkeypatch.setattr(_baseline, "reference_file_bytes", lambda m, fmt: real(m[::-1].copy(), fmt))

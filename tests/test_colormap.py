@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from matplotlib.colors import ListedColormap
 
 import reference_impl as ref
-from pattern_lens import _colormap
+from pattern_lens._export import colormap as _colormap
 from pattern_lens.figure_util import matrix_to_image_preprocess
 
 

@@ -219,7 +219,7 @@ def test_huge_colormap_takes_the_reference_path():
     """N = 70000 does not fit uint16 rows: the fast route must decline rather than wrap"""
     from matplotlib.colors import LinearSegmentedColormap
 
-    from pattern_lens import _colormap
+    from pattern_lens._export import colormap as _colormap
 
     cmap = LinearSegmentedColormap.from_list("wide", ["black", "red", "white"], N=70000)
     norm = _colormap.normalization(CAUSAL, True)

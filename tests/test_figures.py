@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 import pattern_lens.attn_figure_funcs as aff
-from pattern_lens import _pipeline
-from pattern_lens._activations import layer_key
-from pattern_lens._atomic import atomic_write_bytes, atomic_write_text
-from pattern_lens._pipeline import PromptWork, TaskPlanner
+from pattern_lens._pipeline import planner as _planner
+from pattern_lens._pipeline import run as _run
+from pattern_lens._layout import layer_key
+from pattern_lens._pipeline.atomic import atomic_write_bytes, atomic_write_text
+from pattern_lens._pipeline.planner import PromptWork, TaskPlanner
 from pattern_lens.figure_util import matplotlib_figure_saver, matplotlib_multifigure_saver
 from pattern_lens.figures import (
     FigureFuncTransferError,
@@ -191,7 +192,8 @@ def test_workers_write_what_one_process_writes(tmp_path, use_workers):
 @pytest.fixture
 def use_workers(monkeypatch):
     """tiny runs normally stay in this process (starting workers costs more): make them use the pool"""
-    monkeypatch.setattr(_pipeline, "MIN_TASK_SECONDS", 1e-6)
+    monkeypatch.setattr(_run, "MIN_TASK_SECONDS", 1e-6)
+    monkeypatch.setattr(_planner, "MIN_TASK_SECONDS", 1e-6)
 
 
 def test_matplotlib_figure_functions_run_in_workers(tmp_path, use_workers):
@@ -269,9 +271,9 @@ def test_plan_splits_one_prompt_over_every_worker_and_covers_each_head_once():
     # many small prompts: few, big tasks (scheduling cost stays small), still every head once
     many = [PromptWork(f"/p{i}", 64) for i in range(200)]
     tasks = _plan(many, range(6), range(4), n_funcs=1, n_workers=2)
-    est_head = _pipeline.HEAD_SECONDS["exact"][0] + _pipeline.HEAD_SECONDS["exact"][1] * 64 * 64
+    est_head = _planner.HEAD_SECONDS["exact"][0] + _planner.HEAD_SECONDS["exact"][1] * 64 * 64
     sizes = [sum(len(hs) for (_, _, hs) in t) for t in tasks]
-    assert min(sizes[:-1]) * est_head >= _pipeline.MIN_TASK_SECONDS
+    assert min(sizes[:-1]) * est_head >= _planner.MIN_TASK_SECONDS
     assert sum(sizes) == 200 * 6 * 4 and len({(p, layer) for t in tasks for (p, layer, _) in t}) == 1200
 
 

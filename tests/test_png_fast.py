@@ -1,4 +1,4 @@
-"""property tests of `pattern_lens._png_fast`: every PNG must decode, in two independent decoders, to
+"""property tests of `pattern_lens._export.png_fast`: every PNG must decode, in two independent decoders, to
 exactly the pixels numpy computes as `palette[indices]` (or the RGB input), with valid chunks and CRCs"""
 
 import gzip
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
 
-from pattern_lens import _png_fast
+from pattern_lens._export import png_fast as _png_fast
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

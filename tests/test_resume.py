@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pattern_lens._atomic import atomic_write_bytes
+from pattern_lens._pipeline.atomic import atomic_write_bytes
 from pattern_lens.figures import figures_main
 from pattern_lens.synthetic import write_synthetic_model
 

@@ -7,7 +7,7 @@ writes `<f.__name__>.<fmt>`; a multi-figure one (with `f._figure_names`) writes
 Resuming needs to know which outputs exist: the folder is listed once (one `os.scandir`) and every
 function is checked against that listing, where the reference globs the disk once per function.
 The listing also removes temporary files left by a killed run (`.<name>.XXXX.tmp`, see
-`pattern_lens._atomic`), so a rerun leaves no debris behind.
+`pattern_lens._pipeline.atomic`), so a rerun leaves no debris behind.
 """
 
 from __future__ import annotations
@@ -19,22 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
-from pattern_lens._atomic import TMP_SUFFIX, atomic_write_text
+from pattern_lens._layout import error_file_name, figure_file_name, is_temp_name
+from pattern_lens._pipeline.atomic import atomic_write_text
 
 __all__ = [
     "pending_funcs",
-    "ERROR_SUFFIX",
     "figure_func_name",
     "expected_outputs",
     "is_complete",
     "list_head_dir",
-    "head_dir",
     "run_figure_funcs",
 ]
-
-ERROR_SUFFIX: str = ".error.txt"
-"suffix of the file a failing figure function leaves in the head folder: `<func>.error.txt`"
-
 
 def figure_func_name(func: Callable) -> str:
     """the name a figure function's outputs start with: its `__name__`"""
@@ -61,8 +56,8 @@ def expected_outputs(func: Callable) -> tuple[str, ...] | None:
     name: str = figure_func_name(func)
     fig_names: Sequence[str] | None = getattr(func, "_figure_names", None)
     if fig_names:
-        return tuple(f"{name}.{fig}.{fmt}" for fig in fig_names)
-    return (f"{name}.{fmt}",)
+        return tuple(figure_file_name(name, fmt, fig) for fig in fig_names)
+    return (figure_file_name(name, fmt),)
 
 
 def is_complete(func: Callable, listing: set[str] | frozenset[str]) -> bool:
@@ -71,7 +66,7 @@ def is_complete(func: Callable, listing: set[str] | frozenset[str]) -> bool:
     if expected is not None:
         return all(name in listing for name in expected)
     prefix: str = figure_func_name(func) + "."
-    error_name: str = figure_func_name(func) + ERROR_SUFFIX
+    error_name: str = error_file_name(figure_func_name(func))
     return any(n.startswith(prefix) and n != error_name for n in listing)
 
 
@@ -89,13 +84,9 @@ def pending_funcs(
     for func in figure_funcs:
         if not is_complete(func, listing):
             pending.append(func)
-        elif (error := f"{figure_func_name(func)}{ERROR_SUFFIX}") in listing:
+        elif (error := error_file_name(figure_func_name(func))) in listing:
             (save_dir / error).unlink(missing_ok=True)
     return pending
-
-
-def _is_temp(name: str) -> bool:
-    return name.startswith(".") and name.endswith(TMP_SUFFIX)
 
 
 def list_head_dir(path: Path | str, clean_temp: bool = True) -> set[str]:
@@ -117,7 +108,7 @@ def list_head_dir(path: Path | str, clean_temp: bool = True) -> set[str]:
     try:
         with os.scandir(path) as it:
             for entry in it:
-                if _is_temp(entry.name):
+                if is_temp_name(entry.name):
                     if clean_temp:
                         try:
                             os.unlink(entry.path)
@@ -128,11 +119,6 @@ def list_head_dir(path: Path | str, clean_temp: bool = True) -> set[str]:
     except FileNotFoundError:
         pass
     return names
-
-
-def head_dir(prompt_dir: Path | str, layer: int, head: int) -> Path:
-    """`<prompt_dir>/L<layer>/H<head>`"""
-    return Path(prompt_dir) / f"L{layer}" / f"H{head}"
 
 
 def _error_text(exc: BaseException) -> str:
@@ -184,11 +170,11 @@ def run_figure_funcs(
         except Exception as e:  # noqa: BLE001 -- one bad function must not stop the others
             status[name] = e
             try:
-                atomic_write_text(save_dir / f"{name}{ERROR_SUFFIX}", _error_text(e))
+                atomic_write_text(save_dir / error_file_name(name), _error_text(e))
             except OSError:
                 pass  # the failure is still reported in the returned status
         else:
             status[name] = True
-            if f"{name}{ERROR_SUFFIX}" in listing:
-                (save_dir / f"{name}{ERROR_SUFFIX}").unlink(missing_ok=True)
+            if error_file_name(name) in listing:
+                (save_dir / error_file_name(name)).unlink(missing_ok=True)
     return status

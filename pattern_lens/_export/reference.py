@@ -9,8 +9,8 @@ import gzip
 import numpy as np
 from matplotlib.colors import Colormap
 
-from pattern_lens import _colormap
-from pattern_lens.figure_util import _svg_from_png, matrix2drgb_to_png_bytes
+from pattern_lens._export import colormap as _colormap
+from pattern_lens._export.encode import SVGZ_LEVEL_EXACT, pillow_png, svg_from_png
 
 __all__ = ["reference_file_bytes"]
 
@@ -21,8 +21,8 @@ def reference_file_bytes(
     """the file the reference writes for `matrix` (png bytes, svg text, or svgz at gzip level 9)"""
     norm = _colormap.normalization(matrix, normalize)
     rgb = _colormap.reference_rgb(matrix, norm, _colormap.get_colormap(cmap))
-    png = matrix2drgb_to_png_bytes(rgb)
+    png = pillow_png(rgb)
     if fmt == "png":
         return png
-    svg = _svg_from_png(png, matrix.shape).encode("utf-8")
-    return svg if fmt == "svg" else gzip.compress(svg, compresslevel=9, mtime=0)
+    svg = svg_from_png(png, matrix.shape).encode("utf-8")
+    return svg if fmt == "svg" else gzip.compress(svg, compresslevel=SVGZ_LEVEL_EXACT, mtime=0)

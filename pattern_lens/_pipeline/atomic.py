@@ -15,10 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "write_text_if_changed", "atomic_path", "TMP_SUFFIX"]
+from pattern_lens._layout import TMP_SUFFIX, temp_prefix
 
-TMP_SUFFIX: str = ".tmp"
-"suffix of the temporary files this module creates (and cleans up on error)"
+__all__ = ["atomic_write_bytes", "atomic_write_text", "write_text_if_changed", "atomic_path"]
+
 
 
 def _umask() -> int:
@@ -39,7 +39,7 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     the umask, as `open(path, "w")` would give it.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=TMP_SUFFIX, dir=path.parent)
     tmp_path = Path(tmp)
     try:
         try:

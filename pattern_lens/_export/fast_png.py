@@ -12,8 +12,8 @@ every case.
 import numpy as np
 from matplotlib.colors import Colormap
 
-from pattern_lens import _colormap
-from pattern_lens._png_fast import encode_indexed_png, encode_rgb_png
+from pattern_lens._export import colormap as _colormap
+from pattern_lens._export.png_fast import encode_indexed_png, encode_rgb_png
 
 __all__ = ["fast_png"]
 

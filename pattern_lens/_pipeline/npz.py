@@ -18,26 +18,22 @@ from types import TracebackType
 
 import numpy as np
 
+from pattern_lens._errors import InputError
+from pattern_lens._layout import layer_key
 __all__ = [
     "ActivationsError",
     "ActivationsFile",
-    "layer_key",
     "nonfinite_heads",
     "peek_n_ctx",
 ]
 
 
-class ActivationsError(ValueError):
-    """an `activations.npz` is missing, unreadable, or does not hold the expected patterns"""
+class ActivationsError(InputError, ValueError):
+    """an `activations.npz` is missing, unreadable, or does not hold the expected patterns (an `InputError`, and a `ValueError` as before)"""
 
     def __init__(self, path: Path | str, message: str) -> None:
         self.path: Path = Path(path)
         super().__init__(f"{self.path}: {message}")
-
-
-def layer_key(layer: int) -> str:
-    """the `activations.npz` key of layer `layer`'s attention pattern: `blocks.<layer>.attn.hook_pattern`"""
-    return f"blocks.{layer}.attn.hook_pattern"
 
 
 # errors that a truncated or corrupted zip member raises while it is decompressed or parsed

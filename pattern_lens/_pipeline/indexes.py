@@ -13,8 +13,8 @@ import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from pattern_lens._atomic import write_text_if_changed
-from pattern_lens._outputs import figure_func_name
+from pattern_lens._pipeline.atomic import write_text_if_changed
+from pattern_lens._pipeline.outputs import figure_func_name
 
 __all__ = [
     "sanitize_model_name",

@@ -23,7 +23,7 @@ except ImportError:  # pragma: no cover
     from joblib.externals import cloudpickle  # type: ignore[no-redef]
 
 from pattern_lens._errors import FigureFuncTransferError
-from pattern_lens._outputs import figure_func_name
+from pattern_lens._pipeline.outputs import figure_func_name
 
 __all__ = ["FigureFuncs", "TRANSFER_ADVICE"]
 

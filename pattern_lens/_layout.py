@@ -1,0 +1,79 @@
+"""the on-disk layout, one home per naming convention (the reference's layout)
+
+```
+<save_path>/models.jsonl, figures.jsonl
+<save_path>/<model>/model_cfg.json, prompts.jsonl
+<save_path>/<model>/prompts/<hash>/prompt.json, activations.npz
+<save_path>/<model>/prompts/<hash>/L<layer>/H<head>/<func>.<fmt>        a single-figure function
+<save_path>/<model>/prompts/<hash>/L<layer>/H<head>/<func>.<fig>.<fmt>  each figure of a multi-figure one
+<save_path>/<model>/prompts/<hash>/L<layer>/H<head>/<func>.error.txt    a function that failed there
+```
+
+Temporary files (atomic writes) are `.<final name>.<random>.tmp` beside their final file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = [
+    "ACTIVATIONS_FILE",
+    "PROMPT_FILE",
+    "MODEL_CFG_FILE",
+    "PROMPTS_INDEX",
+    "ERROR_SUFFIX",
+    "TMP_SUFFIX",
+    "layer_key",
+    "prompt_dir",
+    "head_dir",
+    "figure_file_name",
+    "error_file_name",
+    "temp_prefix",
+    "is_temp_name",
+]
+
+ACTIVATIONS_FILE: str = "activations.npz"
+PROMPT_FILE: str = "prompt.json"
+MODEL_CFG_FILE: str = "model_cfg.json"
+PROMPTS_INDEX: str = "prompts.jsonl"
+
+ERROR_SUFFIX: str = ".error.txt"
+"suffix of the file a failing figure function leaves in the head folder: `<func>.error.txt`"
+
+TMP_SUFFIX: str = ".tmp"
+"suffix of temporary files of atomic writes"
+
+
+def layer_key(layer: int) -> str:
+    """the `activations.npz` key of layer `layer`'s attention pattern: `blocks.<layer>.attn.hook_pattern`"""
+    return f"blocks.{layer}.attn.hook_pattern"
+
+
+def prompt_dir(model_dir: Path | str, prompt_hash: str) -> Path:
+    """`<model_dir>/prompts/<hash>`"""
+    return Path(model_dir) / "prompts" / prompt_hash
+
+
+def head_dir(prompt_dir: Path | str, layer: int, head: int) -> Path:
+    """`<prompt_dir>/L<layer>/H<head>`"""
+    return Path(prompt_dir) / f"L{layer}" / f"H{head}"
+
+
+def figure_file_name(func_name: str, fmt: str, figure: str | None = None) -> str:
+    """`<func>.<fmt>`, or `<func>.<figure>.<fmt>` for one figure of a multi-figure function"""
+    return f"{func_name}.{fmt}" if figure is None else f"{func_name}.{figure}.{fmt}"
+
+
+def error_file_name(func_name: str) -> str:
+    """`<func>.error.txt`"""
+    return f"{func_name}{ERROR_SUFFIX}"
+
+
+def temp_prefix(final_name: str) -> str:
+    """the start of a temporary file's name for the final file `final_name`"""
+    return f".{final_name}."
+
+
+def is_temp_name(name: str) -> bool:
+    """whether a folder entry is a temporary file of an atomic write"""
+    return name.startswith(".") and name.endswith(TMP_SUFFIX)

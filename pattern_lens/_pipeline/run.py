@@ -1,0 +1,96 @@
+"""render every selected head of a model's prompts on every core: plan, fan out, collect
+
+`render_prompts` cuts the work into tasks (`planner`), runs them on the workers the parallel
+settings resolve to (`backends`), each task rendering its heads (`worker`), and adds every task's
+result to the run's `RenderSummary`, with a progress bar over heads.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from tqdm import tqdm
+
+from pattern_lens._errors import PatternLensError
+from pattern_lens._pipeline.backends import parallel_session, run_all
+from pattern_lens._pipeline.planner import MIN_TASK_SECONDS, PromptWork, TaskPlanner
+from pattern_lens._pipeline.summary import RenderSummary
+from pattern_lens._pipeline.transfer import FigureFuncs
+from pattern_lens._pipeline.worker import Task, run_task
+from pattern_lens.profile import EXPORT_PROFILES
+
+__all__ = ["render_prompts"]
+
+
+def render_prompts(
+    prompts: Sequence[PromptWork],
+    figure_funcs: Sequence[Callable],
+    n_heads: int,
+    layers: Sequence[int],
+    heads: Sequence[int],
+    *,
+    force: bool = False,
+    profile: str = "exact",
+    n_jobs: int | None = None,
+    backend: str | None = None,
+    scheduler: str | None = None,
+    progress: bool = True,
+    desc: str = "",
+    summary: RenderSummary | None = None,
+) -> RenderSummary:
+    """render `layers` x `heads` of every prompt with every figure function, on all workers
+
+    # Parameters:
+     - `prompts : Sequence[PromptWork]` prompts whose `activations.npz` exists
+     - `figure_funcs : Sequence[Callable]` figure functions, run in this order on each head
+     - `n_heads : int` heads per layer in the activations (the model config's)
+     - `layers : Sequence[int]`, `heads : Sequence[int]` what to render
+     - `force : bool` redo outputs that exist (defaults to `False`)
+     - `profile : str` export profile, `"exact"` or `"fast"`, set inside every task (defaults to `"exact"`)
+     - `n_jobs`, `backend`, `scheduler`: see `parallel_session`
+     - `progress : bool` show a tqdm bar over heads on stderr (defaults to `True`)
+     - `desc : str` label of the bar (defaults to `""`)
+     - `summary : RenderSummary | None` summary to add to (defaults to `None`: a new one)
+
+    # Returns:
+     - `RenderSummary`
+
+    # Raises:
+     - `FigureFuncTransferError` when a figure function cannot be sent to or loaded in a worker
+     - `PatternLensError` for bad parallel settings
+    """
+    if profile not in EXPORT_PROFILES:  # check now, not in every worker
+        raise PatternLensError(f"unknown export profile {profile!r}: expected one of {EXPORT_PROFILES}")
+    funcs = FigureFuncs(figure_funcs)
+    names = funcs.names
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise PatternLensError(f"figure functions with the same name would overwrite each other's files: {dupes}")
+    summary = summary if summary is not None else RenderSummary()
+    summary.figure_funcs = names
+    summary.profile = profile
+    with parallel_session(n_jobs, backend, scheduler) as session:
+        if not session.in_process:
+            funcs.blob()  # fail now, with advice, if a function cannot travel to the workers
+        planner = TaskPlanner(prompts, layers, heads, len(funcs), session.n_workers, profile)
+        if planner.remaining < MIN_TASK_SECONDS and not session.in_process and session.backend_name != "dask":
+            # one small task: starting worker processes (~0.5 s) would cost more than it saves
+            session = session.as_sequential()
+        summary.n_jobs = session.n_workers
+        summary.backend = session.backend_name
+        tasks = (Task(funcs, force, profile, n_heads, tuple(items), est) for items, est in planner)
+        total: int = len(prompts) * len(layers) * len(heads)
+        t0: float = time.perf_counter()
+        with tqdm(
+            total=total, unit="head", desc=desc or None, disable=not progress, file=sys.stderr,
+            dynamic_ncols=True, smoothing=0.1,
+        ) as bar:
+            for res in run_all(session, run_task, tasks):
+                summary.merge(res)
+                if res.n_rendered:  # calibrate on rendered heads only: skipped ones cost ~nothing
+                    planner.observe(res.task_estimate * res.n_rendered / max(1, res.n_heads), res.task_seconds)
+                bar.update(res.n_heads)
+        summary.elapsed += time.perf_counter() - t0
+    return summary

@@ -1,0 +1,124 @@
+"""the task a worker runs: render some heads of some layers, reading each layer once
+
+A task carries only paths and indices. The worker lists each head folder once, skips heads whose
+outputs all exist, and reads a layer from the `.npz` only when one of its heads has work left: a
+worker holds one layer at a time, the parent none.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pattern_lens._layout import error_file_name, head_dir, layer_key
+from pattern_lens._pipeline.npz import ActivationsError, ActivationsFile, nonfinite_heads
+from pattern_lens._pipeline.outputs import list_head_dir, pending_funcs, run_figure_funcs
+from pattern_lens._pipeline.planner import Item
+from pattern_lens._pipeline.summary import TaskResult
+from pattern_lens._pipeline.transfer import FigureFuncs
+from pattern_lens._system import peak_rss_bytes
+from pattern_lens.profile import export_profile
+
+__all__ = ["Task", "run_task"]
+
+
+@dataclass(frozen=True)
+class Task:
+    """what one worker call renders: `items` with `funcs` in `profile`; `estimate` seconds (prior)"""
+
+    funcs: FigureFuncs
+    force: bool
+    profile: str
+    n_heads: int
+    items: tuple[Item, ...]
+    estimate: float
+
+
+def _render_item(
+    task: Task,
+    prompt_dir: str,
+    layer: int,
+    heads: tuple[int, ...],
+    acts_cache: dict[str, ActivationsFile | ActivationsError],
+    res: TaskResult,
+) -> None:
+    res.n_heads += len(heads)
+    todo: list[tuple[int, Path, set[str], list[Callable]]] = []
+    for h in heads:
+        d: Path = head_dir(prompt_dir, layer, h)
+        try:
+            listing: set[str] = list_head_dir(d)
+        except OSError as e:  # e.g. permissions: this head is lost, not the run
+            res.add_input_error(f"{d}: cannot list the head folder ({type(e).__name__}: {e})", 1)
+            continue
+        funcs = pending_funcs(task.funcs, d, listing, task.force)
+        if funcs:
+            todo.append((h, d, listing, funcs))
+        else:
+            res.n_skipped += 1
+    if not todo:
+        return  # resumed: nothing to do here, and the layer is never read
+
+    # one open archive per prompt and task (items arrive grouped by prompt)
+    acts = acts_cache.get(prompt_dir)
+    if acts is None:
+        for old in acts_cache.values():
+            if isinstance(old, ActivationsFile):
+                old.close()
+        acts_cache.clear()
+        try:
+            acts = ActivationsFile(Path(prompt_dir) / "activations.npz", n_heads=task.n_heads)
+        except ActivationsError as e:
+            acts = e
+        acts_cache[prompt_dir] = acts
+    if isinstance(acts, ActivationsError):
+        res.add_input_error(str(acts), len(todo))
+        return
+    try:
+        patterns = acts.read_layer(layer)
+    except ActivationsError as e:
+        res.add_input_error(str(e), len(todo))
+        return
+    bad: dict[int, int] = nonfinite_heads(patterns)
+
+    for h, d, listing, funcs in todo:
+        if h in bad:
+            res.add_input_error(
+                f"{acts.path}: key {layer_key(layer)!r} head {h} has {bad[h]} non-finite values "
+                "(NaN or inf); expected finite attention patterns",
+                1,
+            )
+            continue
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            res.add_input_error(f"{d}: cannot create the head folder ({type(e).__name__}: {e})", 1)
+            continue
+        status = run_figure_funcs(patterns[h], d, funcs, listing, force_overwrite=task.force)
+        res.n_rendered += 1
+        for name, st in status.items():
+            if st is True:
+                res.n_outputs += 1
+            else:
+                res.add_failure(name, f"{type(st).__name__}: {st}", str(d / error_file_name(name)))
+
+
+def run_task(task: Task) -> TaskResult:
+    """render the heads of one task; runs in a worker (module-level so it pickles by reference)"""
+    t0 = time.perf_counter()
+    res = TaskResult(task_estimate=task.estimate)
+    acts_cache: dict[str, ActivationsFile | ActivationsError] = {}
+    # worker processes start with the default export profile: set the run's one for this task
+    with export_profile(task.profile):
+        try:
+            for prompt_dir, layer, heads in task.items:
+                _render_item(task, prompt_dir, layer, heads, acts_cache, res)
+        finally:
+            for acts in acts_cache.values():
+                if isinstance(acts, ActivationsFile):
+                    acts.close()
+    res.peak_rss = peak_rss_bytes()
+    res.task_seconds = time.perf_counter() - t0
+    return res
