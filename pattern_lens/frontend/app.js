@@ -140,7 +140,7 @@ function lazyImage(src, alt) {
 
 function thumb(m, hash, layer, head, fig) {
   if (!canShow(fig)) return el("div", { class: "ph", text: "svgz: open through pattern-lens serve" });
-  return lazyImage(thumbPath(m, hash, layer, head, fig), `L${layer} H${head}`);
+  return lazyImage(thumbPath(m, hash, layer, head, fig), ""); // the cell's title names the head
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -517,7 +517,7 @@ function drawPattern(box, readout, tokensBox, source, pixels, tokens, fig, whyNo
   const avail = clamp(Math.min(window.innerWidth - 420, window.innerHeight - 160) - margin, 160, 900);
   const cell = n >= avail ? avail / n : Math.max(1, Math.floor(avail / n));
   const size = Math.round(margin + cell * n);
-  const canvas = el("canvas", { id: "pattern-canvas", width: size, height: size });
+  const canvas = el("canvas", { id: "pattern-canvas", width: size, height: size, dataset: { margin, cell, n } });
   const overlay = el("canvas", { class: "overlay", width: size, height: size });
   const ctx = canvas.getContext("2d");
   ctx.imageSmoothingEnabled = false;
@@ -627,15 +627,16 @@ async function render() {
   const view = VIEWS[route.view] || viewModels;
   const main = document.getElementById("main");
   main.replaceChildren();
+  delete main.dataset.ready; // set to the hash once the view is drawn (tests and scripts wait on it)
   main.dataset.view = VIEWS[route.view] ? route.view : "models";
   document.title = `pattern_lens: ${main.dataset.view}`;
   try {
     await view(main, route, rid);
-    if (rid === state.renderId) main.dataset.ready = String(rid);
+    if (rid === state.renderId) main.dataset.ready = location.hash;
   } catch (err) {
     if (rid !== state.renderId) return;
     main.append(el("p", { class: "error", id: "error", text: String(err && err.message ? err.message : err) }));
-    main.dataset.ready = String(rid);
+    main.dataset.ready = location.hash;
   }
 }
 
