@@ -110,6 +110,11 @@ class Page:
         self.page.goto(self.base_url + ("#" + hash_ if hash_ else ""))
         self.ready()
 
+    def open(self, view: str, **params) -> None:
+        """go to `view` with `params` in the URL's hash and wait until it is drawn"""
+        self.goto("&".join([f"view={view}", *(f"{k}={v}" for k, v in params.items())]))
+        self.wait_view(view)
+
     def ready(self):
         """the view of the current URL is drawn"""
         self.page.wait_for_function("document.getElementById('main').dataset.ready === location.hash")
@@ -211,8 +216,7 @@ def test_prompts_search_and_filters(page, demo):
 def test_grid_lazy_click_and_keys(page, demo):
     model = "synthetic-6x4-ctx20"
     rows = _prompts(demo, model)
-    page.goto(f"view=grid&model={model}&prompt={rows[0]['hash']}&fig=raw")
-    page.wait_view("grid")
+    page.open("grid", model=model, prompt=rows[0]['hash'], fig="raw")
     cells = page.page.locator("#grid .cell")
     assert cells.count() == BIG["n_layers"] * BIG["n_heads"]
     # only what is near the screen is loaded: the last layer's images have no src yet
@@ -248,8 +252,7 @@ def test_grid_lazy_click_and_keys(page, demo):
 def test_statistics_sort_and_colour(page, demo):
     model = "synthetic-6x4-ctx20"
     rows = _prompts(demo, model)
-    page.goto(f"view=grid&model={model}&prompt={rows[0]['hash']}&fig=raw")
-    page.wait_view("grid")
+    page.open("grid", model=model, prompt=rows[0]['hash'], fig="raw")
     page.page.select_option("#sort", "rank")
     page.wait_view("grid")
     order = page.page.eval_on_selector_all("#grid .cell[data-layer='0']", "cs => cs.map(c => c.dataset.head)")
@@ -268,8 +271,7 @@ def test_statistics_sort_and_colour(page, demo):
 def test_previews_in_grids_where_present(page, demo):
     model = "synthetic-2x2-ctx16"
     rows = _prompts(demo, model)
-    page.goto(f"view=grid&model={model}&prompt={rows[0]['hash']}&fig=raw")
-    page.wait_view("grid")
+    page.open("grid", model=model, prompt=rows[0]['hash'], fig="raw")
     page.page.wait_for_function("[...document.querySelectorAll('#grid img')].every(i => i.complete && i.naturalWidth === 4)")
     assert page.page.get_attribute("#grid img", "src").endswith(preview_file_name("raw"))
 
@@ -278,8 +280,7 @@ def test_head_hover_keys_and_across(page, demo):
     model = "synthetic-6x4-ctx20"
     rows = _prompts(demo, model)
     layer, head = 3, 1
-    page.goto(f"view=head&model={model}&prompt={rows[0]['hash']}&fig=raw&layer={layer}&head={head}")
-    page.wait_view("head")
+    page.open("head", model=model, prompt=rows[0]['hash'], fig="raw", layer=layer, head=head)
     page.page.wait_for_selector("#pattern-canvas")
     attn = np.load(demo / model / "prompts" / rows[0]["hash"] / "activations.npz")[f"blocks.{layer}.attn.hook_pattern"][0, head]
     norm = (attn - attn.min()) / (attn.max() - attn.min())
@@ -317,8 +318,7 @@ def test_head_hover_keys_and_across(page, demo):
 def test_head_of_other_formats_and_bos(page, demo):
     model = "synthetic-2x2-ctx16"
     rows = _prompts(demo, model)
-    page.goto(f"view=head&model={model}&prompt={rows[0]['hash']}&fig=sqrt_svg&layer=1&head=0")
-    page.wait_view("head")
+    page.open("head", model=model, prompt=rows[0]['hash'], fig="sqrt_svg", layer=1, head=0)
     page.page.wait_for_selector("#pattern-canvas")
     shown = _hover(page, 0, 0)
     assert shown["query"] == "<BOS>" and shown["key"] == "<BOS>"
@@ -341,11 +341,10 @@ def test_head_of_other_formats_and_bos(page, demo):
 def test_shared_url_opens_the_same_view(page, demo):
     model = "synthetic-6x4-ctx20"
     rows = _prompts(demo, model)
-    page.goto(f"view=head&model={model}&prompt={rows[2]['hash']}&fig=sqrt_svg&layer=5&head=2")
-    page.wait_view("head")
+    page.open("head", model=model, prompt=rows[2]['hash'], fig="sqrt_svg", layer=5, head=2)
     heading = page.page.locator("main h2").first.inner_text()
     assert "layer 5, head 2" in heading and "prompt #2" in heading
     assert page.page.locator("#figure").input_value() == "sqrt_svg"
-    page.goto(f"view=head&model=nope&prompt=x&fig=raw&layer=0&head=0")
+    page.goto("view=head&model=nope&prompt=x&fig=raw&layer=0&head=0")
     page.page.wait_for_selector("#error")
     assert "no model named" in page.page.locator("#error").inner_text()

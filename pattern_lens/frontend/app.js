@@ -356,13 +356,21 @@ function promptNeighbour(rows, hash, step) {
   return rows[clamp(i + step, 0, rows.length - 1)];
 }
 
-async function viewGrid(main, route, rid) {
+async function target(route, withPrompt = true) {
+  // what a route names: model, its prompts, the prompt, the figure, layer and head (clamped)
   const m = model(route.model);
   const rows = await prompts(m.name);
-  const prompt = rows.find((p) => p.hash === route.prompt);
-  if (!prompt) throw new Error(`prompt ${route.prompt} not found in ${m.name}`);
+  const prompt = withPrompt ? rows.find((p) => p.hash === route.prompt) : null;
+  if (withPrompt && !prompt) throw new Error(`prompt ${route.prompt} not found in ${m.name}`);
   const fig = figureOf(m, route.fig);
   if (!fig) throw new Error(`no figures rendered for ${m.name} yet`);
+  const layer = clamp(Number(route.layer) || 0, 0, m.n_layers - 1);
+  const head = clamp(Number(route.head) || 0, 0, m.n_heads - 1);
+  return { m, rows, prompt, fig, layer, head };
+}
+
+async function viewGrid(main, route, rid) {
+  const { m, rows, prompt, fig } = await target(route);
   const stats = await headStats(m, prompt.hash);
   if (rid !== state.renderId) return;
   crumbs([["models", "#"], [m.model_name, hashHref({ view: "prompts", model: m.name })], [`prompt #${prompt._i}`, null]]);
@@ -428,14 +436,7 @@ async function viewGrid(main, route, rid) {
 }
 
 async function viewHead(main, route, rid) {
-  const m = model(route.model);
-  const rows = await prompts(m.name);
-  const prompt = rows.find((p) => p.hash === route.prompt);
-  if (!prompt) throw new Error(`prompt ${route.prompt} not found in ${m.name}`);
-  const fig = figureOf(m, route.fig);
-  if (!fig) throw new Error(`no figures rendered for ${m.name} yet`);
-  const layer = clamp(Number(route.layer) || 0, 0, m.n_layers - 1);
-  const head = clamp(Number(route.head) || 0, 0, m.n_heads - 1);
+  const { m, rows, prompt, fig, layer, head } = await target(route);
   const stats = await headStats(m, prompt.hash);
   if (rid !== state.renderId) return;
   const gridHref = hashHref({ view: "grid", model: m.name, prompt: prompt.hash, fig: fig.name });
@@ -580,13 +581,8 @@ function drawPattern(box, readout, tokensBox, source, pixels, tokens, fig, whyNo
 }
 
 async function viewAcross(main, route, rid) {
-  const m = model(route.model);
-  const rows = await prompts(m.name);
+  const { m, rows, fig, layer, head } = await target(route, false);
   if (rid !== state.renderId) return;
-  const fig = figureOf(m, route.fig);
-  if (!fig) throw new Error(`no figures rendered for ${m.name} yet`);
-  const layer = clamp(Number(route.layer) || 0, 0, m.n_layers - 1);
-  const head = clamp(Number(route.head) || 0, 0, m.n_heads - 1);
   crumbs([["models", "#"], [m.model_name, hashHref({ view: "prompts", model: m.name })], [`L${layer} H${head} across prompts`, null]]);
   keysHelp("keys: ← → head, ↑ ↓ layer");
   const move = (dl, dh) => {
