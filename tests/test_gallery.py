@@ -154,3 +154,16 @@ def test_demo_says_where_to_open_the_gallery(tmp_path):
     assert f"open {(tmp_path / 'd' / GALLERY_INDEX).resolve().as_uri()}" in result.stdout
     assert f"pattern-lens serve {tmp_path / 'd'}" in result.stdout
     assert (tmp_path / "d" / GALLERY_DIR / "data" / "index.js").is_file()
+
+
+def test_render_imports_no_server(tmp_path):
+    """writing the gallery after a render needs no http server (nor playwright)"""
+    model = write_synthetic_model(tmp_path, n_layers=1, n_heads=1, n_ctx=4, n_prompts=1)
+    code = (
+        "import sys; from pattern_lens.cli import main; "
+        f"rc = main(['render', '-m', {model.name!r}, '-s', {str(tmp_path)!r}, '--figure-funcs', 'raw', '-j', '1', '-q']); "
+        "print(rc, sorted(m for m in ('http.server', 'socketserver', 'pattern_lens._view.serve', 'playwright') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip().splitlines()[-1] == "0 []", result.stdout + result.stderr
+    assert (tmp_path / GALLERY_INDEX).is_file()

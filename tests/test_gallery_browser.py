@@ -327,6 +327,15 @@ def test_head_of_other_formats_and_bos(page, demo):
     if page.tag == "served":  # an svg's pixels are read, but viridis is not a colormap the gallery decodes
         assert "does not know this figure's colormap" in shown["text"] and "rgb(" in shown["text"]
     page.shot("head_svg")
+    page.page.select_option("#zoom", "32")  # one token = 32 screen pixels, the box scrolls
+    page.wait_view("head")
+    assert page.route()["zoom"] == "32"
+    page.page.wait_for_selector("#pattern-canvas")
+    assert page.page.get_attribute("#pattern-canvas", "width") == str(96 + 32 * BOS["n_ctx"])
+    page.page.locator("#pattern").evaluate("b => { b.scrollLeft = 9999; b.scrollTop = 9999; }")
+    shown = _hover(page, 15, 15)
+    assert (shown["query"], shown["key"]) == (rows[0]["tokens"][14], rows[0]["tokens"][14])
+    page.shot("head_zoom")
     page.page.select_option("#figure", "log_svgz")
     page.wait_view("head")
     if page.tag == "served":

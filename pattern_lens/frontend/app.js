@@ -467,6 +467,7 @@ async function viewHead(main, route, rid) {
     el("button", { onclick: () => move(-1, 0, 0), text: "▲ layer" }), el("button", { onclick: () => move(1, 0, 0), text: "layer ▼" }),
     el("button", { onclick: () => move(0, 0, -1), text: "◀ prompt" }), el("button", { onclick: () => move(0, 0, 1), text: "prompt ▶" }),
     figureSelect(m, fig.name, (v) => go({ ...route, fig: v })),
+    zoomSelect(route),
     el("a", { id: "across-link", href: acrossHref, text: "this head across prompts" }),
     el("a", { href: gridHref, text: "all heads of this prompt" })));
   const box = el("div", { class: "patternbox", id: "pattern" });
@@ -508,15 +509,24 @@ async function viewHead(main, route, rid) {
     readout.replaceChildren(el("span", { class: "note", text: `this figure is ${w} × ${hgt} pixels, not one pixel per token pair: no token axes` }));
     return;
   }
-  drawPattern(box, readout, tokensBox, source, pixels, axisTokens(prompt, w), fig, whyNoValue);
+  drawPattern(box, readout, tokensBox, source, pixels, axisTokens(prompt, w), fig, whyNoValue, route.zoom);
 }
 
-function drawPattern(box, readout, tokensBox, source, pixels, tokens, fig, whyNoValue) {
+const ZOOMS = [1, 2, 4, 8, 16, 32]; // screen pixels per token, besides "fit"
+
+function zoomSelect(route) {
+  const select = el("select", { id: "zoom", onchange: (e) => go({ ...route, zoom: e.target.value }) }, el("option", { value: "", text: "fit" }));
+  for (const z of ZOOMS) select.append(el("option", { value: z, selected: String(z) === route.zoom, text: `${z} px / token` }));
+  return el("label", {}, "zoom ", select);
+}
+
+function drawPattern(box, readout, tokensBox, source, pixels, tokens, fig, whyNoValue, zoom) {
   const n = tokens.length;
   const labels = n <= LABEL_MAX_TOKENS;
   const margin = labels ? 96 : 28;
   const avail = clamp(Math.min(window.innerWidth - 420, window.innerHeight - 160) - margin, 160, 900);
-  const cell = n >= avail ? avail / n : Math.max(1, Math.floor(avail / n));
+  // fit: whole screen pixels per token where they fit, else scaled down (then zoom in, and scroll)
+  const cell = ZOOMS.includes(Number(zoom)) ? Number(zoom) : n >= avail ? avail / n : Math.max(1, Math.floor(avail / n));
   const size = Math.round(margin + cell * n);
   const canvas = el("canvas", { id: "pattern-canvas", width: size, height: size, dataset: { margin, cell, n } });
   const overlay = el("canvas", { class: "overlay", width: size, height: size });
