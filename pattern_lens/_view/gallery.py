@@ -203,6 +203,7 @@ def write_gallery(save_path: Path | str) -> GalleryInfo:
         write_text_if_changed(data_dir / model_dir.name / "prompts.js", _js(f"prompts/{model_dir.name}", prompts))
         n_layers, n_heads = int(cfg.get("n_layers", 0) or 0), int(cfg.get("n_heads", 0) or 0)
         stats_names: set[str] = set()
+        stats_prompts: list[str] = []
         for prompt in prompts:
             try:
                 stats = read_head_stats(model_dir / "prompts" / prompt["hash"], n_layers, n_heads)
@@ -214,6 +215,7 @@ def write_gallery(save_path: Path | str) -> GalleryInfo:
                 key = f"stats/{model_dir.name}/{prompt['hash']}"
                 write_text_if_changed(data_dir / model_dir.name / "stats" / f"{prompt['hash']}.js", _js(key, stats))
                 stats_names.update(stats)
+                stats_prompts.append(prompt["hash"])
         models.append({
             "name": model_dir.name,
             "model_name": cfg.get("model_name", model_dir.name),
@@ -223,9 +225,7 @@ def write_gallery(save_path: Path | str) -> GalleryInfo:
             "n_prompts": len(prompts),
             "figures": _model_figures(_first_head_dir(model_dir, prompts), figure_names),
             "stats": sorted(stats_names),
-            "stats_prompts": sorted(
-                p["hash"] for p in prompts if (data_dir / model_dir.name / "stats" / f"{p['hash']}.js").is_file()
-            ) if stats_names else [],
+            "stats_prompts": stats_prompts,  # the prompts whose statistics script the page may load
         })
     index = {
         "version": _version(),

@@ -88,7 +88,7 @@ class DataFolderHandler(http.server.SimpleHTTPRequestHandler):
         super().end_headers()
 
     def log_request(self, code="-", size="-"):
-        if isinstance(code, int) and code >= 400 or str(code).startswith(("4", "5")):
+        if isinstance(code, int) and code >= 400:  # HTTPStatus is an int
             super().log_request(code, size)
 
 
@@ -102,8 +102,7 @@ def make_server(path: Path | str, port: int = 8000, host: str = "127.0.0.1") -> 
     if not folder.is_dir():
         raise InputError(f"data folder not found: {folder}")
     handler = partial(DataFolderHandler, directory=str(folder.resolve()))
-    http.server.ThreadingHTTPServer.daemon_threads = True
-    try:
+    try:  # ThreadingHTTPServer: a thread per request, daemon threads (Ctrl-C does not wait for them)
         return http.server.ThreadingHTTPServer((host, port), handler)
     except OSError as e:
         if e.errno == errno.EADDRINUSE:
