@@ -129,6 +129,7 @@ class Page:
 
     def shot(self, name: str):
         path = self.shots / f"{self.tag}_{name}.png"
+        self.page.evaluate("window.scrollTo(0, 0)")  # else the sticky header lands mid-page in a full-page shot
         self.page.screenshot(path=str(path), full_page=True)
         try:
             SHOTS_COPY.mkdir(exist_ok=True)
