@@ -7,6 +7,7 @@
 <save_path>/<model>/prompts/<hash>/L<layer>/H<head>/<func>.<fmt>        a single-figure function
 <save_path>/<model>/prompts/<hash>/L<layer>/H<head>/<func>.<fig>.<fmt>  each figure of a multi-figure one
 <save_path>/<model>/prompts/<hash>/L<layer>/H<head>/<func>.error.txt    a function that failed there
+<save_path>/index.html, pattern_lens_gallery/                            the offline gallery (`pattern-lens gallery`)
 ```
 
 Temporary files (atomic writes) are `.<final name>.<random>.tmp` beside their final file.
@@ -23,6 +24,8 @@ __all__ = [
     "PROMPTS_INDEX",
     "ERROR_SUFFIX",
     "TMP_SUFFIX",
+    "GALLERY_INDEX",
+    "GALLERY_DIR",
     "layer_key",
     "prompt_dir",
     "head_dir",
@@ -42,6 +45,13 @@ ERROR_SUFFIX: str = ".error.txt"
 
 TMP_SUFFIX: str = ".tmp"
 "suffix of temporary files of atomic writes"
+
+
+GALLERY_INDEX: str = "index.html"
+"the gallery's page, at the top of the data folder (where the reference's viewer put its `index.html`)"
+
+GALLERY_DIR: str = "pattern_lens_gallery"
+"the gallery's scripts, style and generated index data, beside `GALLERY_INDEX`"
 
 
 def layer_key(layer: int) -> str:

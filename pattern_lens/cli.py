@@ -1,4 +1,5 @@
-"""the `pattern-lens` command: `render` a model's heads, a synthetic `demo`, or `bench` the export
+"""the `pattern-lens` command: `render` a model's heads, a synthetic `demo`, `bench` the export, look at
+the heads in a `gallery` (also from disk) or `serve` it
 
 Each subcommand is one entry of `COMMANDS`: a help line, a function adding its arguments and a
 function running it (returning the exit code). Adding a subcommand is adding one entry.
@@ -144,6 +145,28 @@ def add_render_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-samples", "-n", type=_positive_int, default=None, help="only the first N prompts (default: all)")
     _add_selection_arguments(p)
     _add_execution_arguments(p)
+    _add_gallery_argument(p)
+
+
+def _add_gallery_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-index-html", dest="index_html", action="store_false",
+        help="do not write or refresh the gallery (index.html + pattern_lens_gallery/) in the data folder",
+    )
+
+
+def _refresh_gallery(save_path: str | Path, quiet: bool) -> int:
+    """write the gallery into `save_path` after a run; returns 0, or 1 with the error printed"""
+    from pattern_lens._view.gallery import write_gallery
+
+    try:
+        info = write_gallery(save_path)
+    except (PatternLensError, OSError, ValueError) as e:
+        print(f"error: writing the gallery into {save_path} failed: {e}", file=sys.stderr)
+        return 1
+    if not quiet:
+        print(f"gallery: {info.file_url()}  (or: pattern-lens serve {save_path})")
+    return 0
 
 
 def _run_options(args: argparse.Namespace) -> dict:
@@ -188,6 +211,8 @@ def run_render(args: argparse.Namespace) -> int:
             print(summary.format())
         if not summary.ok:
             code = 1
+    if args.index_html and Path(args.save_path).is_dir():
+        code = max(code, _refresh_gallery(args.save_path, args.quiet))
     return code
 
 
@@ -242,7 +267,31 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"figures: {model_dir / 'prompts'}/<hash>/L<layer>/H<head>/")
     print(f"indexes: {out / 'figures.jsonl'}, {out / 'models.jsonl'}, {model_dir / 'prompts.jsonl'}")
     print(f"speed: {summary.heads_per_s:.1f} heads/s on {summary.n_jobs} workers")
-    return 0 if summary.ok else 1
+    gallery_code = _refresh_gallery(out, quiet=True)
+    if not gallery_code:
+        from pattern_lens._view.gallery import gallery_url
+
+        print(f"look at them: open {gallery_url(out)} in a browser, or run: pattern-lens serve {out}")
+    return 1 if gallery_code or not summary.ok else 0
+
+
+# ---------------------------------------------------------------------------------------------------
+# gallery
+
+
+def add_gallery_arguments(p: argparse.ArgumentParser) -> None:
+    """the options of `pattern-lens gallery`"""
+    p.add_argument("data", nargs="?", default=DATA_DIR, metavar="DATA", help=f"the data folder (default: {DATA_DIR})")
+
+
+def run_gallery(args: argparse.Namespace) -> int:
+    """write the gallery into the data folder and say how to open it"""
+    from pattern_lens._view.gallery import write_gallery
+
+    info = write_gallery(args.data)
+    print(f"gallery of {info.n_models} models, {info.n_prompts} prompts: {info.file_url()}")
+    print(f"(opened from disk it shows everything but .svgz figures and hover values; for those: pattern-lens serve {args.data})")
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -258,6 +307,12 @@ class Command:
     run: Callable[[argparse.Namespace], int]
 
 
+def _server():
+    from pattern_lens import server  # imported when used: `render` needs no http server
+
+    return server
+
+
 def _bench():
     from pattern_lens import bench  # imported when used: `render` needs none of it
 
@@ -267,6 +322,12 @@ def _bench():
 COMMANDS: dict[str, Command] = {
     "render": Command("render every head of saved attention patterns", add_render_arguments, run_render),
     "demo": Command("write a synthetic model and render every head", add_demo_arguments, run_demo),
+    "gallery": Command("write the offline gallery (index.html) into a data folder", add_gallery_arguments, run_gallery),
+    "serve": Command(
+        "serve a data folder and its gallery on http://127.0.0.1:8000",
+        lambda p: _server().add_arguments(p, positional=True),
+        lambda args: _server().run_from_args(args),
+    ),
     "bench": Command(
         "measure export throughput: reference algorithm vs exact and fast profiles",
         lambda p: _bench().add_arguments(p),

@@ -1,4 +1,4 @@
-"""the wheel: kernels installed as pattern_lens/kernels (real files), never as a top-level `kernels`"""
+"""the wheel: kernels installed as pattern_lens/kernels (real files), never as a top-level `kernels`; the gallery's page inside"""
 
 import subprocess
 import sys
@@ -32,3 +32,10 @@ def test_no_top_level_kernels(wheel_names):
     assert "kernels" not in top_level
     assert {t for t in top_level if not t.endswith(".dist-info")} == {"pattern_lens"}
     assert not any("__pycache__" in name or name.endswith((".nbi", ".nbc")) for name in wheel_names)
+
+
+def test_gallery_page_inside_the_package(wheel_names):
+    frontend = sorted(p.name for p in (REPO / "pattern_lens" / "frontend").iterdir())
+    assert {"index.html", "app.js", "style.css"} <= set(frontend)
+    for name in frontend:
+        assert f"pattern_lens/frontend/{name}" in wheel_names

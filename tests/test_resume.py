@@ -130,7 +130,7 @@ def test_sigkill_then_rerun_completes_identically(tmp_path):
 
     def cmd(root):
         return [sys.executable, "-m", "pattern_lens.cli", "render", "--model", model.name, "--save-path", str(root),
-                "--figure-funcs", "raw", "--jobs", "2", "--quiet"]
+                "--figure-funcs", "raw", "--jobs", "2", "--quiet", "--no-index-html"]  # figures_main writes no gallery
 
     proc = subprocess.Popen(cmd(killed_root), cwd=REPO, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

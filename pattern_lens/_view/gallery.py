@@ -1,0 +1,244 @@
+"""write the offline gallery into a data folder: the page, its scripts, and its index data as `.js`
+
+The page (`pattern_lens/frontend/`) is static: plain JavaScript, no build step, nothing from the
+network. It reads everything through small generated scripts under `pattern_lens_gallery/data/`,
+because a page opened straight from disk (`file://`) may not `fetch` files: a `<script>` element
+may load them. What is written:
+
+```
+<save_path>/index.html                                     the page
+<save_path>/pattern_lens_gallery/app.js, style.css         copied from the package
+<save_path>/pattern_lens_gallery/data/index.js             models (+ figures found, counts), figures.jsonl, colormaps
+<save_path>/pattern_lens_gallery/data/<model>/prompts.js   the model's prompts.jsonl: loaded when the model is opened
+<save_path>/pattern_lens_gallery/data/<model>/stats/<hash>.js  head statistics of one prompt, where present
+```
+
+The index data is built from the reference's index files (`models.jsonl`, `figures.jsonl`,
+`<model>/prompts.jsonl`, falling back to the folders when one is absent), so the gallery also shows
+data the reference wrote. Files whose content would not change are not rewritten.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.resources
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pattern_lens._errors import InputError
+from pattern_lens._layout import (
+    ERROR_SUFFIX,
+    GALLERY_DIR,
+    GALLERY_INDEX,
+    MODEL_CFG_FILE,
+    PROMPT_FILE,
+    PROMPTS_INDEX,
+    is_temp_name,
+)
+from pattern_lens._pipeline.atomic import write_text_if_changed
+from pattern_lens._pipeline.indexes import read_jsonl, sanitize_model_name
+from pattern_lens._view.summaries import SUMMARY_NAMES, preview_file_name, read_head_stats
+
+__all__ = ["GalleryInfo", "DECODABLE_FIGURES", "STATIC_FILES", "write_gallery", "gallery_url"]
+
+STATIC_FILES: tuple[str, ...] = ("app.js", "style.css")
+"files of `pattern_lens/frontend/` copied into `pattern_lens_gallery/` (the page itself goes to `index.html`)"
+
+DECODABLE_FIGURES: dict[str, dict] = {
+    "raw": {"cmap": "Blues", "normalized": True},
+}
+"""figures whose pixels the page may decode back to values: the figure's colormap and whether it
+was min-max normalised. `raw` is the reference's (and this package's) `save_matrix_wrapper(
+normalize=True, cmap="Blues")`. The page shows a value only when the pixel's colour is exactly one
+of the colormap's 256 colours (else it says the colour is not from that colormap)."""
+
+_IMAGE_FORMATS: tuple[str, ...] = ("png", "svg", "svgz", "jpg", "jpeg", "gif", "webp")
+
+
+@dataclass(frozen=True)
+class GalleryInfo:
+    """what `write_gallery` wrote: the page, how many models and prompts it shows"""
+
+    index_html: Path
+    n_models: int
+    n_prompts: int
+
+    def file_url(self) -> str:
+        """the page as a `file://` URL"""
+        return self.index_html.resolve().as_uri()
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("pattern_lens")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _colormap_lut(name: str) -> list[list[int]]:
+    """the 256 colours a figure in colormap `name` can have, as `figure_util` computes them"""
+    import matplotlib
+
+    cmap = matplotlib.colormaps[name]
+    rgb = (cmap(np.arange(cmap.N))[:, :3] * 255).astype(np.uint8)
+    return rgb.tolist()
+
+
+def _js(key: str, data) -> str:
+    """a script that hands `data` to the page under `key`"""
+    payload = json.dumps(data, separators=(",", ":"))
+    return f"(window.PL_DATA = window.PL_DATA || {{}})[{json.dumps(key)}] = {payload};\n"
+
+
+def _read_rows(path: Path) -> list[dict] | None:
+    try:
+        return read_jsonl(path)
+    except FileNotFoundError:
+        return None
+    except (ValueError, OSError, UnicodeDecodeError) as e:
+        warnings.warn(f"gallery: skipping unreadable index {path}: {e}", stacklevel=3)
+        return None
+
+
+def _model_dirs(save_path: Path) -> list[tuple[Path, dict]]:
+    """(folder, config) of every model: `models.jsonl` first, then folders with a config it lacks"""
+    out: list[tuple[Path, dict]] = []
+    seen: set[str] = set()
+    for row in _read_rows(save_path / "models.jsonl") or []:
+        folder = row.get("sanitized_name") or sanitize_model_name(str(row.get("model_name", "")))
+        if folder and folder not in seen and (save_path / folder).is_dir():
+            seen.add(folder)
+            out.append((save_path / folder, row))
+    for d in sorted(p for p in save_path.iterdir() if p.is_dir() and p.name not in seen):
+        cfg = d / MODEL_CFG_FILE
+        if cfg.is_file():
+            try:
+                out.append((d, json.loads(cfg.read_text(encoding="utf-8"))))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+                warnings.warn(f"gallery: skipping model {d.name}: unreadable {cfg} ({e})", stacklevel=2)
+    return out
+
+
+def _prompts(model_dir: Path) -> list[dict]:
+    """the model's prompts: `prompts.jsonl`, else every `prompts/<hash>/prompt.json`"""
+    rows = _read_rows(model_dir / PROMPTS_INDEX)
+    if rows is None:
+        rows = []
+        root = model_dir / "prompts"
+        for d in sorted(root.iterdir()) if root.is_dir() else []:
+            try:
+                rows.append(json.loads((d / PROMPT_FILE).read_text(encoding="utf-8")))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                continue
+    return [r for r in rows if isinstance(r.get("hash"), str) and r["hash"]]
+
+
+def _first_head_dir(model_dir: Path, prompts: list[dict]) -> Path | None:
+    """the first head folder with files, in prompt order: the figures of a model are read from it"""
+    for prompt in prompts[:20]:
+        pdir = model_dir / "prompts" / prompt["hash"]
+        if not pdir.is_dir():
+            continue
+        for layer_dir in sorted(pdir.glob("L*"), key=lambda p: p.name):
+            for head_dir in sorted(layer_dir.glob("H*"), key=lambda p: p.name):
+                if any(head_dir.iterdir()):
+                    return head_dir
+    return None
+
+
+def _model_figures(head_dir: Path | None, figure_names: list[str]) -> list[dict]:
+    """`[{name, fmt, preview}]` of the figures found in `head_dir`, known figures first (in `figures.jsonl` order)"""
+    if head_dir is None:
+        return []
+    found: dict[str, str] = {}
+    names = {p.name for p in head_dir.iterdir() if p.is_file()}
+    for file_name in sorted(names):
+        if is_temp_name(file_name) or file_name.endswith(ERROR_SUFFIX) or ".preview." in file_name:
+            continue
+        stem, _, fmt = file_name.rpartition(".")
+        if stem and fmt.lower() in _IMAGE_FORMATS and stem not in found:
+            found[stem] = fmt
+    order = {name: i for i, name in enumerate(figure_names)}
+    ranked = sorted(found, key=lambda n: (n != "raw", order.get(n, len(order)), n))
+    return [{"name": n, "fmt": found[n], "preview": preview_file_name(n) in names} for n in ranked]
+
+
+def gallery_url(save_path: Path | str) -> str:
+    """the `file://` URL of the gallery page in `save_path`"""
+    return (Path(save_path) / GALLERY_INDEX).resolve().as_uri()
+
+
+def write_gallery(save_path: Path | str) -> GalleryInfo:
+    """write (or refresh) the gallery into the data folder `save_path`
+
+    # Parameters:
+     - `save_path : Path | str` the data folder (the one holding `models.jsonl` and the model folders)
+
+    # Returns:
+     - `GalleryInfo` the page's path and what it shows
+
+    # Raises:
+     - `InputError` when `save_path` is not a folder
+    """
+    save_path = Path(save_path)
+    if not save_path.is_dir():
+        raise InputError(f"data folder not found: {save_path} (expected the folder given to `render --save-path`)")
+    frontend = importlib.resources.files("pattern_lens") / "frontend"
+    gallery = save_path / GALLERY_DIR
+    data_dir = gallery / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+
+    figure_rows = _read_rows(save_path / "figures.jsonl") or []
+    figure_names = [str(r["name"]) for r in figure_rows if "name" in r]
+    models: list[dict] = []
+    n_prompts_total = 0
+    for model_dir, cfg in _model_dirs(save_path):
+        prompts = _prompts(model_dir)
+        n_prompts_total += len(prompts)
+        (data_dir / model_dir.name).mkdir(exist_ok=True)
+        write_text_if_changed(data_dir / model_dir.name / "prompts.js", _js(f"prompts/{model_dir.name}", prompts))
+        n_layers, n_heads = int(cfg.get("n_layers", 0) or 0), int(cfg.get("n_heads", 0) or 0)
+        stats_names: set[str] = set()
+        stats_prompts: list[str] = []
+        for prompt in prompts:
+            try:
+                stats = read_head_stats(model_dir / "prompts" / prompt["hash"], n_layers, n_heads)
+            except ValueError as e:
+                warnings.warn(f"gallery: {e}", stacklevel=2)
+                continue
+            if stats is not None:
+                (data_dir / model_dir.name / "stats").mkdir(exist_ok=True)
+                key = f"stats/{model_dir.name}/{prompt['hash']}"
+                write_text_if_changed(data_dir / model_dir.name / "stats" / f"{prompt['hash']}.js", _js(key, stats))
+                stats_names.update(stats)
+                stats_prompts.append(prompt["hash"])
+        models.append({
+            "name": model_dir.name,
+            "model_name": cfg.get("model_name", model_dir.name),
+            "n_layers": n_layers,
+            "n_heads": n_heads,
+            "n_ctx": cfg.get("n_ctx"),
+            "n_prompts": len(prompts),
+            "figures": _model_figures(_first_head_dir(model_dir, prompts), figure_names),
+            "stats": sorted(stats_names),
+            "stats_prompts": stats_prompts,  # the prompts whose statistics script the page may load
+        })
+    index = {
+        "version": _version(),
+        "models": models,
+        "figures": [{k: r.get(k) for k in ("name", "func_name", "doc", "figure_save_fmt", "source", "code")} for r in figure_rows],
+        "decodable": {
+            name: {**spec, "lut": _colormap_lut(spec["cmap"])} for name, spec in DECODABLE_FIGURES.items()
+        },
+        "names": dict(SUMMARY_NAMES),
+    }
+    write_text_if_changed(data_dir / "index.js", _js("index", index))
+    for name in STATIC_FILES:
+        write_text_if_changed(gallery / name, (frontend / name).read_text(encoding="utf-8"))
+    page = (frontend / "index.html").read_text(encoding="utf-8").replace("$$PATTERN_LENS_VERSION$$", _version())
+    write_text_if_changed(save_path / GALLERY_INDEX, page)
+    return GalleryInfo(index_html=save_path / GALLERY_INDEX, n_models=len(models), n_prompts=n_prompts_total)

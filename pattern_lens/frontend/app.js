@@ -1,0 +1,660 @@
+// pattern_lens gallery: plain JavaScript, no library, nothing from the network.
+//
+// Data comes from scripts that `pattern-lens gallery` generates under pattern_lens_gallery/data/
+// (a page opened from disk may not fetch files, but it may load scripts): index.js at start, a
+// model's prompts.js when the model is opened, a prompt's statistics when its grid is shown.
+// Images load only when on screen (IntersectionObserver). The URL's hash names the view:
+//   #view=models | prompts&model=M | grid&model=M&prompt=P&fig=F | head&...&layer=L&head=H | across&model=M&fig=F&layer=L&head=H
+"use strict";
+
+const DATA_DIR = "pattern_lens_gallery/data/";
+const FILE_MODE = location.protocol === "file:";
+const PAGE_ROWS = 200; // prompt rows rendered at once
+const LABEL_MAX_TOKENS = 64; // token labels on the head's axes up to this many tokens
+
+const state = { index: null, prompts: new Map(), stats: new Map(), renderId: 0, keyHandler: null };
+
+// ------------------------------------------------------------------------------------------------
+// small helpers
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "text") node.textContent = value;
+    else if (key === "class") node.className = value;
+    else if (key === "style") node.style.cssText = value;
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? "" : value);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+const enc = encodeURIComponent;
+const clamp = (x, lo, hi) => Math.max(lo, Math.min(hi, x));
+
+function shown(token) {
+  // whitespace made visible; Ġ / Ċ are byte-level BPE's space and newline
+  return String(token).replace(/Ġ/g, "␣").replace(/Ċ/g, "⏎").replace(/\n/g, "⏎").replace(/\t/g, "⇥").replace(/^ /, "␣");
+}
+
+function snippet(text, n = 110) {
+  const t = String(text ?? "").replace(/\s+/g, " ").trim();
+  return t.length > n ? t.slice(0, n - 1) + "…" : t;
+}
+
+function hashHref(params) {
+  return "#" + new URLSearchParams(params).toString();
+}
+
+function go(params) {
+  location.hash = hashHref(params);
+}
+
+// ------------------------------------------------------------------------------------------------
+// data: generated scripts, loaded once each
+
+function loadScriptData(key, src) {
+  window.PL_DATA = window.PL_DATA || {};
+  if (key in window.PL_DATA) return Promise.resolve(window.PL_DATA[key]);
+  return new Promise((resolve, reject) => {
+    const script = el("script", { src });
+    script.addEventListener("load", () =>
+      key in window.PL_DATA ? resolve(window.PL_DATA[key]) : reject(new Error(`${src} did not define ${key}`)));
+    script.addEventListener("error", () =>
+      reject(new Error(`cannot load ${src}: write the gallery again (pattern-lens gallery DATA)`)));
+    document.head.append(script);
+  });
+}
+
+function model(name) {
+  const m = state.index.models.find((x) => x.name === name);
+  if (!m) throw new Error(`no model named ${JSON.stringify(name)} in this gallery`);
+  return m;
+}
+
+async function prompts(modelName) {
+  if (!state.prompts.has(modelName)) {
+    const rows = await loadScriptData(`prompts/${modelName}`, `${DATA_DIR}${enc(modelName)}/prompts.js`);
+    rows.forEach((row, i) => { row._i = i; });
+    state.prompts.set(modelName, rows);
+  }
+  return state.prompts.get(modelName);
+}
+
+// the head statistics adapter: see pattern_lens/_view/summaries.py (file names live there)
+async function headStats(m, hash) {
+  if (!m.stats_prompts || !m.stats_prompts.includes(hash)) return null;
+  const key = `stats/${m.name}/${hash}`;
+  if (!state.stats.has(key)) {
+    state.stats.set(key, await loadScriptData(key, `${DATA_DIR}${enc(m.name)}/stats/${enc(hash)}.js`));
+  }
+  return state.stats.get(key); // {stat: [[value per head] per layer]}
+}
+
+function figureOf(m, name) {
+  return m.figures.find((f) => f.name === name) || m.figures[0];
+}
+
+function headDir(m, hash, layer, head) {
+  return `${enc(m.name)}/prompts/${enc(hash)}/L${layer}/H${head}/`;
+}
+
+function figurePath(m, hash, layer, head, fig) {
+  return headDir(m, hash, layer, head) + enc(`${fig.name}.${fig.fmt}`);
+}
+
+function thumbPath(m, hash, layer, head, fig) {
+  // a small preview where the head summaries wrote one (its name comes from the index data)
+  if (fig.preview) return headDir(m, hash, layer, head) + enc(state.index.names.preview.replace("{figure}", fig.name));
+  return figurePath(m, hash, layer, head, fig);
+}
+
+function canShow(fig) {
+  // browsers decompress .svgz only when a server says Content-Encoding: gzip
+  return !(FILE_MODE && fig.fmt === "svgz" && !fig.preview);
+}
+
+// ------------------------------------------------------------------------------------------------
+// lazy images: a src is set when the image comes near the screen
+
+const lazyObserver = new IntersectionObserver((entries) => {
+  for (const entry of entries) {
+    if (!entry.isIntersecting) continue;
+    const img = entry.target;
+    img.src = img.dataset.src;
+    lazyObserver.unobserve(img);
+  }
+}, { rootMargin: "200px" });
+
+function lazyImage(src, alt) {
+  const img = el("img", { alt, decoding: "async", dataset: { src } });
+  lazyObserver.observe(img);
+  return img;
+}
+
+function thumb(m, hash, layer, head, fig) {
+  if (!canShow(fig)) return el("div", { class: "ph", text: "svgz: open through pattern-lens serve" });
+  return lazyImage(thumbPath(m, hash, layer, head, fig), ""); // the cell's title names the head
+}
+
+// ------------------------------------------------------------------------------------------------
+// colours for statistics: viridis at 5 stops, interpolated
+
+const STAT_STOPS = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
+
+function statColour(t) {
+  const x = clamp(t, 0, 1) * (STAT_STOPS.length - 1);
+  const i = Math.min(Math.floor(x), STAT_STOPS.length - 2);
+  const f = x - i;
+  const c = STAT_STOPS[i].map((v, j) => Math.round(v + f * (STAT_STOPS[i + 1][j] - v)));
+  return `rgb(${c[0]},${c[1]},${c[2]})`;
+}
+
+function statRange(values) {
+  const flat = values.flat().filter((v) => typeof v === "number");
+  return flat.length ? [Math.min(...flat), Math.max(...flat)] : [0, 1];
+}
+
+function fmtNum(v) {
+  if (typeof v !== "number") return "–";
+  return Math.abs(v) >= 1000 || (Math.abs(v) < 0.001 && v !== 0) ? v.toExponential(2) : v.toFixed(3);
+}
+
+// ------------------------------------------------------------------------------------------------
+// pixels back to values, only where exact: a colour of a known colormap names a bin of 1/256
+
+const decoders = new Map();
+
+function decoder(figName) {
+  const spec = state.index.decodable[figName];
+  if (!spec) return null;
+  if (!decoders.has(figName)) {
+    const bins = new Map(); // rgb -> [first index, last index] (neighbouring entries may share a colour)
+    spec.lut.forEach(([r, g, b], i) => {
+      const key = (r << 16) | (g << 8) | b;
+      const bin = bins.get(key);
+      if (bin) bin[1] = i; else bins.set(key, [i, i]);
+    });
+    decoders.set(figName, { spec, bins, n: spec.lut.length });
+  }
+  return decoders.get(figName);
+}
+
+function describeValue(figName, rgb) {
+  // -> {text, lo, hi}: lo/hi only when the colour is exactly one of the colormap's colours
+  const colour = `rgb(${rgb[0]}, ${rgb[1]}, ${rgb[2]})`;
+  const dec = decoder(figName);
+  if (!dec) return { text: `colour ${colour} (the gallery does not know this figure's colormap: no value)` };
+  const bin = dec.bins.get((rgb[0] << 16) | (rgb[1] << 8) | rgb[2]);
+  if (!bin) return { text: `colour ${colour} is not one of ${dec.spec.cmap}'s colours: no value` };
+  const lo = bin[0] / dec.n;
+  const hi = (bin[1] + 1) / dec.n;
+  const what = dec.spec.normalized ? "normalised value (0 = this head's min, 1 = its max)" : "value";
+  return { text: `${what} in [${lo.toFixed(4)}, ${hi.toFixed(4)}${bin[1] === dec.n - 1 ? "]" : ")"} — colour bin ${bin[0]} of ${dec.n} in ${dec.spec.cmap}`, lo, hi };
+}
+
+async function loadPixels(path, fmt) {
+  // -> {bitmap, pixels} from the figure file: the PNG itself or the one an SVG embeds; null if none
+  const response = await fetch(path);
+  if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+  let blob;
+  if (fmt === "png") {
+    blob = await response.blob();
+  } else if (fmt === "svg" || fmt === "svgz") {
+    const text = await response.text(); // the server sends .svgz with Content-Encoding: gzip
+    const match = /href="data:image\/png;base64,([A-Za-z0-9+/=]+)"/.exec(text);
+    if (!match) return null;
+    const bytes = Uint8Array.from(atob(match[1]), (c) => c.charCodeAt(0));
+    blob = new Blob([bytes], { type: "image/png" });
+  } else {
+    return null;
+  }
+  const bitmap = await createImageBitmap(blob, { colorSpaceConversion: "none", premultiplyAlpha: "none" });
+  const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+  const ctx = canvas.getContext("2d");
+  ctx.drawImage(bitmap, 0, 0);
+  return { bitmap, pixels: ctx.getImageData(0, 0, bitmap.width, bitmap.height) };
+}
+
+function loadImageElement(path) {
+  return new Promise((resolve, reject) => {
+    const img = new Image();
+    img.onload = () => resolve(img);
+    img.onerror = () => reject(new Error(`cannot show ${path}`));
+    img.src = path;
+  });
+}
+
+function axisTokens(prompt, n) {
+  // the pattern's n positions: the prompt's tokens, after a <BOS> where the model prepended one
+  const tokens = prompt.tokens || [];
+  if (tokens.length === n) return tokens.map(String);
+  if (tokens.length + 1 === n) return ["<BOS>", ...tokens.map(String)];
+  return Array.from({ length: n }, (_, i) => `#${i}`);
+}
+
+// ------------------------------------------------------------------------------------------------
+// views
+
+function crumbs(parts) {
+  const nav = document.getElementById("crumbs");
+  nav.replaceChildren();
+  parts.forEach(([label, href], i) => {
+    if (i) nav.append(el("span", { class: "sep", text: "›" }));
+    nav.append(href ? el("a", { href, text: label }) : el("span", { text: label }));
+  });
+}
+
+function keysHelp(text) {
+  document.getElementById("keys").textContent = text;
+}
+
+function figureSelect(m, current, onchange) {
+  const select = el("select", { id: "figure", onchange: (e) => onchange(e.target.value) });
+  for (const f of m.figures) select.append(el("option", { value: f.name, selected: f.name === current, text: `${f.name} (${f.fmt})` }));
+  return el("label", {}, "figure ", select);
+}
+
+function viewModels(main) {
+  crumbs([["models", null]]);
+  keysHelp("");
+  const idx = state.index;
+  main.append(el("h2", { text: `Models (${idx.models.length})` }));
+  if (!idx.models.length) main.append(el("p", { class: "note", text: "no model found in this folder (a model folder holds model_cfg.json)" }));
+  const table = el("table", { id: "models" }, el("tr", {}, ["model", "layers × heads", "n_ctx", "prompts", "figures"].map((t) => el("th", { text: t }))));
+  for (const m of idx.models) {
+    const href = hashHref({ view: "prompts", model: m.name });
+    table.append(el("tr", { class: "row", dataset: { model: m.name }, onclick: () => { location.hash = href; } },
+      el("td", {}, el("a", { href, text: m.model_name })),
+      el("td", { text: `${m.n_layers} × ${m.n_heads}` }),
+      el("td", { text: m.n_ctx ?? "" }),
+      el("td", { text: m.n_prompts }),
+      el("td", { class: "mono", text: m.figures.map((f) => `${f.name}.${f.fmt}`).join(", ") || "none rendered yet" })));
+  }
+  main.append(table);
+  main.append(el("h2", { text: `Figure functions (${idx.figures.length})` }));
+  const ftable = el("table", { id: "figures" }, el("tr", {}, ["figure", "format", "description", "source"].map((t) => el("th", { text: t }))));
+  for (const f of idx.figures) {
+    ftable.append(el("tr", { dataset: { figure: f.name } },
+      el("td", { class: "mono", text: f.name }),
+      el("td", { text: f.figure_save_fmt ?? "" }),
+      el("td", {}, snippet(f.doc ?? "", 160), f.code ? el("details", {}, el("summary", { text: "code" }), el("pre", { class: "mono", text: f.code })) : null),
+      el("td", { class: "mono", text: f.source ? f.source.split("/").slice(-2).join("/") : "" })));
+  }
+  main.append(ftable);
+}
+
+function promptFilter(route) {
+  const q = (route.q || "").toLowerCase();
+  const lo = route.min ? Number(route.min) : -Infinity;
+  const hi = route.max ? Number(route.max) : Infinity;
+  const meta = (route.meta || "").trim();
+  const [metaKey, metaValue] = meta.includes("=") ? meta.split(/=(.*)/s, 2).map((s) => s.trim()) : [null, meta.toLowerCase()];
+  return (p) => {
+    const n = p.n_tokens ?? (p.tokens ? p.tokens.length : 0);
+    if (n < lo || n > hi) return false;
+    if (q && !String(p.text ?? "").toLowerCase().includes(q)) return false;
+    if (meta) {
+      const m = p.meta || {};
+      if (metaKey !== null) return String(m[metaKey] ?? "") === metaValue;
+      return JSON.stringify(m).toLowerCase().includes(metaValue);
+    }
+    return true;
+  };
+}
+
+async function viewPrompts(main, route, rid) {
+  const m = model(route.model);
+  crumbs([["models", "#"], [m.model_name, null]]);
+  keysHelp("");
+  const rows = await prompts(m.name);
+  if (rid !== state.renderId) return;
+  const fig = figureOf(m, route.fig);
+  main.append(el("h2", { text: `${m.model_name}: prompts` }));
+  const params = { ...route };
+  const count = el("span", { id: "count", class: "note" });
+  const table = el("table", { id: "prompts" });
+  const more = el("button", { id: "more", text: "show more" });
+  let limit = PAGE_ROWS;
+  const update = () => {
+    history.replaceState(null, "", hashHref(Object.fromEntries(Object.entries(params).filter(([, v]) => v !== ""))));
+    const keep = rows.filter(promptFilter(params));
+    count.textContent = `${keep.length} of ${rows.length} prompts`;
+    table.replaceChildren(el("tr", {}, ["#", "tokens", "text", "meta", "hash"].map((t) => el("th", { text: t }))));
+    for (const p of keep.slice(0, limit)) {
+      const href = hashHref({ view: "grid", model: m.name, prompt: p.hash, fig: params.fig || (fig ? fig.name : "") });
+      table.append(el("tr", { class: "row", dataset: { hash: p.hash }, onclick: () => { location.hash = href; } },
+        el("td", { text: p._i }),
+        el("td", { text: p.n_tokens ?? (p.tokens || []).length }),
+        el("td", { class: "text" }, el("a", { href, text: snippet(p.text) || "(no text)" })),
+        el("td", { class: "mono", text: p.meta ? snippet(JSON.stringify(p.meta), 60) : "" }),
+        el("td", { class: "mono", text: p.hash })));
+    }
+    more.hidden = keep.length <= limit;
+  };
+  const input = (key, attrs) => el("input", { ...attrs, id: `f-${key}`, value: params[key] || "", oninput: (e) => { params[key] = e.target.value; limit = PAGE_ROWS; update(); } });
+  main.append(el("div", { class: "controls" },
+    el("label", {}, "text ", input("q", { type: "search", placeholder: "search in the prompts' text" })),
+    el("label", {}, "tokens ", input("min", { type: "number", min: 0, placeholder: "min" }), " – ", input("max", { type: "number", min: 0, placeholder: "max" })),
+    el("label", {}, "meta ", input("meta", { type: "search", placeholder: "key=value or any text" })),
+    m.figures.length ? figureSelect(m, fig && fig.name, (v) => { params.fig = v; update(); }) : el("span", { class: "note", text: "no figures rendered yet" }),
+    count));
+  more.addEventListener("click", () => { limit += PAGE_ROWS; update(); });
+  main.append(table, more);
+  update();
+}
+
+function promptNeighbour(rows, hash, step) {
+  const i = rows.findIndex((p) => p.hash === hash);
+  if (i < 0) return null;
+  return rows[clamp(i + step, 0, rows.length - 1)];
+}
+
+async function target(route, withPrompt = true) {
+  // what a route names: model, its prompts, the prompt, the figure, layer and head (clamped)
+  const m = model(route.model);
+  const rows = await prompts(m.name);
+  const prompt = withPrompt ? rows.find((p) => p.hash === route.prompt) : null;
+  if (withPrompt && !prompt) throw new Error(`prompt ${route.prompt} not found in ${m.name}`);
+  const fig = figureOf(m, route.fig);
+  if (!fig) throw new Error(`no figures rendered for ${m.name} yet`);
+  const layer = clamp(Number(route.layer) || 0, 0, m.n_layers - 1);
+  const head = clamp(Number(route.head) || 0, 0, m.n_heads - 1);
+  return { m, rows, prompt, fig, layer, head };
+}
+
+async function viewGrid(main, route, rid) {
+  const { m, rows, prompt, fig } = await target(route);
+  const stats = await headStats(m, prompt.hash);
+  if (rid !== state.renderId) return;
+  crumbs([["models", "#"], [m.model_name, hashHref({ view: "prompts", model: m.name })], [`prompt #${prompt._i}`, null]]);
+  keysHelp("keys: [ and ] previous / next prompt");
+  const base = { view: "grid", model: m.name, fig: fig.name };
+  const nav = (step) => { const p = promptNeighbour(rows, prompt.hash, step); if (p && p.hash !== prompt.hash) go({ ...route, prompt: p.hash }); };
+  state.keyHandler = (e) => {
+    if (e.key === "]" || e.key === "PageDown") nav(1);
+    else if (e.key === "[" || e.key === "PageUp") nav(-1);
+    else return false;
+    return true;
+  };
+  main.append(el("h2", {}, `prompt #${prompt._i} `, el("span", { class: "note", text: `(${prompt.n_tokens ?? ""} tokens) ${snippet(prompt.text, 160)}` })));
+  const controls = el("div", { class: "controls" },
+    el("button", { id: "prev-prompt", onclick: () => nav(-1), text: "◀ prompt" }),
+    el("button", { id: "next-prompt", onclick: () => nav(1), text: "prompt ▶" }),
+    figureSelect(m, fig.name, (v) => go({ ...route, fig: v })));
+  let sortBy = stats && route.sort in stats ? route.sort : "";
+  let colourBy = stats && route.colour in stats ? route.colour : "";
+  if (stats) {
+    const names = Object.keys(stats);
+    const pick = (id, label, current, key) => {
+      const select = el("select", { id, onchange: (e) => go({ ...route, [key]: e.target.value }) }, el("option", { value: "", text: "—" }));
+      for (const n of names) select.append(el("option", { value: n, selected: n === current, text: n }));
+      return el("label", {}, label, select);
+    };
+    controls.append(pick("sort", "sort heads by ", sortBy, "sort"), pick("colour", "colour by ", colourBy, "colour"));
+  } else {
+    controls.append(el("span", { class: "note", text: "no head statistics for this prompt" }));
+  }
+  main.append(controls);
+  const cellSize = clamp(Math.floor((window.innerWidth - 120) / m.n_heads) - 8, 36, 128);
+  const grid = el("div", { class: "grid", id: "grid", style: `grid-template-columns: 3em repeat(${m.n_heads}, ${cellSize + 4}px); --cell: ${cellSize}px;` });
+  const [cLo, cHi] = colourBy ? statRange(stats[colourBy]) : [0, 1];
+  for (let layer = 0; layer < m.n_layers; layer++) {
+    grid.append(el("div", { class: "rowlabel", text: `L${layer}` }));
+    let heads = Array.from({ length: m.n_heads }, (_, h) => h);
+    if (sortBy) {
+      const v = stats[sortBy][layer] || [];
+      heads.sort((a, b) => (v[b] ?? -Infinity) - (v[a] ?? -Infinity));
+    }
+    for (const head of heads) {
+      const cell = el("a", {
+        class: "cell", href: hashHref({ ...base, view: "head", prompt: prompt.hash, layer, head }),
+        dataset: { layer, head }, title: `layer ${layer}, head ${head}`,
+      }, thumb(m, prompt.hash, layer, head, fig), el("span", { class: "lab", text: `${layer}.${head}` }));
+      if (colourBy) {
+        const v = (stats[colourBy][layer] || [])[head];
+        if (typeof v === "number") cell.style.borderColor = statColour((v - cLo) / (cHi - cLo || 1));
+        cell.append(el("span", { class: "stat", text: fmtNum(v) }));
+        cell.title += `, ${colourBy} ${fmtNum(v)}`;
+      }
+      grid.append(cell);
+    }
+  }
+  if (colourBy) {
+    const bar = el("canvas", { class: "bar", width: 120, height: 10 });
+    const ctx = bar.getContext("2d");
+    for (let x = 0; x < 120; x++) { ctx.fillStyle = statColour(x / 119); ctx.fillRect(x, 0, 1, 10); }
+    controls.append(el("span", { class: "legend" }, fmtNum(cLo), bar, fmtNum(cHi)));
+  }
+  main.append(grid);
+}
+
+async function viewHead(main, route, rid) {
+  const { m, rows, prompt, fig, layer, head } = await target(route);
+  const stats = await headStats(m, prompt.hash);
+  if (rid !== state.renderId) return;
+  const gridHref = hashHref({ view: "grid", model: m.name, prompt: prompt.hash, fig: fig.name });
+  const acrossHref = hashHref({ view: "across", model: m.name, fig: fig.name, layer, head });
+  crumbs([["models", "#"], [m.model_name, hashHref({ view: "prompts", model: m.name })], [`prompt #${prompt._i}`, gridHref], [`L${layer} H${head}`, null]]);
+  keysHelp("keys: ← → head, ↑ ↓ layer, [ ] previous / next prompt, a same head across prompts, Esc all heads");
+  const move = (dl, dh, dp) => {
+    const p = dp ? promptNeighbour(rows, prompt.hash, dp) : prompt;
+    const next = { ...route, layer: clamp(layer + dl, 0, m.n_layers - 1), head: clamp(head + dh, 0, m.n_heads - 1), prompt: p.hash };
+    if (next.layer !== layer || next.head !== head || next.prompt !== prompt.hash) go(next);
+  };
+  state.keyHandler = (e) => {
+    const k = e.key;
+    if (k === "ArrowLeft") move(0, -1, 0);
+    else if (k === "ArrowRight") move(0, 1, 0);
+    else if (k === "ArrowUp") move(-1, 0, 0);
+    else if (k === "ArrowDown") move(1, 0, 0);
+    else if (k === "[" || k === "PageUp") move(0, 0, -1);
+    else if (k === "]" || k === "PageDown") move(0, 0, 1);
+    else if (k === "a") location.hash = acrossHref;
+    else if (k === "Escape") location.hash = gridHref;
+    else return false;
+    return true;
+  };
+  main.append(el("h2", {}, `layer ${layer}, head ${head} `, el("span", { class: "note", text: `prompt #${prompt._i}: ${snippet(prompt.text, 120)}` })));
+  main.append(el("div", { class: "controls" },
+    el("button", { onclick: () => move(0, -1, 0), text: "◀ head" }), el("button", { onclick: () => move(0, 1, 0), text: "head ▶" }),
+    el("button", { onclick: () => move(-1, 0, 0), text: "▲ layer" }), el("button", { onclick: () => move(1, 0, 0), text: "layer ▼" }),
+    el("button", { onclick: () => move(0, 0, -1), text: "◀ prompt" }), el("button", { onclick: () => move(0, 0, 1), text: "prompt ▶" }),
+    figureSelect(m, fig.name, (v) => go({ ...route, fig: v })),
+    zoomSelect(route),
+    el("a", { id: "across-link", href: acrossHref, text: "this head across prompts" }),
+    el("a", { href: gridHref, text: "all heads of this prompt" })));
+  const box = el("div", { class: "patternbox", id: "pattern" });
+  const readout = el("div", { id: "readout" }, el("span", { class: "note", text: "hover the pattern: query (row), key (column) and value" }));
+  const tokensBox = el("div", { class: "tokens", id: "tokens" });
+  const side = el("div", { class: "side" }, readout, el("h2", { text: "tokens" }), tokensBox);
+  if (stats) {
+    const table = el("table", { class: "stats", id: "head-stats" });
+    for (const [name, values] of Object.entries(stats)) table.append(el("tr", {}, el("td", { text: name }), el("td", { class: "mono", text: fmtNum((values[layer] || [])[head]) })));
+    side.append(el("h2", { text: "head statistics" }), table);
+  }
+  main.append(el("div", { class: "headview" }, box, side));
+
+  const path = figurePath(m, prompt.hash, layer, head, fig);
+  if (!canShow(fig)) {
+    box.append(el("p", { class: "note", style: "padding:1em", text: `${fig.name}.svgz: browsers show .svgz files only from a server; run pattern-lens serve on this folder` }));
+    return;
+  }
+  let source = null; // an ImageBitmap or <img> to draw, and pixels where readable
+  let pixels = null;
+  let whyNoValue = "";
+  if (FILE_MODE) {
+    source = await loadImageElement(path);
+    whyNoValue = "no value: browsers do not let a page read image pixels from file:// — open the folder with pattern-lens serve to read values";
+  } else {
+    const loaded = await loadPixels(path, fig.fmt);
+    if (loaded) { source = loaded.bitmap; pixels = loaded.pixels; } else {
+      source = await loadImageElement(path);
+      whyNoValue = "no value: this figure holds no pixel matrix";
+    }
+  }
+  if (rid !== state.renderId) return;
+  const w = source.naturalWidth || source.width;
+  const hgt = source.naturalHeight || source.height;
+  const tokenCount = (prompt.tokens || []).length;
+  if (w !== hgt || (w !== tokenCount && w !== tokenCount + 1)) {
+    // not one pixel per (query, key): a plot, shown as it is
+    box.append(el("img", { src: path, alt: fig.name, style: "max-width: 900px" }));
+    readout.replaceChildren(el("span", { class: "note", text: `this figure is ${w} × ${hgt} pixels, not one pixel per token pair: no token axes` }));
+    return;
+  }
+  drawPattern(box, readout, tokensBox, source, pixels, axisTokens(prompt, w), fig, whyNoValue, route.zoom);
+}
+
+const ZOOMS = [1, 2, 4, 8, 16, 32]; // screen pixels per token, besides "fit"
+
+function zoomSelect(route) {
+  const select = el("select", { id: "zoom", onchange: (e) => go({ ...route, zoom: e.target.value }) }, el("option", { value: "", text: "fit" }));
+  for (const z of ZOOMS) select.append(el("option", { value: z, selected: String(z) === route.zoom, text: `${z} px / token` }));
+  return el("label", {}, "zoom ", select);
+}
+
+function drawPattern(box, readout, tokensBox, source, pixels, tokens, fig, whyNoValue, zoom) {
+  const n = tokens.length;
+  const labels = n <= LABEL_MAX_TOKENS;
+  const margin = labels ? 96 : 28;
+  const avail = clamp(Math.min(window.innerWidth - 420, window.innerHeight - 160) - margin, 160, 900);
+  // fit: whole screen pixels per token where they fit, else scaled down (then zoom in, and scroll)
+  const cell = ZOOMS.includes(Number(zoom)) ? Number(zoom) : n >= avail ? avail / n : Math.max(1, Math.floor(avail / n));
+  const size = Math.round(margin + cell * n);
+  const canvas = el("canvas", { id: "pattern-canvas", width: size, height: size, dataset: { margin, cell, n } });
+  const overlay = el("canvas", { class: "overlay", width: size, height: size });
+  const ctx = canvas.getContext("2d");
+  ctx.imageSmoothingEnabled = false;
+  ctx.fillStyle = "#fff";
+  ctx.fillRect(0, 0, size, size);
+  ctx.drawImage(source, margin, margin, cell * n, cell * n);
+  ctx.fillStyle = "#333";
+  ctx.font = "11px ui-monospace, monospace";
+  if (labels) {
+    const cut = (t) => { const s = shown(t); return s.length > 12 ? s.slice(0, 11) + "…" : s; };
+    ctx.textAlign = "right";
+    ctx.textBaseline = "middle";
+    tokens.forEach((t, i) => ctx.fillText(cut(t), margin - 4, margin + (i + 0.5) * cell));
+    ctx.save();
+    ctx.rotate(-Math.PI / 2);
+    ctx.textAlign = "left";
+    tokens.forEach((t, i) => ctx.fillText(cut(t), -(margin - 4), margin + (i + 0.5) * cell));
+    ctx.restore();
+  } else {
+    ctx.textAlign = "left";
+    ctx.textBaseline = "top";
+    ctx.fillText("key →", margin, 4);
+    ctx.save(); ctx.rotate(-Math.PI / 2); ctx.fillText("query →", -(margin + 60), 4); ctx.restore();
+  }
+  box.append(canvas, overlay);
+  // the tokens, each a span, to show the hovered pair in context
+  const spans = n <= 4096 ? tokens.map((t, i) => el("span", { title: `#${i}`, text: shown(t) })) : [];
+  tokensBox.replaceChildren(...(spans.length ? spans : [el("span", { class: "note", text: `${n} tokens` })]));
+  const octx = overlay.getContext("2d");
+  let last = null;
+  canvas.addEventListener("mousemove", (e) => {
+    const r = canvas.getBoundingClientRect();
+    const x = (e.clientX - r.left) * (canvas.width / r.width) - margin;
+    const y = (e.clientY - r.top) * (canvas.height / r.height) - margin;
+    const k = Math.floor(x / cell);
+    const q = Math.floor(y / cell);
+    if (k < 0 || q < 0 || k >= n || q >= n) return;
+    if (last && last[0] === q && last[1] === k) return;
+    if (last) { spans[last[0]]?.classList.remove("q"); spans[last[1]]?.classList.remove("k"); }
+    last = [q, k];
+    octx.clearRect(0, 0, size, size);
+    octx.strokeStyle = "rgba(26,138,58,.9)"; octx.strokeRect(margin, margin + q * cell, cell * n, cell);
+    octx.strokeStyle = "rgba(192,57,43,.9)"; octx.strokeRect(margin + k * cell, margin, cell, cell * n);
+    spans[q]?.classList.add("q");
+    spans[k]?.classList.add("k");
+    let value = { text: whyNoValue };
+    if (pixels) {
+      const o = (q * pixels.width + k) * 4;
+      value = describeValue(fig.name, [pixels.data[o], pixels.data[o + 1], pixels.data[o + 2]]);
+    }
+    readout.dataset.q = q;
+    readout.dataset.k = k;
+    readout.dataset.query = tokens[q];
+    readout.dataset.key = tokens[k];
+    if (value.lo !== undefined) { readout.dataset.lo = value.lo; readout.dataset.hi = value.hi; } else { delete readout.dataset.lo; delete readout.dataset.hi; }
+    readout.replaceChildren(
+      el("div", {}, "query ", el("span", { class: "q", text: `#${q} ${shown(tokens[q])}` }), "  attends to  key ", el("span", { class: "k", text: `#${k} ${shown(tokens[k])}` })),
+      el("div", { class: "value", text: value.text }));
+  });
+}
+
+async function viewAcross(main, route, rid) {
+  const { m, rows, fig, layer, head } = await target(route, false);
+  if (rid !== state.renderId) return;
+  crumbs([["models", "#"], [m.model_name, hashHref({ view: "prompts", model: m.name })], [`L${layer} H${head} across prompts`, null]]);
+  keysHelp("keys: ← → head, ↑ ↓ layer");
+  const move = (dl, dh) => {
+    const next = { ...route, layer: clamp(layer + dl, 0, m.n_layers - 1), head: clamp(head + dh, 0, m.n_heads - 1) };
+    if (next.layer !== layer || next.head !== head) go(next);
+  };
+  state.keyHandler = (e) => {
+    if (e.key === "ArrowLeft") move(0, -1); else if (e.key === "ArrowRight") move(0, 1);
+    else if (e.key === "ArrowUp") move(-1, 0); else if (e.key === "ArrowDown") move(1, 0);
+    else return false;
+    return true;
+  };
+  main.append(el("h2", { text: `layer ${layer}, head ${head} in all ${rows.length} prompts` }));
+  main.append(el("div", { class: "controls" },
+    el("button", { onclick: () => move(0, -1), text: "◀ head" }), el("button", { onclick: () => move(0, 1), text: "head ▶" }),
+    el("button", { onclick: () => move(-1, 0), text: "▲ layer" }), el("button", { onclick: () => move(1, 0), text: "layer ▼" }),
+    figureSelect(m, fig.name, (v) => go({ ...route, fig: v }))));
+  const cellSize = 96;
+  const grid = el("div", { class: "grid across", id: "across", style: `grid-template-columns: repeat(auto-fill, ${Math.round(cellSize * 1.6) + 4}px); --cell: ${cellSize}px;` });
+  for (const p of rows) {
+    grid.append(el("a", {
+      class: "cell", dataset: { hash: p.hash }, title: snippet(p.text, 300),
+      href: hashHref({ view: "head", model: m.name, prompt: p.hash, fig: fig.name, layer, head }),
+    }, thumb(m, p.hash, layer, head, fig), el("span", { class: "lab", text: `#${p._i}` }), el("div", { class: "cap", text: snippet(p.text, 60) })));
+  }
+  main.append(grid);
+}
+
+// ------------------------------------------------------------------------------------------------
+// router
+
+const VIEWS = { models: viewModels, prompts: viewPrompts, grid: viewGrid, head: viewHead, across: viewAcross };
+
+async function render() {
+  const rid = ++state.renderId;
+  state.keyHandler = null;
+  const route = Object.fromEntries(new URLSearchParams(location.hash.replace(/^#/, "")));
+  const view = VIEWS[route.view] || viewModels;
+  const main = document.getElementById("main");
+  main.replaceChildren();
+  delete main.dataset.ready; // set to the hash once the view is drawn (tests and scripts wait on it)
+  main.dataset.view = VIEWS[route.view] ? route.view : "models";
+  document.title = `pattern_lens: ${main.dataset.view}`;
+  try {
+    await view(main, route, rid);
+    if (rid === state.renderId) main.dataset.ready = location.hash;
+  } catch (err) {
+    if (rid !== state.renderId) return;
+    main.append(el("p", { class: "error", id: "error", text: String(err && err.message ? err.message : err) }));
+    main.dataset.ready = location.hash;
+  }
+}
+
+document.addEventListener("keydown", (e) => {
+  if (e.target instanceof HTMLInputElement || e.target instanceof HTMLSelectElement || e.altKey || e.ctrlKey || e.metaKey) return;
+  if (state.keyHandler && state.keyHandler(e)) e.preventDefault();
+});
+
+window.addEventListener("hashchange", render);
+
+(function start() {
+  state.index = window.PL_DATA && window.PL_DATA.index;
+  if (!state.index) return; // index.js missing: the page's own message stays
+  render();
+})();
