@@ -103,21 +103,37 @@ def test_failed_figures_are_retried_and_their_error_files_removed(tmp_path):
         _FLAKY_STATE["fail"] = True
 
 
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid  # reaped: no process has this id now (reuse within the test is very unlikely)
+
+
 def test_leftover_temporary_files_are_removed(tmp_path):
+    """a dead process's temporary files go; a live run's stay, whatever their age or folder"""
+    from pattern_lens._layout import this_host
+
     model = write_synthetic_model(tmp_path, n_layers=1, n_heads=2, n_ctx=32, n_prompts=1)
     _run(tmp_path, model, [ident])
     head = next(model.rglob("H0"))
-    (head / ".ident.bin.abcd1234.tmp").write_bytes(b"half")
-    (model / ".prompts.jsonl.x1y2.tmp").write_text("half")
-    (tmp_path / ".figures.jsonl.x1y2.tmp").write_text("half")
-    # index temp files are shared by every run on this save path: only old ones are a killed run's
+    dead, host = _dead_pid(), this_host()
+    alive = os.getppid()  # the process that started pytest: alive, and not this run
+    (head / f".ident.bin.pl{dead}@{host}.abcd1234.tmp").write_bytes(b"half")
+    (model / f".prompts.jsonl.pl{dead}@{host}.x1y2.tmp").write_text("half")
+    (tmp_path / ".figures.jsonl.x1y2.tmp").write_text("half")  # no owner in the name: only old ones go
     an_hour_ago = time.time() - 3600
-    for index_tmp in (model / ".prompts.jsonl.x1y2.tmp", tmp_path / ".figures.jsonl.x1y2.tmp"):
-        os.utime(index_tmp, (an_hour_ago, an_hour_ago))
-    live = tmp_path / ".models.jsonl.live.tmp"  # another run writing models.jsonl right now
-    live.write_text("in flight")
+    os.utime(tmp_path / ".figures.jsonl.x1y2.tmp", (an_hour_ago, an_hour_ago))
+    live = [
+        tmp_path / f".models.jsonl.pl{alive}@{host}.live.tmp",  # another run writing models.jsonl right now
+        head / f".ident.bin.pl{alive}@{host}.live.tmp",  # ... and this head
+        head / f".ident.bin.pl{dead}@other-host.live.tmp",  # a run on another machine sharing the folder
+        head / ".ident.bin.noowner.tmp",  # a recent one without owner (an older version's run)
+    ]
+    for p in live:
+        p.write_text("in flight")
+    (head / "ident.bin").unlink()
     _run(tmp_path, model, [ident])
-    assert list(tmp_path.rglob("*.tmp")) == [live]
+    assert sorted(tmp_path.rglob("*.tmp")) == sorted(live)
 
 
 def test_sigkill_then_rerun_completes_identically(tmp_path):
