@@ -17,6 +17,7 @@ is memory-mapped (tasks carry paths), so no `joblib_memmapping_folder_*` is ever
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import itertools
 import os
 import re
@@ -234,6 +235,10 @@ class _Guarded:
 
     def __call__(self, index: int, task):
         _worker_start(self.parent_pid)
+        if os.getppid() == self.parent_pid and faulthandler.is_enabled():
+            # a crash is reported by the parent in one line naming the head and function; the
+            # faulthandler loky enables (after the initializer) would add a page of traceback per crash
+            faulthandler.disable()
         if self.on_error is None:
             return index, self.func(task)
         try:
