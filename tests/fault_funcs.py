@@ -23,8 +23,8 @@ FAULTS: dict[str, str] = {
     "L0/H3": "keyboard_interrupt",
     "L1/H0": "memory_error",
     "L1/H1": "hang",
-    "L1/H2": "os_exit",
-    "L1/H3": "segfault",
+    "L2/H2": "os_exit",
+    "L2/H3": "segfault",
 }
 "head (relative to the prompt folder) -> how `misbehave` ends there"
 
@@ -76,3 +76,22 @@ def misbehave(attn, save_dir):
 
 
 misbehave.figure_save_fmt = "png"
+
+
+@register_attn_figure_func
+def slow(attn, save_dir):
+    """a viridis PNG of the pattern after 0.1 s: a run long enough to interrupt"""
+    time.sleep(0.1)
+    _write_slow_png(attn, save_dir)
+
+
+def _slow_png_writer():
+    @save_matrix_wrapper(fmt="png")
+    def slow(attn):
+        return np.asarray(attn)
+
+    return slow
+
+
+_write_slow_png = _slow_png_writer()
+slow.figure_save_fmt = "png"

@@ -1,7 +1,7 @@
 """what the parent does with a task that ended badly: split it to find the culprit, report it
 
 `run_all` (backends) runs a task again alone when its worker died, and splits it with `split_task`
-until the part that kills a worker is one head; `task_failed` turns that part (or a task that raised
+into single heads to find the one that kills a worker; `task_failed` turns that part (or a task that raised
 outside the figure functions) into a `TaskResult` so the run goes on. On that head the figure
 functions run in order, so the culprit is the first one whose outputs are not there.
 """
@@ -23,15 +23,16 @@ __all__ = ["split_task", "task_failed"]
 
 
 def split_task(task: Task) -> list[Task]:
-    """smaller tasks covering `task`: one per item, else one per head; `[task]` when it is one head"""
-    if len(task.items) > 1:
-        n = len(task.items)
-        return [dataclasses.replace(task, items=(item,), estimate=task.estimate / n) for item in task.items]
-    (prompt_dir, layer, heads), = task.items
-    if len(heads) > 1:
-        n = len(heads)
-        return [dataclasses.replace(task, items=((prompt_dir, layer, (h,)),), estimate=task.estimate / n) for h in heads]
-    return [task]
+    """one task per head of `task` (`[task]` when it is one head)
+
+    Straight to heads, not items first: every part that kills its worker again costs a new worker
+    (about a second), while a part that does not costs only its own time.
+    """
+    heads = [(prompt_dir, layer, (h,)) for prompt_dir, layer, hs in task.items for h in hs]
+    if len(heads) <= 1:
+        return [task]
+    n = len(heads)
+    return [dataclasses.replace(task, items=(item,), estimate=task.estimate / n) for item in heads]
 
 
 def _worker_died(exc: BaseException) -> bool:
