@@ -1,12 +1,13 @@
 """figure functions that misbehave on chosen heads, for tests/test_faults.py (imported by worker processes
 with `--import fault_funcs`, `tests/` on PYTHONPATH)
 
-`misbehave` renders like `raw` except on the heads of the prompt whose hash is in `$FAULT_HASH`, where
-it ends the way `FAULTS` says; `$FAULT_SKIP` is a comma list of fault names to leave out (those that
-kill the process they run in, with one job).
+`misbehave` renders a PNG except on the heads of the prompt whose hash is in `$FAULT_HASH`, where it
+ends the way `$FAULTS` (JSON, head -> fault name) says; `$FAULT_SKIP` is a comma list of fault names
+to leave out (those that kill the process they run in, with one job).
 """
 
 import ctypes
+import json
 import os
 import sys
 import time
@@ -17,23 +18,16 @@ import numpy as np
 from pattern_lens.attn_figure_funcs import register_attn_figure_func
 from pattern_lens.figure_util import save_matrix_wrapper
 
-FAULTS: dict[str, str] = {
-    "L0/H1": "exit0",
-    "L0/H2": "exit3",
-    "L0/H3": "keyboard_interrupt",
-    "L1/H0": "memory_error",
-    "L1/H1": "hang",
-    "L2/H2": "os_exit",
-    "L2/H3": "segfault",
-}
-"head (relative to the prompt folder) -> how `misbehave` ends there"
+def _faults() -> dict[str, str]:
+    """head (relative to the prompt folder, e.g. `L0/H1`) -> how `misbehave` ends there, from `$FAULTS` (JSON)"""
+    return json.loads(os.environ.get("FAULTS", "{}"))
 
 
 def _fault_for(save_dir: Path) -> str | None:
     save_dir = Path(save_dir)
     if save_dir.parent.parent.name != os.environ.get("FAULT_HASH"):
         return None
-    fault = FAULTS.get(f"{save_dir.parent.name}/{save_dir.name}")
+    fault = _faults().get(f"{save_dir.parent.name}/{save_dir.name}")
     return None if fault in os.environ.get("FAULT_SKIP", "").split(",") else fault
 
 
@@ -68,7 +62,7 @@ _write_png = _png_writer()
 
 @register_attn_figure_func
 def misbehave(attn, save_dir):
-    """a viridis PNG of the pattern, except on the heads of `FAULTS`"""
+    """a viridis PNG of the pattern, except on the heads of `$FAULTS`"""
     fault = _fault_for(save_dir)
     if fault is not None:
         _end(fault)

@@ -30,8 +30,17 @@ from pattern_lens.synthetic import write_synthetic_model
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
-sys.path.insert(0, str(TESTS))
-import fault_funcs  # noqa: E402  -- registers misbehave and slow in this process too
+# how tests/fault_funcs.py's `misbehave` ends on each head (passed to it as $FAULTS); only the
+# subprocesses import that module (here it would register its functions for every other test)
+FAULTS: dict[str, str] = {
+    "L0/H1": "exit0",
+    "L0/H2": "exit3",
+    "L0/H3": "keyboard_interrupt",
+    "L1/H0": "memory_error",
+    "L1/H1": "hang",
+    "L2/H2": "os_exit",
+    "L2/H3": "segfault",
+}
 
 MARK = "PATTERN_LENS_TEST_MARK"
 
@@ -105,12 +114,12 @@ def test_every_fault_of_a_figure_function_is_one_reported_head(tmp_path, jobs):
     """
     model_dir = write_synthetic_model(tmp_path, n_layers=3, n_heads=4, n_ctx=128, n_prompts=2, seed=1)
     skip = "os_exit,segfault" if jobs == "1" else ""
-    faults = {h: f for h, f in fault_funcs.FAULTS.items() if f not in skip.split(",")}
+    faults = {h: f for h, f in FAULTS.items() if f not in skip.split(",")}
     mark = uuid.uuid4().hex
     proc = subprocess.run(
         _cmd(tmp_path, model_dir.name, "--figure-funcs", "raw,misbehave", "--import", "fault_funcs",
              "--jobs", jobs, "--timeout", "3", "--quiet"),
-        cwd=REPO, env=_env(mark, FAULT_HASH=_first_hash(model_dir), FAULT_SKIP=skip),
+        cwd=REPO, env=_env(mark, FAULT_HASH=_first_hash(model_dir), FAULT_SKIP=skip, FAULTS=json.dumps(FAULTS)),
         capture_output=True, text=True, timeout=300,
     )
     out = proc.stdout + proc.stderr
@@ -133,19 +142,26 @@ def test_every_fault_of_a_figure_function_is_one_reported_head(tmp_path, jobs):
     _assert_no_leftovers(mark, tmp_path)
 
 
+def _hangs_on_h1(attn, save_dir):
+    if Path(save_dir).name == "H1":
+        while True:
+            time.sleep(0.05)
+    atomic_write_bytes(Path(save_dir) / "_hangs_on_h1.bin", b"ok")
+
+
+_hangs_on_h1.figure_save_fmt = "bin"
+
+
 def test_time_limit_from_the_python_api(tmp_path):
-    """the time limit is a figure function's failure on that head only, through the Python API too"""
+    """the time limit makes a hung head that function's failure there; the other heads render"""
     model_dir = write_synthetic_model(tmp_path, n_layers=2, n_heads=2, n_ctx=16, n_prompts=1)
-    os.environ["FAULT_HASH"] = _first_hash(model_dir)
-    try:
-        t0 = time.perf_counter()
-        summary = figures_main(model_dir.name, tmp_path, None, False, [fault_funcs.misbehave],
-                               n_jobs=1, progress=False, verbose=False, timeout=0.5)
-    finally:
-        del os.environ["FAULT_HASH"]
+    t0 = time.perf_counter()
+    summary = figures_main(model_dir.name, tmp_path, None, False, [_hangs_on_h1],
+                           n_jobs=1, progress=False, verbose=False, timeout=0.5)
     assert time.perf_counter() - t0 < 30
-    assert summary.failures["misbehave"].count == 3  # L0/H1 exit0, L1/H0 memory_error, L1/H1 hang
-    assert len(list(model_dir.rglob("misbehave.png"))) == 1
+    assert summary.failures["_hangs_on_h1"].count == 2
+    assert summary.failures["_hangs_on_h1"].first_message.startswith("FigureTimeout: took longer than the time limit of 0.5 s")
+    assert len(list(model_dir.rglob("_hangs_on_h1.bin"))) == 2
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -316,10 +332,10 @@ def test_python_api_refuses_hashes_and_model_names_that_leave_the_save_path(tmp_
     cfg = HTConfigMock(**json.loads((model_dir / "model_cfg.json").read_text()))
     before = _snapshot(tmp_path)
     with pytest.raises(InputError, match="is not a folder name"):
-        process_prompt({"hash": "../../../x"}, cfg, save, [fault_funcs.misbehave])
+        process_prompt({"hash": "../../../x"}, cfg, save, [_named("f", "png")])
     bad_cfg = HTConfigMock(**{**cfg.__dict__, "model_name": ".."})
     with pytest.raises(InputError, match="is not a folder name"):
-        compute_and_save_figures(bad_cfg, save / "x" / "activations.npz", np.zeros((1, 1, 4, 4)), [fault_funcs.misbehave], save)
+        compute_and_save_figures(bad_cfg, save / "x" / "activations.npz", np.zeros((1, 1, 4, 4)), [_named("f", "png")], save)
     assert _snapshot(tmp_path) == before
 
 

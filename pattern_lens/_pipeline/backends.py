@@ -186,14 +186,20 @@ def _watch_parent(parent_pid: int) -> None:
             os._exit(1)
 
 
-def _worker_start(parent_pid: int) -> None:
+def _worker_start(parent_pid: int, started_by_run: bool = True) -> None:
     """in a worker process started by the run's process `parent_pid`: die with it, leave Ctrl-C to it
 
-    Runs as loky's worker initializer and again before each task (other process backends); does
-    nothing in the run's own process or in a process the run did not start (a dask worker).
+    loky's worker initializer (`started_by_run=True`): the worker is the run's child, so a parent
+    that is already gone (killed while this worker was starting) ends it at once. Before each task
+    (`started_by_run=False`, other process backends): does nothing in the run's own process or in a
+    process the run did not start (a dask worker).
     """
     global _watchdog_started
-    if _watchdog_started or os.getpid() == parent_pid or os.getppid() != parent_pid:
+    if _watchdog_started or os.getpid() == parent_pid:
+        return
+    if os.getppid() != parent_pid:
+        if started_by_run:
+            os._exit(1)  # orphaned before the first task: nobody will read what this worker does
         return
     _watchdog_started = True
     if threading.current_thread() is threading.main_thread():
@@ -234,7 +240,7 @@ class _Guarded:
         self.parent_pid = parent_pid
 
     def __call__(self, index: int, task):
-        _worker_start(self.parent_pid)
+        _worker_start(self.parent_pid, started_by_run=False)
         if os.getppid() == self.parent_pid and faulthandler.is_enabled():
             # a crash is reported by the parent in one line naming the head and function; the
             # faulthandler loky enables (after the initializer) would add a page of traceback per crash
