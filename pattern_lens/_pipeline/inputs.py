@@ -21,7 +21,7 @@ from pathlib import Path
 from pattern_lens._errors import InputError
 from pattern_lens._layout import PROMPT_FILE, TMP_SUFFIX, temp_prefix
 from pattern_lens._pipeline.atomic import remove_stale_temp
-from pattern_lens._pipeline.indexes import sanitize_model_name
+from pattern_lens._pipeline.indexes import parse_jsonl_line, sanitize_model_name
 from pattern_lens._pipeline.npz import peek_n_ctx
 from pattern_lens._pipeline.planner import PromptWork
 from pattern_lens._pipeline.summary import RenderSummary
@@ -153,14 +153,11 @@ def read_prompt_index(path: Path) -> list[dict | str]:
         raise InputError(f"cannot read prompt index {path}: {e}") from e
     out: list[dict | str] = []
     for i, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            out.append(f"{path}:{i}: not valid JSON ({e}); this prompt is skipped")
-            continue
-        out.append(obj if isinstance(obj, dict) else f"{path}:{i}: expected a JSON object, got {type(obj).__name__}")
+        if line.strip():
+            try:
+                out.append(parse_jsonl_line(path, i, line))
+            except ValueError as e:
+                out.append(f"{e}; this prompt is skipped")
     return out
 
 
