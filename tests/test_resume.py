@@ -172,6 +172,7 @@ def test_sigkill_of_the_parent_at_random_moments_then_rerun_completes_identicall
                 "--figure-funcs", "raw", "--jobs", "2", "--quiet"]
 
     landed_mid_run = slow_starts = 0
+    killed_pids: list[int] = []
     for trial in range(KILL_TRIALS):
         outputs = sorted(killed_root.rglob("raw.png"))
         for p in rng.sample(outputs, k=len(outputs) // 2):
@@ -182,6 +183,7 @@ def test_sigkill_of_the_parent_at_random_moments_then_rerun_completes_identicall
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0.2, 2.5))  # start-up (imports, workers starting), rendering, or the end
         finished = proc.poll() is not None
+        killed_pids.append(proc.pid)
         if not finished:
             os.kill(proc.pid, signal.SIGKILL)  # the main process only, as the OOM killer would
         killed_at = time.time()
@@ -224,6 +226,10 @@ def test_sigkill_of_the_parent_at_random_moments_then_rerun_completes_identicall
     different = [k for k in clean_tree if killed_tree[k] != clean_tree[k]]
     assert not different, f"{len(different)} files differ after resuming, e.g. {different[:3]}"
     assert not [k for k in killed_tree if k.endswith(".tmp")]
+    if Path("/dev/shm").is_dir():  # joblib's memmapping folders, loky's semaphores: none left by the killed runs
+        shm = [n for n in os.listdir("/dev/shm") for pid in killed_pids
+               if n.startswith((f"joblib_memmapping_folder_{pid}_", f"sem.loky-{pid}-"))]
+        assert not shm, f"/dev/shm leftovers of killed runs: {shm[:5]}"
 
 
 def test_stale_error_file_after_a_failed_forced_rerun_is_removed(tmp_path):
