@@ -437,3 +437,38 @@ def test_numba_cache_works_with_a_read_only_package_and_home(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == "False"
     assert proc.stderr.count("no writable numba cache folder") == 1
+
+
+# ---------------------------------------------------------------------------------------------------
+# an exception outside the figure functions costs what it touches, not the task around it
+
+
+def _claim_a_huge_layer(npz: Path, key: str, n_heads: int) -> None:
+    """rewrite `key` of `npz` with a header claiming (1, n_heads, 300000, 300000) float32 on 1 KiB of data"""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(npz) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": (1, n_heads, 300000, 300000)})
+    members[f"{key}.npy"] = buf.getvalue() + b"\0" * 1024
+    with zipfile.ZipFile(npz, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_layer_that_cannot_be_read_costs_that_layer_only(tmp_path, jobs):
+    """the issue's `.npy` header claiming (1, 3, 300000, 300000) on 1 KB: one layer of one prompt lost"""
+    model_dir = write_synthetic_model(tmp_path, n_layers=3, n_heads=3, n_ctx=16, n_prompts=2)
+    bad = model_dir / "prompts" / _first_hash(model_dir) / "activations.npz"
+    _claim_a_huge_layer(bad, "blocks.1.attn.hook_pattern", 3)
+    summary = figures_main(model_dir.name, tmp_path, None, False, "raw", n_jobs=jobs, progress=False, verbose=False)
+    assert not summary.ok
+    # heads rendered before the failure in the same task count as already done when its parts rerun
+    assert summary.n_rendered + summary.n_skipped == 2 * 3 * 3 - 3, summary.format()
+    assert summary.n_input_error_heads == 3
+    assert len(summary.input_errors) == 1 and str(bad.parent) in summary.input_errors[0]
+    assert "\n" not in summary.input_errors[0]
+    assert len(list(model_dir.rglob("raw.png"))) == 15

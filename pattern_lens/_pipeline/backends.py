@@ -4,11 +4,11 @@
 decides (default: loky processes on all cores). `backend="dask"` with a scheduler address runs the
 same tasks on a dask.distributed cluster.
 
-Faults: every way a task can end becomes a result. An exception (any `BaseException`: `SystemExit`,
-`MemoryError`, ...) inside a task is turned into a result in the worker by `on_error`. A worker that
-dies (segfault, `os._exit`, the OOM killer) breaks the pool: the tasks that were in flight are run
-again one at a time on fresh workers, and one that kills its worker again is split (`split`) until
-the culprit is one head and one function, reported by `on_error`; the run goes on. Worker processes
+Faults: every way a task can end becomes a result. A task that raises (any `BaseException`:
+`SystemExit`, `MemoryError`, ...) is split (`split`) and its parts run alone, down to the parts that
+cannot be split, which `on_error` reports. A worker that dies (segfault, `os._exit`, the OOM killer)
+breaks the pool: the tasks that were in flight run again one at a time on fresh workers, and one that
+kills its worker again is split the same way; the run goes on. Worker processes
 started here die with the run: each watches its parent and exits within `WATCHDOG_PERIOD` seconds of
 the parent's death (even a SIGKILL), and ignores SIGINT (Ctrl-C is the parent's to handle). Nothing
 is memory-mapped (tasks carry paths), so no `joblib_memmapping_folder_*` is ever created.
@@ -35,7 +35,7 @@ from joblib.parallel import get_active_backend
 
 from pattern_lens._errors import FigureFuncTransferError, PatternLensError, RunInterrupted
 
-__all__ = ["ParallelSession", "parallel_session", "run_all", "describe_failure", "WATCHDOG_PERIOD"]
+__all__ = ["ParallelSession", "parallel_session", "run_all", "describe_failure", "TaskRaised", "WATCHDOG_PERIOD"]
 
 WATCHDOG_PERIOD: float = 0.1
 "seconds between a worker's checks that the process that started it is still alive"
@@ -218,6 +218,8 @@ def describe_failure(exc: BaseException) -> str:
 
     a dead worker reads `worker process died (SIGSEGV(-11)): ...` rather than joblib's paragraph
     """
+    if isinstance(exc, TaskRaised):
+        return str(exc)  # described in the worker already
     if type(exc).__name__ in ("TerminatedWorkerError", "BrokenProcessPool"):
         m = _EXIT_CODES.search(str(exc))
         codes = f" ({m.group(1)})" if m else ""
@@ -231,8 +233,19 @@ def _must_propagate(exc: BaseException) -> bool:
     return isinstance(exc, (RunInterrupted, FigureFuncTransferError))
 
 
+class TaskRaised(Exception):
+    """a task ended with an exception in its worker: `str()` is that exception's one-line description"""
+
+
+class _Raised:
+    """what a guarded task returns instead of its result when it raised (picklable: only a string)"""
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+
+
 class _Guarded:
-    """`func(task)`, or `on_error(task, exc)` when it ends with any exception; picklable for workers"""
+    """`func(task)`, or a `_Raised` when it ends with any exception; picklable for workers"""
 
     def __init__(self, func: Callable, on_error: Callable | None, parent_pid: int) -> None:
         self.func = func
@@ -252,7 +265,7 @@ class _Guarded:
         except BaseException as e:  # noqa: BLE001 -- SystemExit, MemoryError...: this task's failure
             if _must_propagate(e):
                 raise
-            return index, self.on_error(task, e)
+            return index, _Raised(describe_failure(e))
 
 
 def run_all(
@@ -268,16 +281,21 @@ def run_all(
     `tasks` is consumed lazily (joblib pulls a few ahead of the workers), so a planner can size later
     tasks from earlier results. With one worker the tasks run here, without a joblib round trip.
 
+    A task that raises (anything but `RunInterrupted` / `FigureFuncTransferError`) is split and its
+    parts run alone, down to parts that cannot be split, which `on_error` reports: the failure costs
+    only the part that fails. A worker that dies takes the tasks in flight with it: each runs again
+    alone, and one that fails again is split the same way.
+
     # Parameters:
      - `session : ParallelSession`
      - `func : Callable[[T], R]` runs one task (module-level, so that it pickles by reference)
      - `tasks : Iterable[T]`
      - `on_error : Callable[[T, BaseException], R] | None`
-       turns a task that ended with an exception, or killed its worker, into its result; `None`:
-       exceptions propagate (defaults to `None`)
+       the result of a task that cannot be split and raised (`TaskRaised`) or killed its worker
+       (joblib's `TerminatedWorkerError`); `None`: exceptions propagate (defaults to `None`)
      - `split : Callable[[T], list[T]] | None`
-       smaller tasks covering a task, to find which part kills a worker; `None` or a one-element
-       list: the task cannot be split (defaults to `None`)
+       smaller tasks covering a task; `None` or a one-element list: the task cannot be split
+       (defaults to `None`)
 
     # Raises:
      - `RunInterrupted` and `FigureFuncTransferError` from a task, always; with `on_error=None`,
@@ -286,12 +304,19 @@ def run_all(
     tasks = iter(tasks)
     guarded = _Guarded(func, on_error, os.getpid())
     if session.sequential:
+        def alone(t):
+            return guarded(0, t)[1]
+
         for t in tasks:
-            yield guarded(0, t)[1]
+            yield from _settle(t, alone(t), alone, on_error, split)
         return
     # nothing is memory-mapped (tasks carry paths): with max_nbytes=None and a temp_folder outside
     # /dev/shm joblib never creates its joblib_memmapping_folder_* (which a killed run would leave)
     parallel_kw = dict(batch_size=1, max_nbytes=None, temp_folder=tempfile.gettempdir())
+
+    def alone(t):  # on a fresh or idle pool, nothing else running: a death is this task's
+        return joblib.Parallel(n_jobs=session.n_jobs, **parallel_kw)([joblib.delayed(guarded)(0, t)])[0][1]
+
     while True:
         inflight: dict[int, T] = {}
         counter = itertools.count()
@@ -305,17 +330,16 @@ def run_all(
         stream = _stream(session, feed(), parallel_kw)
         try:
             for i, r in stream:
-                inflight.pop(i, None)
-                yield r
+                yield from _settle(inflight.pop(i), r, alone, on_error, split)
             return
         except BaseException as e:
             if on_error is None or _must_propagate(e) or not isinstance(e, Exception):
                 raise
             # a worker died (or joblib could not move a task or result): the pool is gone, and with it
-            # every task in flight; find the culprit among them, then go on with the rest
+            # every task in flight; each runs again alone, then the run goes on with the rest
             lost = [inflight[i] for i in sorted(inflight)]
             for t in lost:
-                yield from _isolate(session, guarded, t, on_error, split, parallel_kw)
+                yield from _run_alone(t, alone, on_error, split)
         finally:
             stream.close()  # stopped early (Ctrl-C, an error): joblib aborts and stops its workers now
 
@@ -331,18 +355,30 @@ def _stream(session: ParallelSession, jobs: Iterator, parallel_kw: dict) -> Iter
             yield from parallel(wave)
 
 
-def _isolate(session, guarded: _Guarded, task, on_error, split, parallel_kw: dict) -> Iterator:
-    """run `task` alone on a worker; if that fails, its parts one by one, down to what cannot be split"""
+def _run_alone(task, alone: Callable, on_error, split) -> Iterator:
     try:
-        yield from (r for _, r in joblib.Parallel(n_jobs=session.n_jobs, **parallel_kw)([joblib.delayed(guarded)(0, task)]))
-        return
-    except BaseException as e:
-        if _must_propagate(e) or not isinstance(e, Exception):
+        outcome = alone(task)
+    except Exception as e:  # its worker died again: this task (or a part of it) kills workers
+        if _must_propagate(e):
             raise
-        failure = e
+        yield from _split_up(task, e, alone, on_error, split)
+        return
+    yield from _settle(task, outcome, alone, on_error, split)
+
+
+def _settle(task, outcome, alone: Callable, on_error, split) -> Iterator:
+    """the result of `task`, or, when it raised, the results of its parts"""
+    if isinstance(outcome, _Raised):
+        yield from _split_up(task, TaskRaised(outcome.description), alone, on_error, split)
+    else:
+        yield outcome
+
+
+def _split_up(task, failure: BaseException, alone: Callable, on_error, split) -> Iterator:
+    """`task` failed with `failure`: its parts one at a time, alone, down to what cannot be split"""
     parts = split(task) if split is not None else [task]
     if len(parts) <= 1:
         yield on_error(task, failure)
         return
     for part in parts:
-        yield from _isolate(session, guarded, part, on_error, split, parallel_kw)
+        yield from _run_alone(part, alone, on_error, split)

@@ -51,13 +51,13 @@ def _culprits(task: Task, d: Path) -> tuple[list[Callable], list[Callable]]:
 
 
 def task_failed(task: Task, exc: BaseException) -> TaskResult:
-    """the result of a task that ended with `exc` instead of its own result
+    """the result of a task that ended with `exc` instead of its own result (one head, by then)
 
     A dead worker: the task is one head by then (see `split_task`); the failure is the first figure
     function there without its outputs (functions run in order; with `force`, all of them), with
     `<func>.error.txt` written; functions after it did not run and fail with a message saying so. Any
-    other exception (raised outside the figure functions, e.g. a `MemoryError` reading a layer) is
-    bad input for the task's heads. Either way the message is one line.
+    other exception (`TaskRaised`: raised outside the figure functions, e.g. a `MemoryError` reading a
+    layer) is bad input for the task's heads, one message per layer. Either way the message is one line.
     """
     res = TaskResult(task_estimate=task.estimate)
     message: str = describe_failure(exc)
@@ -65,7 +65,7 @@ def task_failed(task: Task, exc: BaseException) -> TaskResult:
     for prompt_dir, layer, heads in task.items:
         res.n_heads += len(heads)
         if not dead:
-            res.add_input_error(f"{prompt_dir}: layer {layer} heads {list(heads)}: {message}", len(heads))
+            res.add_input_error(f"{prompt_dir}: layer {layer}: {message}", len(heads))
             continue
         for h in heads:
             d: Path = head_dir(prompt_dir, layer, h)
