@@ -153,12 +153,14 @@ KILL_TRIALS = 20
 
 def test_sigkill_of_the_parent_at_random_moments_then_rerun_completes_identically(tmp_path):
     """SIGKILL of the main process only (its workers must notice and stop), at seeded random moments
-    from start-up to the end, between trials a random part of the outputs deleted so that every trial
-    has work; after each kill no process of the run is alive a second later; a last run completes and
-    every file equals an uninterrupted run's. The moments are drawn over the uninterrupted run's length
-    (a worker still in loky's own start-up when the parent
-    dies cannot run our code yet: it ends as soon as that start-up reaches our initializer, before any
-    task, so it is allowed past the second, not past 11 s, and nothing may be written after the kill)"""
+    drawn over an uninterrupted run's length, a random half of the outputs deleted between trials so
+    that every trial has work; after each kill no process of the run is alive a second later and
+    nothing is written after it; a last run completes and every file equals the uninterrupted run's.
+
+    A worker still in loky's own start-up when its parent dies cannot run our code yet: it ends as
+    soon as that start-up reaches our initializer, before any task, so it may outlive the second
+    (not 11 s).
+    """
     import random
 
     args = dict(n_layers=8, n_heads=8, n_ctx=128, n_prompts=2, seed=5)
