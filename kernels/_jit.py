@@ -8,8 +8,94 @@ would oversubscribe the cores.
 
 numba's on-disk cache is keyed on the kernel's own source file: after changing the options here,
 delete `kernels/__pycache__/*.nbi` and `*.nbc`, or the old compiled kernels keep being loaded.
+
+The cache works for any user: numba caches beside the source (`kernels/__pycache__`), else in the
+user's cache folder (`~/.cache/numba`), else in `NUMBA_CACHE_DIR`. Where none is writable (a
+read-only shared install and a read-only HOME), `numba.config.CACHE_DIR` is pointed at a private
+per-user folder under the temporary folder (`pattern_lens-numba-<uid>`, mode 0700, refused when
+another user owns it); where even that fails, kernels are compiled in each process, with one warning.
+Processes that start at once against an empty cache are safe: numba writes each cache file to a
+temporary name and renames it into place (tests/test_faults.py runs 8 at once, twice).
 """
 
-import numba
+import os
+import stat
+import tempfile
+import warnings
+from pathlib import Path
 
-jit = numba.njit(nogil=True, cache=True, error_model="numpy")
+import numba
+from numba.core import config as _numba_config
+
+__all__ = ["jit", "CACHE"]
+
+
+def _probe():  # a function defined in this folder, to ask numba's locators about it
+    pass
+
+
+def _writable(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError:
+        return False
+    return True
+
+
+def _cache_available() -> bool:
+    """whether one of numba's cache locators can write a cache for the kernels in this folder"""
+    from numba.core import caching
+
+    impl = getattr(caching, "CacheImpl", None) or getattr(caching, "_CacheImpl", None)
+    locators = getattr(impl, "_locator_classes", None)
+    if locators:
+        try:
+            return any(cls.from_function(_probe, __file__) is not None for cls in locators)
+        except Exception:  # noqa: BLE001 -- numba internals changed: ask the file system below
+            pass
+    # the folders numba would try, in its order
+    if _numba_config.CACHE_DIR and _writable(Path(_numba_config.CACHE_DIR)):
+        return True
+    return _writable(Path(__file__).parent / "__pycache__")
+
+
+def _private_cache_dir() -> str | None:
+    """a per-user cache folder under the temporary folder, created 0700; `None` if unusable or not ours"""
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    path = Path(tempfile.gettempdir()) / f"pattern_lens-numba-{uid}"
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+        st = path.lstat()
+        if not stat.S_ISDIR(st.st_mode) or (hasattr(os, "getuid") and st.st_uid != uid):
+            return None  # a link, a file, or another user's folder: not a safe place for compiled code
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError:
+        return None
+    return str(path)
+
+
+def _choose_cache() -> bool:
+    if _cache_available():
+        return True
+    if not _numba_config.CACHE_DIR:
+        private = _private_cache_dir()
+        if private is not None:
+            _numba_config.CACHE_DIR = private
+            if _cache_available():
+                return True
+            _numba_config.CACHE_DIR = ""
+    warnings.warn(
+        "pattern_lens: no writable numba cache folder (package folder, ~/.cache and the temporary "
+        "folder are read-only): kernels are compiled in every process (a few seconds each); set "
+        "NUMBA_CACHE_DIR to a writable folder to cache them",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+    return False
+
+
+CACHE: bool = _choose_cache()
+"whether compiled kernels are cached on disk in this process"
+
+jit = numba.njit(nogil=True, cache=CACHE, error_model="numpy")

@@ -10,11 +10,16 @@
 <save_path>/index.html, pattern_lens_gallery/                            the offline gallery (`pattern-lens gallery`)
 ```
 
-Temporary files (atomic writes) are `.<final name>.<random>.tmp` beside their final file.
+Temporary files (atomic writes) are `.<final name>.pl<pid>@<host>.<random>.tmp` beside their final
+file: the writing process and machine are in the name, so a run deletes only the temporary files of
+processes that are gone (see `pattern_lens._pipeline.atomic.is_stale_temp`).
 """
 
 from __future__ import annotations
 
+import os
+import re
+import socket
 from pathlib import Path
 
 __all__ = [
@@ -33,6 +38,8 @@ __all__ = [
     "error_file_name",
     "temp_prefix",
     "is_temp_name",
+    "temp_owner",
+    "this_host",
 ]
 
 ACTIVATIONS_FILE: str = "activations.npz"
@@ -79,9 +86,28 @@ def error_file_name(func_name: str) -> str:
     return f"{func_name}{ERROR_SUFFIX}"
 
 
-def temp_prefix(final_name: str) -> str:
-    """the start of a temporary file's name for the final file `final_name`"""
-    return f".{final_name}."
+_HOST: str = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:64]
+_OWNER: re.Pattern = re.compile(r"\.pl(\d+)@([A-Za-z0-9-]*)\.[^.]*\.tmp$")
+
+
+def temp_prefix(final_name: str, owned: bool = False) -> str:
+    """the start of a temporary file's name for the final file `final_name`
+
+    `owned=True`: with this process's id and host, `.<final_name>.pl<pid>@<host>.` (what atomic writes
+    use); `False`: `.<final_name>.`, the part every temporary file of `final_name` starts with
+    """
+    return f".{final_name}.pl{os.getpid()}@{_HOST}." if owned else f".{final_name}."
+
+
+def temp_owner(name: str) -> tuple[int, str] | None:
+    """`(pid, host)` of the process that made the temporary file `name`; `None` when not in the name"""
+    m = _OWNER.search(name)
+    return (int(m.group(1)), m.group(2)) if m else None
+
+
+def this_host() -> str:
+    """this machine's name as it appears in temporary file names"""
+    return _HOST
 
 
 def is_temp_name(name: str) -> bool:

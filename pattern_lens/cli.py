@@ -5,7 +5,8 @@ Each subcommand is one entry of `COMMANDS`: a help line, a function adding its a
 function running it (returning the exit code). Adding a subcommand is adding one entry.
 
 Exit codes: 0 everything rendered; 1 a figure function failed, input was bad, or another
-`PatternLensError`; 2 bad command line (argparse).
+`PatternLensError`; 2 bad command line (argparse); 130 / 143 interrupted by Ctrl-C / SIGTERM (one line
+says what was done; a rerun resumes).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pattern_lens._errors import PatternLensError
+from pattern_lens._errors import PatternLensError, RunInterrupted
 from pattern_lens.consts import DATA_DIR
 from pattern_lens.profile import EXPORT_PROFILES
 
@@ -77,6 +78,16 @@ def _positive_int(text: str) -> int:
     return _int_arg(text, lambda v: v >= 1, "a positive integer")
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
 def _jobs(text: str) -> int:
     return _int_arg(text, lambda v: v != 0, "a number of workers (-1: all cores), not 0")
 
@@ -121,6 +132,11 @@ def _add_execution_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheduler", type=str, default=None, metavar="ADDRESS", help="dask scheduler address, with --backend dask")
     p.add_argument("--profile", choices=EXPORT_PROFILES, default=None, help="export profile (default: exact)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and no preamble")
+    p.add_argument(
+        "--timeout", type=_seconds, default=None, metavar="SECONDS",
+        help="time limit of one figure function on one head: past it, that head fails for that function "
+        "and the run goes on (default: none; process workers or --jobs 1 only)",
+    )
 
 
 def _import_modules(names: Sequence[str]) -> None:
@@ -181,6 +197,7 @@ def _run_options(args: argparse.Namespace) -> dict:
         layers=args.layers,
         heads=args.heads,
         progress=not args.quiet,
+        timeout=args.timeout,
     )
 
 
@@ -192,6 +209,7 @@ def run_render(args: argparse.Namespace) -> int:
     models = [m for m in args.model.split(",") if m]
     options = _run_options(args)
     code = 0
+    rendered_any = False  # a run refused before any work (bad model name, ...) writes nothing at all
     for i, model in enumerate(models, start=1):
         if not args.quiet and len(models) > 1:
             print(f"model {i} / {len(models)}: {model}")
@@ -207,11 +225,12 @@ def run_render(args: argparse.Namespace) -> int:
             print(f"error: {e}", file=sys.stderr)
             code = 1
             continue
+        rendered_any = True
         if args.quiet:
             print(summary.format())
         if not summary.ok:
             code = 1
-    if args.index_html and Path(args.save_path).is_dir():
+    if args.index_html and rendered_any and Path(args.save_path).is_dir():
         code = max(code, _refresh_gallery(args.save_path, args.quiet))
     return code
 
@@ -354,6 +373,12 @@ def _run(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> 
     except PatternLensError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except RunInterrupted as e:  # one line, no traceback: what was done, and that a rerun resumes
+        print(str(e), file=sys.stderr)
+        return 128 + e.signum
+    except KeyboardInterrupt:  # Ctrl-C before or after the rendering
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 def render_main(argv: Sequence[str] | None = None, prog: str = "pattern-lens render") -> int:

@@ -34,19 +34,27 @@ from pathlib import Path
 
 import numpy as np
 
-from pattern_lens._errors import FigureFuncTransferError, InputError, PatternLensError
+from pattern_lens._errors import FigureFuncTransferError, InputError, PatternLensError, RunInterrupted
 from pattern_lens._pipeline.indexes import (
-    read_jsonl,
-    sanitize_model_name,
     write_figures_jsonl,
     write_models_jsonl,
     write_prompts_jsonl,
 )
-from pattern_lens._pipeline.inputs import HTConfigMock, check_layers, clean_index_temp, load_model_cfg, prompt_work
+from pattern_lens._pipeline.inputs import (
+    HTConfigMock,
+    check_layers,
+    check_prompt_hash,
+    clean_index_temp,
+    leaves_root,
+    load_model_cfg,
+    model_folder,
+    prompt_work,
+    read_prompt_index,
+)
 from pattern_lens._pipeline.npz import ActivationsFile
 from pattern_lens._layout import head_dir, layer_key
-from pattern_lens._pipeline.outputs import figure_func_name, list_head_dir, run_figure_funcs
-from pattern_lens._pipeline.run import render_prompts
+from pattern_lens._pipeline.outputs import check_output_names, figure_func_name, list_head_dir, run_figure_funcs
+from pattern_lens._pipeline.run import render_prompts, stop_on_signals
 from pattern_lens._pipeline.summary import FailureStat, RenderSummary
 from pattern_lens.consts import DATA_DIR, ActivationCacheNp, AttentionMatrix
 from pattern_lens.profile import export_profile
@@ -65,6 +73,7 @@ __all__ = [
     "PatternLensError",
     "InputError",
     "FigureFuncTransferError",
+    "RunInterrupted",
 ]
 
 FigureFuncsSelect = set[str] | frozenset[str] | str | Sequence[Callable] | None
@@ -144,8 +153,12 @@ def process_single_head(
      - `force_overwrite : bool` redo existing outputs (defaults to `False`)
 
     # Returns:
-     - `dict[str, bool | Exception]` function name -> `True` or the exception it raised
+     - `dict[str, bool | BaseException]` function name -> `True` or the exception it raised
+
+    # Raises:
+     - `PatternLensError` when a function's file names are not plain names (`check_output_names`)
     """
+    check_output_names(figure_funcs)
     save_dir = Path(save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)
     status = run_figure_funcs(attn_pattern, save_dir, figure_funcs, list_head_dir(save_dir), force_overwrite)
@@ -180,6 +193,7 @@ def compute_and_save_figures(
     # Returns:
      - `None`, or with `track_results` `{func_name: {(layer, head): True | Exception}}`
     """
+    model_dir = model_folder(save_path, model_cfg.model_name)  # refuse a name leaving the save path first
     prompt_dir = Path(activations_path).parent
     results: dict[str, dict[tuple[int, int], bool | Exception]] = {}
     for layer in range(model_cfg.n_layers):
@@ -196,7 +210,7 @@ def compute_and_save_figures(
             if track_results:
                 for name, st in status.items():
                     results.setdefault(name, {})[(layer, head)] = st
-    write_prompts_jsonl(Path(save_path) / model_cfg.model_name_sanitized)
+    write_prompts_jsonl(model_dir)
     return results if track_results else None
 
 
@@ -218,16 +232,23 @@ def process_prompt(
 
     # Raises:
      - `ActivationsError` (a `ValueError`) naming the file when the activations are bad
+     - `InputError` when the hash or model name is not a folder name, or a folder leads outside
+       `save_path` through a symbolic link
     """
-    prompt_dir = Path(save_path) / model_cfg.model_name_sanitized / "prompts" / prompt["hash"]
+    model_dir = model_folder(save_path, model_cfg.model_name)
+    prompt_dir = model_dir / "prompts" / check_prompt_hash(prompt.get("hash"))
+    root = Path(save_path).resolve()
+    if (outside := leaves_root(prompt_dir, root)) is not None:
+        raise InputError(outside)
     with ActivationsFile(prompt_dir / "activations.npz", n_heads=model_cfg.n_heads) as acts:
         for layer in range(model_cfg.n_layers):
             patterns = acts.read_layer(layer)
             for head in range(model_cfg.n_heads):
-                process_single_head(
-                    layer, head, patterns[head], head_dir(prompt_dir, layer, head), figure_funcs, force_overwrite
-                )
-    write_prompts_jsonl(Path(save_path) / model_cfg.model_name_sanitized)
+                d = head_dir(prompt_dir, layer, head)
+                if (outside := leaves_root(d, root)) is not None:
+                    raise InputError(outside)
+                process_single_head(layer, head, patterns[head], d, figure_funcs, force_overwrite)
+    write_prompts_jsonl(model_dir)
 
 
 def figures_main(
@@ -246,6 +267,7 @@ def figures_main(
     heads: Sequence[int] | None = None,
     progress: bool = True,
     verbose: bool = True,
+    timeout: float | None = None,
 ) -> RenderSummary:
     """render figures for every head of a model's prompts, on every core, resuming what exists
 
@@ -269,6 +291,9 @@ def figures_main(
        (defaults to `None`: all)
      - `progress : bool` tqdm bar over heads on stderr (defaults to `True`)
      - `verbose : bool` print what is loaded and the summary (defaults to `True`)
+     - `timeout : float | None` seconds one figure function may take on one head; past it, that is
+       the function's failure there (`FigureTimeout`) and the run goes on. Needs process workers or
+       one job (SIGALRM) (defaults to `None`: no limit)
 
     # Returns:
      - `RenderSummary` counts, speed, failures per function, input errors (`.ok` when none)
@@ -279,17 +304,17 @@ def figures_main(
        in the summary and every other prompt is rendered.
      - `FigureFuncTransferError` when a figure function cannot run in the worker processes
      - `PatternLensError` for an empty selection or bad parallel settings
+     - `RunInterrupted` (a `KeyboardInterrupt`) on SIGINT or SIGTERM, with a one-line message saying
+       what was done; the index files are written first, and a rerun resumes
+
+    Whatever else happens on the way (a figure function that raises, exits or hangs past `timeout`, a
+    worker that dies, a bad prompt, an index that cannot be written), the run goes on, writes its
+    index files and reports the problem in the summary (`.ok` is then `False`).
     """
     save_path = Path(save_path)
-    model_dir = save_path / sanitize_model_name(model_name)
+    model_dir = model_folder(save_path, model_name)
     cfg = load_model_cfg(model_dir)
-    index = model_dir / "prompts.jsonl"
-    try:
-        prompts = read_jsonl(index)
-    except FileNotFoundError:
-        raise InputError(f"prompt index not found: {index} (expected one JSON object a line, with 'hash')") from None
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise InputError(f"cannot read prompt index {index}: {e}") from e
+    prompts = read_prompt_index(model_dir / "prompts.jsonl")
     if n_samples is not None:
         prompts = prompts[:n_samples]
     funcs = select_attn_figure_funcs(figure_funcs_select)
@@ -315,31 +340,65 @@ def figures_main(
     heads_per_prompt = len(layer_sel) * len(head_sel)
     work = prompt_work(prompts, model_dir, summary, heads_per_prompt)
     summary.n_heads += (len(prompts) - len(work)) * heads_per_prompt
-    render_prompts(
-        work,
-        funcs,
-        cfg.n_heads,
-        layer_sel,
-        head_sel,
-        force=force,
-        profile=profile,
-        n_jobs=n_jobs,
-        backend=backend,
-        scheduler=scheduler,
-        progress=progress,
-        desc=model_dir.name,
-        summary=summary,
-    )
-    write_prompts_jsonl(model_dir)
-    write_models_jsonl(save_path)
+    with stop_on_signals():
+        try:
+            render_prompts(
+                work,
+                funcs,
+                cfg.n_heads,
+                layer_sel,
+                head_sel,
+                force=force,
+                profile=profile,
+                n_jobs=n_jobs,
+                backend=backend,
+                scheduler=scheduler,
+                progress=progress,
+                desc=model_dir.name,
+                summary=summary,
+                timeout=timeout,
+                root=str(save_path.resolve()),
+            )
+        except RunInterrupted as e:
+            _write_indexes(save_path, model_dir, funcs, summary)
+            raise RunInterrupted(e.signum, _interrupted_line(e.signum, summary, len(prompts) * heads_per_prompt)) from None
+        _write_indexes(save_path, model_dir, funcs, summary)
+    if verbose:
+        print(summary.format())
+    return summary
+
+
+def _write_indexes(save_path: Path, model_dir: Path, funcs: Sequence[Callable], summary: RenderSummary) -> None:
+    """rebuild the three indexes; one that cannot be written is bad input in `summary`, not a traceback"""
     try:
         registered = _registered_funcs()
     except ImportError:
         registered = []
-    write_figures_jsonl(save_path, [*registered, *(f for f in funcs if f not in registered)])
-    if verbose:
-        print(summary.format())
-    return summary
+    writes = (
+        (model_dir / "prompts.jsonl", lambda: write_prompts_jsonl(model_dir)),
+        (save_path / "models.jsonl", lambda: write_models_jsonl(save_path)),
+        (save_path / "figures.jsonl", lambda: write_figures_jsonl(save_path, [*registered, *(f for f in funcs if f not in registered)])),
+    )
+    for path, write in writes:
+        try:
+            write()
+        except OSError as e:
+            summary.add_input_error(f"{path}: cannot write the index ({type(e).__name__}: {e})", 0)
+
+
+def _interrupted_line(signum: int, summary: RenderSummary, total: int) -> str:
+    import signal
+
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = f"signal {signum}"
+    failed = sum(s.count for s in summary.failures.values())
+    return (
+        f"interrupted by {name} after {summary.n_heads} of {total} heads ({summary.n_rendered} rendered, "
+        f"{summary.n_skipped} already done, {failed} figure failures); every file written is complete: "
+        "rerun the same command to resume"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

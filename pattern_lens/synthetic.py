@@ -242,10 +242,15 @@ def write_synthetic_model(
      - `overwrite : bool` rewrite existing files (defaults to `False`)
 
     # Returns:
-     - `Path` the model folder
+     - `Path` the model folder, `<save_path>/<sanitised model_name>`
+
+    # Raises:
+     - `InputError` for a model name that is not a folder name (`.`, `..`, empty after sanitising)
     """
     model_name = model_name or synthetic_model_name(n_layers, n_heads, n_ctx)
-    model_dir = Path(save_path) / model_name
+    from pattern_lens._pipeline.inputs import model_folder  # the folder figures_main reads: sanitised, inside save_path
+
+    model_dir = model_folder(save_path, model_name)
     (model_dir / "prompts").mkdir(parents=True, exist_ok=True)
     cfg = {
         "model_name": model_name,

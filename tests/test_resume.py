@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 from pattern_lens._pipeline.atomic import atomic_write_bytes
 from pattern_lens.figures import figures_main
@@ -103,63 +104,138 @@ def test_failed_figures_are_retried_and_their_error_files_removed(tmp_path):
         _FLAKY_STATE["fail"] = True
 
 
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid  # reaped: no process has this id now (reuse within the test is very unlikely)
+
+
 def test_leftover_temporary_files_are_removed(tmp_path):
+    """a dead process's temporary files go; a live run's stay, whatever their age or folder"""
+    from pattern_lens._layout import this_host
+
     model = write_synthetic_model(tmp_path, n_layers=1, n_heads=2, n_ctx=32, n_prompts=1)
     _run(tmp_path, model, [ident])
     head = next(model.rglob("H0"))
-    (head / ".ident.bin.abcd1234.tmp").write_bytes(b"half")
-    (model / ".prompts.jsonl.x1y2.tmp").write_text("half")
-    (tmp_path / ".figures.jsonl.x1y2.tmp").write_text("half")
-    # index temp files are shared by every run on this save path: only old ones are a killed run's
+    dead, host = _dead_pid(), this_host()
+    alive = os.getppid()  # the process that started pytest: alive, and not this run
+    (head / f".ident.bin.pl{dead}@{host}.abcd1234.tmp").write_bytes(b"half")
+    (model / f".prompts.jsonl.pl{dead}@{host}.x1y2.tmp").write_text("half")
+    (tmp_path / ".figures.jsonl.x1y2.tmp").write_text("half")  # no owner in the name: only old ones go
     an_hour_ago = time.time() - 3600
-    for index_tmp in (model / ".prompts.jsonl.x1y2.tmp", tmp_path / ".figures.jsonl.x1y2.tmp"):
-        os.utime(index_tmp, (an_hour_ago, an_hour_ago))
-    live = tmp_path / ".models.jsonl.live.tmp"  # another run writing models.jsonl right now
-    live.write_text("in flight")
+    os.utime(tmp_path / ".figures.jsonl.x1y2.tmp", (an_hour_ago, an_hour_ago))
+    live = [
+        tmp_path / f".models.jsonl.pl{alive}@{host}.live.tmp",  # another run writing models.jsonl right now
+        head / f".ident.bin.pl{alive}@{host}.live.tmp",  # ... and this head
+        head / f".ident.bin.pl{dead}@other-host.live.tmp",  # a run on another machine sharing the folder
+        head / ".ident.bin.noowner.tmp",  # a recent one without owner (an older version's run)
+    ]
+    for p in live:
+        p.write_text("in flight")
+    (head / "ident.bin").unlink()
     _run(tmp_path, model, [ident])
-    assert list(tmp_path.rglob("*.tmp")) == [live]
+    assert sorted(tmp_path.rglob("*.tmp")) == sorted(live)
 
 
-def test_sigkill_then_rerun_completes_identically(tmp_path):
-    """kill the whole process group mid-run (like an OOM kill), rerun, compare with a clean run"""
-    args = dict(n_layers=8, n_heads=8, n_ctx=160, n_prompts=3, seed=5)
+def _marked(mark: str) -> list:
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("PATTERN_LENS_TEST_MARK") == mark and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+KILL_TRIALS = 20
+
+
+def test_sigkill_of_the_parent_at_random_moments_then_rerun_completes_identically(tmp_path):
+    """SIGKILL of the main process only (its workers must notice and stop), at seeded random moments
+    drawn over an uninterrupted run's length, a random half of the outputs deleted between trials so
+    that every trial has work; after each kill no process of the run is alive a second later and
+    nothing is written after it; a last run completes and every file equals the uninterrupted run's.
+
+    A worker still in loky's own start-up when its parent dies cannot run our code yet: it ends as
+    soon as that start-up reaches our initializer, before any task, so it may outlive the second
+    (not 11 s).
+    """
+    import random
+
+    args = dict(n_layers=8, n_heads=8, n_ctx=128, n_prompts=2, seed=5)
     killed_root, clean_root = tmp_path / "killed", tmp_path / "clean"
     model = write_synthetic_model(killed_root, **args)
     write_synthetic_model(clean_root, **args)
-    total = 8 * 8 * 3
+    total = 8 * 8 * 2
+    rng = random.Random(20261127)
 
     def cmd(root):
         return [sys.executable, "-m", "pattern_lens.cli", "render", "--model", model.name, "--save-path", str(root),
                 "--figure-funcs", "raw", "--jobs", "2", "--quiet", "--no-index-html"]  # figures_main writes no gallery
 
-    proc = subprocess.Popen(cmd(killed_root), cwd=REPO, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    n_done = 0
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            n_done = sum(1 for _ in killed_root.rglob("raw.png"))
-            if n_done >= 10:
-                break
-            time.sleep(0.005)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the run and its workers: a group this test started
+    # the uninterrupted run first: its length scales the moments of the kills to this machine's speed
+    t0 = time.monotonic()
+    clean = subprocess.run(cmd(clean_root), cwd=REPO, capture_output=True, text=True, timeout=300)
+    run_seconds = time.monotonic() - t0
+    assert clean.returncode == 0 and f"{total} rendered" in clean.stdout, clean.stdout + clean.stderr
+
+    landed_mid_run = slow_starts = 0
+    killed_pids: list[int] = []
+    for trial in range(KILL_TRIALS):
+        outputs = sorted(killed_root.rglob("raw.png"))
+        for p in rng.sample(outputs, k=len(outputs) // 2):
+            p.unlink()
+        mark = f"kill-{trial}-{os.getpid()}"
+        env = {**os.environ, "PATTERN_LENS_TEST_MARK": mark, "PYTHONPATH": str(REPO)}
+        proc = subprocess.Popen(cmd(killed_root), cwd=REPO, env=env, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.05, 0.9) * run_seconds)  # start-up (imports, workers starting) or rendering
+        finished = proc.poll() is not None
+        killed_pids.append(proc.pid)
+        if not finished:
+            os.kill(proc.pid, signal.SIGKILL)  # the main process only, as the OOM killer would
+        killed_at = time.time()
         proc.wait()
-    assert 10 <= n_done < total, f"the kill should land mid-run ({n_done} of {total} heads done)"
-    assert sum(1 for _ in killed_root.rglob("raw.png")) < total
+        landed_mid_run += not finished
+        deadline = time.monotonic() + 1.0
+        while (left := _marked(mark)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        late = []
+        for p in left:
+            try:
+                late.append((p.pid, p.num_threads(), " ".join(p.cmdline())[-60:]))
+            except psutil.Error:
+                pass  # ended meanwhile
+        # a worker killed while still starting (one thread: loky's start-up, before any code of ours)
+        # ends when its start-up reaches our initializer, which sees the run is gone; resource
+        # trackers end after the workers. Anything else alive a second later is a failure.
+        unexplained = [x for x in late if not ((x[1] == 1 and "popen_loky_posix" in x[2]) or "resource_tracker" in x[2])]
+        slow_starts += bool(late)
+        deadline = time.monotonic() + 10
+        while (left := _marked(mark)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if left:
+            os.killpg(proc.pid, signal.SIGKILL)  # clean up before failing
+        assert not unexplained, f"trial {trial}: processes alive 1 s after the run was killed: {unexplained}"
+        assert not left, f"trial {trial}: processes alive 11 s after the run was killed: {late}"
+        written_late = [p for p in killed_root.rglob("*") if p.is_file() and p.stat().st_mtime > killed_at + 0.5]
+        assert not written_late, f"trial {trial}: written after the run was killed: {written_late[:3]}"
+    assert landed_mid_run >= KILL_TRIALS // 2, f"only {landed_mid_run} kills landed while the run was alive"
+    print(f"{landed_mid_run} of {KILL_TRIALS} kills landed mid-run; {slow_starts} caught a worker still starting")
 
     rerun = subprocess.run(cmd(killed_root), cwd=REPO, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert "already done" in rerun.stdout
-    clean = figures_main(model.name, clean_root, None, False, "raw", n_jobs=2, progress=False, verbose=False)
-    assert clean.ok and clean.n_rendered == total
-
     killed_tree, clean_tree = _tree(killed_root), _tree(clean_root)
     assert sorted(killed_tree) == sorted(clean_tree)
     assert sum(k.endswith("raw.png") for k in killed_tree) == total
     different = [k for k in clean_tree if killed_tree[k] != clean_tree[k]]
     assert not different, f"{len(different)} files differ after resuming, e.g. {different[:3]}"
     assert not [k for k in killed_tree if k.endswith(".tmp")]
+    if Path("/dev/shm").is_dir():  # joblib's memmapping folders, loky's semaphores: none left by the killed runs
+        shm = [n for n in os.listdir("/dev/shm") for pid in killed_pids
+               if n.startswith((f"joblib_memmapping_folder_{pid}_", f"sem.loky-{pid}-"))]
+        assert not shm, f"/dev/shm leftovers of killed runs: {shm[:5]}"
 
 
 def test_stale_error_file_after_a_failed_forced_rerun_is_removed(tmp_path):

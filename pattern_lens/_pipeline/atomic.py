@@ -3,21 +3,79 @@
 Every writer goes to a temporary file in the destination folder (same filesystem, so the final
 `os.replace` is atomic), then renames it into place. There is no fsync: after an operating-system
 crash or power loss a just-renamed file may still be empty. The final file gets the permissions a
-plain `open(path, "w")` would give it (0666 less the umask), not mkstemp's private 0600. Temporary names start with `.` and end with
-`.tmp`, so a resumed run (and `figures.jsonl` indexing) never mistakes them for outputs.
+plain `open(path, "w")` would give it (0666 less the umask), not mkstemp's private 0600. Temporary
+names start with `.` and end with `.tmp`, so a resumed run (and `figures.jsonl` indexing) never
+mistakes them for outputs, and hold the writer's pid and host (`_layout.temp_prefix`): a run deletes a
+temporary file only when it is stale (`is_stale_temp`), never one another live run is writing.
 """
 
 import os
 import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from pattern_lens._layout import TMP_SUFFIX, temp_prefix
+from pattern_lens._layout import TMP_SUFFIX, temp_owner, temp_prefix, this_host
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "write_text_if_changed", "atomic_path"]
+__all__ = [
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "write_text_if_changed",
+    "atomic_path",
+    "is_stale_temp",
+    "remove_stale_temp",
+    "STALE_TEMP_SECONDS",
+]
+
+STALE_TEMP_SECONDS: float = 600.0
+"""a temporary file untouched this long is stale whoever made it: its writer on another machine (or
+an older version, without pid in the name) is gone, or its pid was reused"""
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True  # another thread of this run may be writing it
+    if os.name != "posix":
+        return True  # no cheap check: only the age rule applies
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: alive, another user's
+        return True
+    return True
+
+
+def is_stale_temp(path: Path | str, now: float | None = None) -> bool:
+    """whether a temporary file of an atomic write was left by a process that is gone
+
+    Stale: written on this machine by a process that no longer exists, or not modified for
+    `STALE_TEMP_SECONDS` (from another machine sharing the folder, or with no owner in its name).
+    A missing file is not stale (someone else already removed or renamed it).
+    """
+    path = Path(path)
+    owner = temp_owner(path.name)
+    if owner is not None and owner[1] == this_host() and not _pid_alive(owner[0]):
+        return True
+    try:
+        age = (time.time() if now is None else now) - path.lstat().st_mtime
+    except FileNotFoundError:
+        return False
+    return age > STALE_TEMP_SECONDS
+
+
+def remove_stale_temp(path: Path | str) -> bool:
+    """delete the temporary file `path` if `is_stale_temp`; whether it was deleted"""
+    if not is_stale_temp(path):
+        return False
+    try:
+        os.unlink(path)
+    except OSError:  # gone already, or not ours to delete (permissions): leave it
+        return False
+    return True
 
 
 
@@ -39,7 +97,7 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     the umask, as `open(path, "w")` would give it.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=TMP_SUFFIX, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name, owned=True), suffix=TMP_SUFFIX, dir=path.parent)
     tmp_path = Path(tmp)
     try:
         try:

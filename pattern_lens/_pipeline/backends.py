@@ -3,22 +3,42 @@
 `n_jobs` and `backend` are parameters, and when not given the ambient `joblib.parallel_config`
 decides (default: loky processes on all cores). `backend="dask"` with a scheduler address runs the
 same tasks on a dask.distributed cluster.
+
+Faults: every way a task can end becomes a result. A task that raises (any `BaseException`:
+`SystemExit`, `MemoryError`, ...) is split (`split`) and its parts run alone, down to the parts that
+cannot be split, which `on_error` reports. A worker that dies (segfault, `os._exit`, the OOM killer)
+breaks the pool: the tasks that were in flight run again one at a time on fresh workers, and one that
+kills its worker again is split the same way; the run goes on. Worker processes
+started here die with the run: each watches its parent and exits within `WATCHDOG_PERIOD` seconds of
+the parent's death (even a SIGKILL), and ignores SIGINT (Ctrl-C is the parent's to handle). Nothing
+is memory-mapped (tasks carry paths), so no `joblib_memmapping_folder_*` is ever created.
 """
 
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import itertools
+import os
+import re
+import signal
+import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
 import joblib
+from joblib._parallel_backends import LokyBackend
 from joblib.parallel import get_active_backend
 
-from pattern_lens._errors import PatternLensError
+from pattern_lens._errors import FigureFuncTransferError, PatternLensError, RunInterrupted
 
-__all__ = ["ParallelSession", "parallel_session", "run_all"]
+__all__ = ["ParallelSession", "parallel_session", "run_all", "describe_failure", "TaskRaised", "WATCHDOG_PERIOD"]
+
+WATCHDOG_PERIOD: float = 0.1
+"seconds between a worker's checks that the process that started it is still alive"
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -135,6 +155,15 @@ def parallel_session(
         in_process: bool = bool(getattr(backend_obj, "uses_threads", False)) or (n_workers == 1 and not is_dask)
         if n_workers == 1 and not is_dask:
             name = "sequential"
+        if isinstance(backend_obj, LokyBackend) and "initializer" not in backend_obj.backend_kwargs:
+            # the same loky settings, plus workers that die with this process (see `_worker_start`)
+            stack.enter_context(joblib.parallel_config(backend=LokyBackend(
+                nesting_level=backend_obj.nesting_level,
+                inner_max_num_threads=backend_obj.inner_max_num_threads,
+                **backend_obj.backend_kwargs,
+                initializer=_worker_start,
+                initargs=(os.getpid(),),
+            )))
         yield ParallelSession(
             n_jobs=n_jobs,
             n_workers=n_workers,
@@ -144,23 +173,212 @@ def parallel_session(
         )
 
 
-def run_all(session: ParallelSession, func: Callable[[T], R], tasks: Iterable[T]) -> Iterator[R]:
+# ---------------------------------------------------------------------------------------------------
+# workers die with their parent
+
+_watchdog_started: bool = False
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while True:
+        time.sleep(WATCHDOG_PERIOD)
+        if os.getppid() != parent_pid:  # re-parented: the run is gone, stop writing now
+            os._exit(1)
+
+
+def _worker_start(parent_pid: int, started_by_run: bool = True) -> None:
+    """in a worker process started by the run's process `parent_pid`: die with it, leave Ctrl-C to it
+
+    loky's worker initializer (`started_by_run=True`): the worker is the run's child, so a parent
+    that is already gone (killed while this worker was starting) ends it at once. Before each task
+    (`started_by_run=False`, other process backends): does nothing in the run's own process or in a
+    process the run did not start (a dask worker).
+    """
+    global _watchdog_started
+    if _watchdog_started or os.getpid() == parent_pid:
+        return
+    if os.getppid() != parent_pid:
+        if started_by_run:
+            os._exit(1)  # orphaned before the first task: nobody will read what this worker does
+        return
+    _watchdog_started = True
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the run and its workers
+    threading.Thread(target=_watch_parent, args=(parent_pid,), name="pattern_lens-watchdog", daemon=True).start()
+
+
+# ---------------------------------------------------------------------------------------------------
+# every way a task can end becomes a result
+
+_EXIT_CODES: re.Pattern = re.compile(r"exit codes of the workers are \{([^}]*)\}")
+
+
+def describe_failure(exc: BaseException) -> str:
+    """one line for an exception a task ended with, in the worker or in the pool
+
+    a dead worker reads `worker process died (SIGSEGV(-11)): ...` rather than joblib's paragraph
+    """
+    if isinstance(exc, TaskRaised):
+        return str(exc)  # described in the worker already
+    if type(exc).__name__ in ("TerminatedWorkerError", "BrokenProcessPool"):
+        m = _EXIT_CODES.search(str(exc))
+        codes = f" ({m.group(1)})" if m else ""
+        return f"worker process died{codes}: a crash, os._exit or the memory limit"
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _must_propagate(exc: BaseException) -> bool:
+    # the user stopping the run, or a function that cannot reach the workers at all (says what to do)
+    return isinstance(exc, (RunInterrupted, FigureFuncTransferError))
+
+
+class TaskRaised(Exception):
+    """a task ended with an exception in its worker: `str()` is that exception's one-line description"""
+
+
+class _Raised:
+    """what a guarded task returns instead of its result when it raised (picklable: only a string)"""
+
+    def __init__(self, description: str) -> None:
+        self.description = description
+
+
+class _Guarded:
+    """`func(task)`, or a `_Raised` when it ends with any exception; picklable for workers"""
+
+    def __init__(self, func: Callable, on_error: Callable | None, parent_pid: int) -> None:
+        self.func = func
+        self.on_error = on_error
+        self.parent_pid = parent_pid
+
+    def __call__(self, index: int, task):
+        _worker_start(self.parent_pid, started_by_run=False)
+        if os.getppid() == self.parent_pid and faulthandler.is_enabled():
+            # a crash is reported by the parent in one line naming the head and function; the
+            # faulthandler loky enables (after the initializer) would add a page of traceback per crash
+            faulthandler.disable()
+        if self.on_error is None:
+            return index, self.func(task)
+        try:
+            return index, self.func(task)
+        except BaseException as e:  # noqa: BLE001 -- SystemExit, MemoryError...: this task's failure
+            if _must_propagate(e):
+                raise
+            return index, _Raised(describe_failure(e))
+
+
+def run_all(
+    session: ParallelSession,
+    func: Callable[[T], R],
+    tasks: Iterable[T],
+    *,
+    on_error: Callable[[T, BaseException], R] | None = None,
+    split: Callable[[T], list[T]] | None = None,
+) -> Iterator[R]:
     """`func(task)` for every task on the session's workers, yielding results as they complete
 
     `tasks` is consumed lazily (joblib pulls a few ahead of the workers), so a planner can size later
     tasks from earlier results. With one worker the tasks run here, without a joblib round trip.
+
+    A task that raises (anything but `RunInterrupted` / `FigureFuncTransferError`) is split and its
+    parts run alone, down to parts that cannot be split, which `on_error` reports: the failure costs
+    only the part that fails. A worker that dies takes the tasks in flight with it: each runs again
+    alone, and one that fails again is split the same way.
+
+    # Parameters:
+     - `session : ParallelSession`
+     - `func : Callable[[T], R]` runs one task (module-level, so that it pickles by reference)
+     - `tasks : Iterable[T]`
+     - `on_error : Callable[[T, BaseException], R] | None`
+       the result of a task that cannot be split and raised (`TaskRaised`) or killed its worker
+       (joblib's `TerminatedWorkerError`); `None`: exceptions propagate (defaults to `None`)
+     - `split : Callable[[T], list[T]] | None`
+       smaller tasks covering a task; `None` or a one-element list: the task cannot be split
+       (defaults to `None`)
+
+    # Raises:
+     - `RunInterrupted` and `FigureFuncTransferError` from a task, always; with `on_error=None`,
+       whatever a task raised
     """
     tasks = iter(tasks)
+    guarded = _Guarded(func, on_error, os.getpid())
     if session.sequential:
+        def alone(t):
+            return guarded(0, t)[1]
+
         for t in tasks:
-            yield func(t)
+            yield from _settle(t, alone(t), alone, on_error, split)
         return
+    # nothing is memory-mapped (tasks carry paths): with max_nbytes=None and a temp_folder outside
+    # /dev/shm joblib never creates its joblib_memmapping_folder_* (which a killed run would leave)
+    parallel_kw = dict(batch_size=1, max_nbytes=None, temp_folder=tempfile.gettempdir())
+
+    def alone(t):  # on a fresh or idle pool, nothing else running: a death is this task's
+        return joblib.Parallel(n_jobs=session.n_jobs, **parallel_kw)([joblib.delayed(guarded)(0, t)])[0][1]
+
+    while True:
+        inflight: dict[int, T] = {}
+        counter = itertools.count()
+
+        def feed() -> Iterator:
+            for t in tasks:
+                i = next(counter)
+                inflight[i] = t
+                yield joblib.delayed(guarded)(i, t)
+
+        stream = _stream(session, feed(), parallel_kw)
+        try:
+            for i, r in stream:
+                yield from _settle(inflight.pop(i), r, alone, on_error, split)
+            return
+        except BaseException as e:
+            if on_error is None or _must_propagate(e) or not isinstance(e, Exception):
+                raise
+            # a worker died (or joblib could not move a task or result): the pool is gone, and with it
+            # every task in flight; each runs again alone, then the run goes on with the rest
+            lost = [inflight[i] for i in sorted(inflight)]
+            for t in lost:
+                yield from _run_alone(t, alone, on_error, split)
+        finally:
+            stream.close()  # stopped early (Ctrl-C, an error): joblib aborts and stops its workers now
+
+
+def _stream(session: ParallelSession, jobs: Iterator, parallel_kw: dict) -> Iterator:
     if session.supports_generator:
-        parallel = joblib.Parallel(n_jobs=session.n_jobs, batch_size=1, return_as="generator_unordered")
-        yield from parallel(joblib.delayed(func)(t) for t in tasks)
+        yield from joblib.Parallel(n_jobs=session.n_jobs, return_as="generator_unordered", **parallel_kw)(jobs)
         return
     # backends without result streaming (e.g. "multiprocessing"): waves of a few tasks per worker
     wave_size: int = 2 * session.n_workers
-    with joblib.Parallel(n_jobs=session.n_jobs, batch_size=1) as parallel:  # one pool for every wave
-        while wave := list(itertools.islice(tasks, wave_size)):
-            yield from parallel(joblib.delayed(func)(t) for t in wave)
+    with joblib.Parallel(n_jobs=session.n_jobs, **parallel_kw) as parallel:  # one pool for every wave
+        while wave := list(itertools.islice(jobs, wave_size)):
+            yield from parallel(wave)
+
+
+def _run_alone(task, alone: Callable, on_error, split) -> Iterator:
+    try:
+        outcome = alone(task)
+    except Exception as e:  # its worker died again: this task (or a part of it) kills workers
+        if _must_propagate(e):
+            raise
+        yield from _split_up(task, e, alone, on_error, split)
+        return
+    yield from _settle(task, outcome, alone, on_error, split)
+
+
+def _settle(task, outcome, alone: Callable, on_error, split) -> Iterator:
+    """the result of `task`, or, when it raised, the results of its parts"""
+    if isinstance(outcome, _Raised):
+        yield from _split_up(task, TaskRaised(outcome.description), alone, on_error, split)
+    else:
+        yield outcome
+
+
+def _split_up(task, failure: BaseException, alone: Callable, on_error, split) -> Iterator:
+    """`task` failed with `failure`: its parts one at a time, alone, down to what cannot be split"""
+    parts = split(task) if split is not None else [task]
+    if len(parts) <= 1:
+        yield on_error(task, failure)
+        return
+    for part in parts:
+        yield from _run_alone(part, alone, on_error, split)

@@ -23,6 +23,7 @@ __all__ = [
     "write_models_jsonl",
     "write_prompts_jsonl",
     "read_jsonl",
+    "parse_jsonl_line",
 ]
 
 _UNSAFE_CHARS: re.Pattern = re.compile(r"[^A-Za-z0-9._-]")
@@ -43,19 +44,23 @@ def read_jsonl(path: Path) -> list[dict]:
      - `FileNotFoundError` when the file is absent
      - `ValueError` naming the file and line when a line is not a JSON object
     """
-    out: list[dict] = []
     with open(path, encoding="utf-8") as f:
-        for i, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{i}: not valid JSON ({e})") from e
-            if not isinstance(obj, dict):
-                raise ValueError(f"{path}:{i}: expected a JSON object, got {type(obj).__name__}")
-            out.append(obj)
-    return out
+        return [parse_jsonl_line(path, i, line) for i, line in enumerate(f, start=1) if line.strip()]
+
+
+def parse_jsonl_line(path: Path, number: int, line: str) -> dict:
+    """one line of a jsonl file as a dict
+
+    # Raises:
+     - `ValueError` `"<path>:<number>: ..."` when the line is not a JSON object
+    """
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}:{number}: not valid JSON ({e})") from e
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}:{number}: expected a JSON object, got {type(obj).__name__}")
+    return obj
 
 
 def _jsonl(rows: Iterable[dict]) -> str:

@@ -2,25 +2,41 @@
 
 The reference's layout: `<save_path>/<model>/model_cfg.json`, `prompts.jsonl`, and
 `prompts/<hash>/activations.npz`. Every problem is an `InputError` naming the file and what was
-expected; a bad prompt is reported in the summary and costs only that prompt.
+expected; a bad prompt (or a bad line of `prompts.jsonl`) is reported in the summary and costs only
+that prompt.
+
+Path safety: nothing is written outside the save path. A model name that is empty, `.` or `..`
+(after sanitising) and a prompt hash that is not a plain folder name are refused; symbolic links are
+followed only while they stay inside the save path: the model folder, a prompt folder, or an `L*` /
+`H*` folder that resolves outside it is refused (`leaves_root`), with a message naming it.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from pattern_lens._errors import InputError
-from pattern_lens._layout import TMP_SUFFIX, temp_prefix
-from pattern_lens._pipeline.indexes import sanitize_model_name
+from pattern_lens._layout import PROMPT_FILE, TMP_SUFFIX, temp_prefix
+from pattern_lens._pipeline.atomic import remove_stale_temp
+from pattern_lens._pipeline.indexes import parse_jsonl_line, sanitize_model_name
 from pattern_lens._pipeline.npz import peek_n_ctx
 from pattern_lens._pipeline.planner import PromptWork
 from pattern_lens._pipeline.summary import RenderSummary
 
-__all__ = ["HTConfigMock", "load_model_cfg", "prompt_work", "check_layers", "clean_index_temp"]
+__all__ = [
+    "HTConfigMock",
+    "load_model_cfg",
+    "prompt_work",
+    "check_layers",
+    "clean_index_temp",
+    "leaves_root",
+    "model_folder",
+    "check_prompt_hash",
+    "read_prompt_index",
+]
 
 
 class HTConfigMock:
@@ -83,25 +99,106 @@ def load_model_cfg(model_dir: Path | str) -> HTConfigMock:
 _SAFE_HASH: re.Pattern = re.compile(r"^[A-Za-z0-9_\-=.]+$")
 
 
+def leaves_root(path: Path | str, root: Path | str | None) -> str | None:
+    """why writing under `path` would leave the folder `root` (resolved), or `None` when it stays inside
+
+    `path` is resolved (symbolic links followed, as far as it exists); `root=None` checks nothing.
+    """
+    if root is None:
+        return None
+    resolved = Path(path).resolve()
+    if resolved == Path(root) or resolved.is_relative_to(root):
+        return None
+    return f"{path}: leads outside the save path {root} (to {resolved}, through a symbolic link); refused"
+
+
+def model_folder(save_path: Path | str, model_name: str) -> Path:
+    """`<save_path>/<sanitised model_name>`, checked to be a folder name inside the save path
+
+    # Raises:
+     - `InputError` when the sanitised name is empty, `.` or `..`, or the folder is a symbolic link
+       leading outside the save path
+    """
+    name = sanitize_model_name(str(model_name))
+    if name in ("", ".", ".."):
+        raise InputError(f"model name {model_name!r} is not a folder name (sanitised: {name!r}); expected e.g. 'pythia-14m'")
+    model_dir = Path(save_path) / name
+    if (outside := leaves_root(model_dir, Path(save_path).resolve())) is not None:
+        raise InputError(outside)
+    return model_dir
+
+
+def check_prompt_hash(prompt_hash: object) -> str:
+    """a prompt hash that is a plain folder name (letters, digits, `_-=.`; not `.` or `..`)
+
+    # Raises:
+     - `InputError` otherwise
+    """
+    if not isinstance(prompt_hash, str) or not _SAFE_HASH.match(prompt_hash) or prompt_hash in {".", ".."}:
+        raise InputError(f"prompt hash {prompt_hash!r} is not a folder name (expected letters, digits, '_-=.')")
+    return prompt_hash
+
+
+def read_prompt_index(path: Path) -> list[dict | str]:
+    """the prompts of `prompts.jsonl`, one per non-blank line: a dict, or for a bad line a message saying why
+
+    # Raises:
+     - `InputError` when the file is missing or cannot be read at all
+    """
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise InputError(f"prompt index not found: {path} (expected one JSON object a line, with 'hash')") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read prompt index {path}: {e}") from e
+    out: list[dict | str] = []
+    for i, line in enumerate(lines, start=1):
+        if line.strip():
+            try:
+                out.append(parse_jsonl_line(path, i, line))
+            except ValueError as e:
+                out.append(f"{e}; this prompt is skipped")
+    return out
+
+
 def prompt_work(
-    prompts: list[dict], model_dir: Path, summary: RenderSummary, heads_per_prompt: int
+    prompts: list[dict | str], model_dir: Path, summary: RenderSummary, heads_per_prompt: int
 ) -> list[PromptWork]:
-    """the prompts that can be rendered; the others become input errors in `summary`"""
+    """the prompts that can be rendered; the others become input errors in `summary`
+
+    `prompts` as from `read_prompt_index` (a string is a bad line's message). A prompt whose
+    `prompt.json` is missing is rendered and reported (the viewer cannot list it).
+    """
     index = model_dir / "prompts.jsonl"
+    root = model_dir.parent.resolve()
     out: list[PromptWork] = []
     for i, prompt in enumerate(prompts, start=1):
+        if isinstance(prompt, str):
+            summary.add_input_error(prompt, heads_per_prompt)
+            continue
         h = prompt.get("hash")
-        if not isinstance(h, str) or not _SAFE_HASH.match(h) or h in {".", ".."}:
+        try:
+            check_prompt_hash(h)
+        except InputError:
             summary.add_input_error(
                 f"{index}: prompt {i} has hash {h!r}, expected a folder name under {model_dir / 'prompts'}",
                 heads_per_prompt,
             )
             continue
         prompt_dir = model_dir / "prompts" / h
+        if (outside := leaves_root(prompt_dir, root)) is not None:
+            summary.add_input_error(outside, heads_per_prompt)
+            continue
         npz = prompt_dir / "activations.npz"
         if not npz.is_file():
             summary.add_input_error(f"{npz}: activations file not found (prompt {i} of {index})", heads_per_prompt)
             continue
+        if not (prompt_dir / PROMPT_FILE).is_file():
+            summary.add_input_error(
+                f"{prompt_dir / PROMPT_FILE}: missing (prompt {i} of {index}); its figures are rendered, "
+                "but the viewer lists prompts from these files",
+                0,
+            )
         n_ctx = prompt.get("n_tokens")
         if not isinstance(n_ctx, int) or n_ctx < 1:
             n_ctx = peek_n_ctx(npz) or 64
@@ -109,20 +206,11 @@ def prompt_work(
     return out
 
 
-_STALE_INDEX_TEMP_S: float = 600.0
-"index temp files younger than this may belong to another run writing the same save path"
-
-
 def clean_index_temp(folder: Path, names: Iterable[str]) -> None:
     """remove temporary files of the indexes left by a killed run (not another live run's)"""
-    now = time.time()
     for name in names:
         for tmp in folder.glob(f"{temp_prefix(name)}*{TMP_SUFFIX}"):
-            try:
-                if now - tmp.stat().st_mtime > _STALE_INDEX_TEMP_S:
-                    tmp.unlink(missing_ok=True)
-            except FileNotFoundError:
-                pass
+            remove_stale_temp(tmp)
 
 
 def check_layers(selection: Sequence[int] | None, n: int, what: str, source: Path) -> list[int]:

@@ -6,30 +6,57 @@ writes `<f.__name__>.<fmt>`; a multi-figure one (with `f._figure_names`) writes
 
 Resuming needs to know which outputs exist: the folder is listed once (one `os.scandir`) and every
 function is checked against that listing, where the reference globs the disk once per function.
-The listing also removes temporary files left by a killed run (`.<name>.XXXX.tmp`, see
-`pattern_lens._pipeline.atomic`), so a rerun leaves no debris behind.
+The listing also removes temporary files left by a killed run (`.<name>.pl<pid>@<host>.XXXX.tmp` of a
+process that is gone, see `pattern_lens._pipeline.atomic.is_stale_temp`), so a rerun leaves no debris
+behind, and never touches those of another run that is writing the same folder now.
+
+An output counts as done only if it is complete (`output_problem`): a regular file (not a link or a
+folder), not empty, and for the formats that have one, with its end marker (PNG's `IEND` chunk, a
+whole gzip stream for `.svgz`, `</svg>`). A broken output is deleted, redone and reported.
+
+A figure function ends in one of two ways on a head: done, or a failure written to
+`<func>.error.txt`, whatever it raises (`SystemExit` and `KeyboardInterrupt` included) or when it
+runs past the run's time limit (`FigureTimeout`). Only the run's own `RunInterrupted` stops the run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import stat
+import threading
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from pattern_lens._errors import PatternLensError, RunInterrupted
 from pattern_lens._layout import error_file_name, figure_file_name, is_temp_name
-from pattern_lens._pipeline.atomic import atomic_write_text
+from pattern_lens._pipeline.atomic import atomic_write_text, remove_stale_temp
 
 __all__ = [
     "pending_funcs",
     "figure_func_name",
     "expected_outputs",
     "is_complete",
+    "output_problem",
+    "check_output_names",
     "list_head_dir",
     "run_figure_funcs",
+    "time_limit",
+    "FigureTimeout",
 ]
+
+
+class FigureTimeout(BaseException):
+    """a figure function ran past the run's time limit on one head
+
+    A `BaseException`, so that a function's own `except Exception` cannot swallow it.
+    """
+
 
 def figure_func_name(func: Callable) -> str:
     """the name a figure function's outputs start with: its `__name__`"""
@@ -60,21 +87,142 @@ def expected_outputs(func: Callable) -> tuple[str, ...] | None:
     return (figure_file_name(name, fmt),)
 
 
-def is_complete(func: Callable, listing: set[str] | frozenset[str]) -> bool:
-    """whether every output of `func` is in a head folder's `listing` (from `list_head_dir`)"""
+_UNSAFE_IN_NAME: tuple[str, ...] = tuple(c for c in ("/", "\\", "\0", os.sep, os.altsep) if c)
+
+
+def check_output_names(figure_funcs: Iterable[Callable]) -> None:
+    """refuse figure functions whose file names would not be plain names inside the head folder
+
+    # Raises:
+     - `PatternLensError` naming the function, when its name, format or a figure name is empty or
+       holds a path separator or NUL (a name like `../../x` would write outside the save path)
+    """
+    for func in figure_funcs:
+        name = figure_func_name(func)
+        parts = [("name", name)]
+        fmt = getattr(func, "figure_save_fmt", None)
+        if fmt is not None:
+            parts.append(("figure_save_fmt", str(fmt)))
+        parts.extend(("figure name", str(f)) for f in getattr(func, "_figure_names", None) or ())
+        for what, part in parts:
+            if not part.strip() or part in (".", "..") or any(c in part for c in _UNSAFE_IN_NAME):
+                raise PatternLensError(
+                    f"figure function {name!r}: its {what} {part!r} is not a plain file name (no '/', "
+                    "'\\', NUL, '.', '..' or empty name): its files would land outside the head folder"
+                )
+
+
+_PNG_SIGNATURE: bytes = b"\x89PNG\r\n\x1a\n"
+_PNG_END: bytes = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk: length 0, type, CRC
+
+
+def _gzip_problem(path: Path) -> str | None:
+    d = zlib.decompressobj(wbits=31)  # gzip container: checks the trailer's CRC and size
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                while chunk and not d.eof:
+                    d.decompress(chunk, 1 << 22)
+                    chunk = d.unconsumed_tail
+                if d.eof:
+                    break
+    except zlib.error as e:
+        return f"not a valid gzip stream ({e})"
+    return None if d.eof else "truncated gzip stream (no trailer)"
+
+
+def output_problem(path: Path | str) -> str | None:
+    """why an existing output is not a complete file, or `None` when it is
+
+    Cheap checks: a regular file (not a symbolic link, a folder, ...), not empty; `.png`: the PNG
+    signature and the `IEND` chunk at the end; `.svgz`: a whole gzip stream (decompressed, CRC
+    checked); `.svg`: ends with `</svg>`. Other formats: only the first two.
+    """
+    path = Path(path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return "missing"
+    except OSError as e:
+        return f"cannot be read ({type(e).__name__}: {e})"
+    if stat.S_ISLNK(st.st_mode):
+        return "a symbolic link, not a file"
+    if not stat.S_ISREG(st.st_mode):
+        return "not a regular file (a folder?)"
+    if st.st_size == 0:
+        return "empty (0 bytes)"
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".png":
+            with open(path, "rb") as f:
+                head = f.read(8)
+                f.seek(max(0, st.st_size - len(_PNG_END)))
+                tail = f.read()
+            if head != _PNG_SIGNATURE:
+                return "not a PNG (bad signature)"
+            if tail != _PNG_END:
+                return "truncated PNG (no IEND chunk at the end)"
+        elif suffix in (".svgz", ".gz"):
+            return _gzip_problem(path)
+        elif suffix == ".svg":
+            with open(path, "rb") as f:
+                f.seek(max(0, st.st_size - 64))
+                if not f.read().rstrip().endswith(b"</svg>"):
+                    return "truncated SVG (no closing </svg>)"
+    except OSError as e:
+        return f"cannot be read ({type(e).__name__}: {e})"
+    return None
+
+
+def _discard_broken(save_dir: Path, name: str, listing: set[str], broken: list[str] | None) -> bool:
+    """check one output; a broken one is deleted (not a folder), dropped from `listing` and reported"""
+    problem = output_problem(save_dir / name)
+    if problem is None:
+        return False
+    listing.discard(name)
+    if broken is not None:
+        broken.append(f"{save_dir / name}: {problem}")
+    with contextlib.suppress(OSError):
+        if not os.path.isdir(save_dir / name) or os.path.islink(save_dir / name):
+            os.unlink(save_dir / name)
+    return True
+
+
+def is_complete(
+    func: Callable, listing: set[str] | frozenset[str], save_dir: Path | None = None, broken: list[str] | None = None
+) -> bool:
+    """whether every output of `func` is in a head folder's `listing` (from `list_head_dir`)
+
+    With `save_dir`, each output must also be a complete file (`output_problem`); broken ones are
+    deleted, dropped from `listing` (a `set`) and described in `broken`.
+    """
+    name_ = figure_func_name(func)
     expected: tuple[str, ...] | None = expected_outputs(func)
-    if expected is not None:
-        return all(name in listing for name in expected)
-    prefix: str = figure_func_name(func) + "."
-    error_name: str = error_file_name(figure_func_name(func))
-    return any(n.startswith(prefix) and n != error_name for n in listing)
+    if expected is None:
+        prefix: str = name_ + "."
+        error_name: str = error_file_name(name_)
+        candidates = [n for n in listing if n.startswith(prefix) and n != error_name]
+    else:
+        if not all(name in listing for name in expected):
+            return False
+        candidates = list(expected)
+    if save_dir is None:
+        return bool(candidates)
+    ok = [n for n in candidates if not _discard_broken(Path(save_dir), n, listing, broken)]  # type: ignore[arg-type]
+    return len(ok) == len(candidates) if expected is not None else bool(ok)
 
 
 def pending_funcs(
-    figure_funcs: Iterable[Callable], save_dir: Path, listing: set[str] | frozenset[str], force: bool
+    figure_funcs: Iterable[Callable],
+    save_dir: Path,
+    listing: set[str] | frozenset[str],
+    force: bool,
+    broken: list[str] | None = None,
 ) -> list[Callable]:
     """the functions still to run in a head folder: all with `force`, else those missing outputs
 
+    An output that is there but not a complete file (see `output_problem`) is missing: it is
+    deleted, dropped from `listing` and described in `broken` (when given).
     A function whose outputs are all there but that also has an `error.txt` (a forced rerun failed
     after an earlier success) is done: its stale error file is removed.
     """
@@ -82,7 +230,7 @@ def pending_funcs(
         return list(figure_funcs)
     pending = []
     for func in figure_funcs:
-        if not is_complete(func, listing):
+        if not is_complete(func, listing, save_dir, broken):
             pending.append(func)
         elif (error := error_file_name(figure_func_name(func))) in listing:
             (save_dir / error).unlink(missing_ok=True)
@@ -96,8 +244,8 @@ def list_head_dir(path: Path | str, clean_temp: bool = True) -> set[str]:
      - `path : Path | str`
        the head folder; a missing folder lists as empty
      - `clean_temp : bool`
-       delete `.<name>.XXXX.tmp` files a killed run left behind. Two runs writing the same
-       folder at the same time are not supported: one could delete the other's file in flight.
+       delete the temporary files of processes that are gone (`atomic.is_stale_temp`); those of a
+       run writing the same folder now are left alone
        (defaults to `True`)
 
     # Returns:
@@ -110,10 +258,7 @@ def list_head_dir(path: Path | str, clean_temp: bool = True) -> set[str]:
             for entry in it:
                 if is_temp_name(entry.name):
                     if clean_temp:
-                        try:
-                            os.unlink(entry.path)
-                        except FileNotFoundError:
-                            pass
+                        remove_stale_temp(entry.path)
                     continue
                 names.add(entry.name)
     except FileNotFoundError:
@@ -128,17 +273,43 @@ def _error_text(exc: BaseException) -> str:
     )
 
 
+@contextlib.contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """raise `FigureTimeout` in this thread when the body runs longer than `seconds`
+
+    Uses SIGALRM, so only in a process's main thread on POSIX; elsewhere (threads, Windows) and with
+    `None` it does nothing. Code stuck in C without returning to Python is stopped when it returns.
+    """
+    if seconds is None or not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(signum, frame):
+        raise FigureTimeout(f"took longer than the time limit of {seconds:g} s (--timeout)")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def run_figure_funcs(
     attn_pattern: np.ndarray,
     save_dir: Path,
     figure_funcs: Iterable[Callable],
     listing: set[str],
     force_overwrite: bool = False,
-) -> dict[str, bool | Exception]:
+    timeout: float | None = None,
+) -> dict[str, bool | BaseException]:
     """run figure functions on one head, skipping those whose outputs are all in `listing`
 
-    A function that raises leaves `<name>.error.txt` (message and traceback, written atomically)
-    and the others still run. A function that succeeds removes a stale error file of an earlier run.
+    A function that raises anything (`SystemExit`, `KeyboardInterrupt` included) or runs past
+    `timeout` leaves `<name>.error.txt` (message and traceback, written atomically) and the others
+    still run. A function that succeeds removes a stale error file of an earlier run. The run's own
+    `RunInterrupted` (Ctrl-C, SIGTERM) is not caught.
 
     # Parameters:
      - `attn_pattern : np.ndarray`
@@ -152,22 +323,28 @@ def run_figure_funcs(
      - `force_overwrite : bool`
        run every function even when its outputs exist
        (defaults to `False`)
+     - `timeout : float | None`
+       seconds each function may take (see `time_limit`)
+       (defaults to `None`: no limit)
 
     # Returns:
-     - `dict[str, bool | Exception]`
-       function name -> `True` (done or already there) or the exception it raised
+     - `dict[str, bool | BaseException]`
+       function name -> `True` (done or already there) or the exception it ended with
     """
     figure_funcs = list(figure_funcs)
     pending = pending_funcs(figure_funcs, Path(save_dir), listing, force_overwrite)
-    status: dict[str, bool | Exception] = {}
+    status: dict[str, bool | BaseException] = {}
     for func in figure_funcs:
         name: str = figure_func_name(func)
         if func not in pending:
             status[name] = True
             continue
         try:
-            func(attn_pattern, save_dir)
-        except Exception as e:  # noqa: BLE001 -- one bad function must not stop the others
+            with time_limit(timeout):
+                func(attn_pattern, save_dir)
+        except RunInterrupted:
+            raise
+        except BaseException as e:  # noqa: BLE001 -- SystemExit, KeyboardInterrupt...: this function's failure
             status[name] = e
             try:
                 atomic_write_text(save_dir / error_file_name(name), _error_text(e))

@@ -2,26 +2,62 @@
 
 `render_prompts` cuts the work into tasks (`planner`), runs them on the workers the parallel
 settings resolve to (`backends`), each task rendering its heads (`worker`), and adds every task's
-result to the run's `RenderSummary`, with a progress bar over heads.
+result to the run's `RenderSummary`, with a progress bar over heads. A task that ends badly (an
+exception outside the figure functions, a dead worker) is reported in the summary and the run goes
+on (`recovery`). `stop_on_signals` turns SIGINT and SIGTERM into `RunInterrupted`, so that a figure
+function's own `KeyboardInterrupt` stays that function's failure.
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 
 from tqdm import tqdm
 
-from pattern_lens._errors import PatternLensError
+from pattern_lens._errors import PatternLensError, RunInterrupted
 from pattern_lens._pipeline.backends import parallel_session, run_all
+from pattern_lens._pipeline.outputs import check_output_names
+from pattern_lens._pipeline.recovery import split_task, task_failed
 from pattern_lens._pipeline.planner import MIN_TASK_SECONDS, PromptWork, TaskPlanner
 from pattern_lens._pipeline.summary import RenderSummary
 from pattern_lens._pipeline.transfer import FigureFuncs
 from pattern_lens._pipeline.worker import Task, run_task
 from pattern_lens.profile import EXPORT_PROFILES
 
-__all__ = ["render_prompts"]
+__all__ = ["render_prompts", "stop_on_signals"]
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """while inside, SIGINT (Ctrl-C) and SIGTERM raise `RunInterrupted` in this (the main) thread
+
+    Only the first signal is turned into `RunInterrupted`; the default handlers are back for a
+    second one (a second Ctrl-C stops at once). Outside the main thread it does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    wanted = [signal.SIGINT, signal.SIGTERM]
+    previous = {sig: signal.getsignal(sig) for sig in wanted}
+
+    def handler(signum, frame):
+        for sig in wanted:
+            signal.signal(sig, signal.SIG_DFL if sig == signal.SIGTERM else signal.default_int_handler)
+        raise RunInterrupted(signum)
+
+    for sig in wanted:
+        signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
 
 
 def render_prompts(
@@ -39,6 +75,8 @@ def render_prompts(
     progress: bool = True,
     desc: str = "",
     summary: RenderSummary | None = None,
+    timeout: float | None = None,
+    root: str | None = None,
 ) -> RenderSummary:
     """render `layers` x `heads` of every prompt with every figure function, on all workers
 
@@ -53,13 +91,19 @@ def render_prompts(
      - `progress : bool` show a tqdm bar over heads on stderr (defaults to `True`)
      - `desc : str` label of the bar (defaults to `""`)
      - `summary : RenderSummary | None` summary to add to (defaults to `None`: a new one)
+     - `timeout : float | None` seconds one figure function may take on one head; longer is that
+       function's failure there. Enforced with SIGALRM in process workers and sequential runs
+       (POSIX), not on thread or dask workers (a warning says so) (defaults to `None`: no limit)
+     - `root : str | None` the save path: no head folder leading outside it (through a symlink)
+       is written to (defaults to `None`: not checked)
 
     # Returns:
      - `RenderSummary`
 
     # Raises:
      - `FigureFuncTransferError` when a figure function cannot be sent to or loaded in a worker
-     - `PatternLensError` for bad parallel settings
+     - `PatternLensError` for bad parallel settings or figure names that are not plain file names
+     - `RunInterrupted` when SIGINT / SIGTERM arrive inside `stop_on_signals`
     """
     if profile not in EXPORT_PROFILES:  # check now, not in every worker
         raise PatternLensError(f"unknown export profile {profile!r}: expected one of {EXPORT_PROFILES}")
@@ -68,6 +112,9 @@ def render_prompts(
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise PatternLensError(f"figure functions with the same name would overwrite each other's files: {dupes}")
+    check_output_names(funcs)
+    if timeout is not None and not timeout > 0:
+        raise PatternLensError(f"timeout must be a positive number of seconds or None, not {timeout!r}")
     summary = summary if summary is not None else RenderSummary()
     summary.figure_funcs = names
     summary.profile = profile
@@ -80,17 +127,24 @@ def render_prompts(
             session = session.as_sequential()
         summary.n_jobs = session.n_workers
         summary.backend = session.backend_name
-        tasks = (Task(funcs, force, profile, n_heads, tuple(items), est) for items, est in planner)
+        if timeout is not None and (session.backend_name in ("threading", "dask") or (
+                session.in_process and threading.current_thread() is not threading.main_thread())):
+            warnings.warn(f"timeout={timeout} is not enforced on {session.backend_name} workers (it needs "
+                          "SIGALRM in a process's main thread)", stacklevel=2)
+        tasks = (Task(funcs, force, profile, n_heads, tuple(items), est, timeout, root) for items, est in planner)
         total: int = len(prompts) * len(layers) * len(heads)
         t0: float = time.perf_counter()
         with tqdm(
             total=total, unit="head", desc=desc or None, disable=not progress, file=sys.stderr,
             dynamic_ncols=True, smoothing=0.1,
         ) as bar:
-            for res in run_all(session, run_task, tasks):
-                summary.merge(res)
-                if res.n_rendered:  # calibrate on rendered heads only: skipped ones cost ~nothing
-                    planner.observe(res.task_estimate * res.n_rendered / max(1, res.n_heads), res.task_seconds)
-                bar.update(res.n_heads)
-        summary.elapsed += time.perf_counter() - t0
+            try:
+                with contextlib.closing(run_all(session, run_task, tasks, on_error=task_failed, split=split_task)) as results:
+                    for res in results:
+                        summary.merge(res)
+                        if res.n_rendered:  # calibrate on rendered heads only: skipped ones cost ~nothing
+                            planner.observe(res.task_estimate * res.n_rendered / max(1, res.n_heads), res.task_seconds)
+                        bar.update(res.n_heads)
+            finally:
+                summary.elapsed += time.perf_counter() - t0
     return summary

@@ -41,6 +41,8 @@ class TaskResult:
     "figure function name -> its failures"
     input_errors: list[str] = field(default_factory=list)
     "messages about bad input, each naming the file"
+    repaired: list[str] = field(default_factory=list)
+    "existing outputs that were not complete files (`<path>: <problem>`), deleted and redone"
     peak_rss: int = 0
     "peak resident memory of the process that ran the task, bytes (0 if unknown)"
     task_seconds: float = 0.0
@@ -104,6 +106,7 @@ class RenderSummary(TaskResult):
         for msg in res.input_errors:
             if msg not in self.input_errors:
                 self.input_errors.append(msg)
+        self.repaired.extend(res.repaired)
         self.peak_rss = max(self.peak_rss, res.peak_rss)
         self.busy_seconds += res.task_seconds
 
@@ -135,6 +138,8 @@ class RenderSummary(TaskResult):
             for name in sorted(self.failures):
                 s = self.failures[name]
                 lines.append(f"  {name}: {s.count} heads; first: {s.first_message} (see {s.first_where})")
+        if self.repaired:
+            lines.append(f"{len(self.repaired)} existing outputs were broken and were redone; first: {self.repaired[0]}")
         if self.input_errors:
             lines.append(
                 f"bad input ({len(self.input_errors)} problems, {self.n_input_error_heads} heads not rendered):"

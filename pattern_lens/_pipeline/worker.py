@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pattern_lens._layout import error_file_name, head_dir, layer_key
+from pattern_lens._pipeline.inputs import leaves_root
 from pattern_lens._pipeline.npz import ActivationsError, ActivationsFile, nonfinite_heads
 from pattern_lens._pipeline.outputs import list_head_dir, pending_funcs, run_figure_funcs
 from pattern_lens._pipeline.planner import Item
@@ -34,6 +35,10 @@ class Task:
     n_heads: int
     items: tuple[Item, ...]
     estimate: float
+    timeout: float | None = None
+    "seconds one figure function may take on one head (`None`: no limit)"
+    root: str | None = None
+    "the save path, resolved: head folders that lead outside it (symlinks) are refused"
 
 
 def _render_item(
@@ -48,12 +53,15 @@ def _render_item(
     todo: list[tuple[int, Path, set[str], list[Callable]]] = []
     for h in heads:
         d: Path = head_dir(prompt_dir, layer, h)
+        if (outside := leaves_root(d, task.root)) is not None:
+            res.add_input_error(outside, 1)
+            continue
         try:
             listing: set[str] = list_head_dir(d)
         except OSError as e:  # e.g. permissions: this head is lost, not the run
             res.add_input_error(f"{d}: cannot list the head folder ({type(e).__name__}: {e})", 1)
             continue
-        funcs = pending_funcs(task.funcs, d, listing, task.force)
+        funcs = pending_funcs(task.funcs, d, listing, task.force, broken=res.repaired)
         if funcs:
             todo.append((h, d, listing, funcs))
         else:
@@ -96,7 +104,7 @@ def _render_item(
         except OSError as e:
             res.add_input_error(f"{d}: cannot create the head folder ({type(e).__name__}: {e})", 1)
             continue
-        status = run_figure_funcs(patterns[h], d, funcs, listing, force_overwrite=task.force)
+        status = run_figure_funcs(patterns[h], d, funcs, listing, force_overwrite=task.force, timeout=task.timeout)
         res.n_rendered += 1
         for name, st in status.items():
             if st is True:

@@ -1,0 +1,92 @@
+"""what the parent does with a task that ended badly: split it to find the culprit, report it
+
+`run_all` (backends) runs a task again alone when its worker died, and splits it with `split_task`
+into single heads to find the one that kills a worker; `task_failed` turns that part (or a task that raised
+outside the figure functions) into a `TaskResult` so the run goes on. On that head the figure
+functions run in order, so the culprit is the first one whose outputs are not there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+from pattern_lens._layout import error_file_name, head_dir
+from pattern_lens._pipeline.atomic import atomic_write_text
+from pattern_lens._pipeline.backends import describe_failure
+from pattern_lens._pipeline.outputs import figure_func_name, list_head_dir, pending_funcs
+from pattern_lens._pipeline.summary import TaskResult
+from pattern_lens._pipeline.worker import Task
+
+__all__ = ["split_task", "task_failed"]
+
+
+def split_task(task: Task) -> list[Task]:
+    """one task per head of `task` (`[task]` when it is one head)
+
+    Straight to heads, not items first: every part that kills its worker again costs a new worker
+    (about a second), while a part that does not costs only its own time.
+    """
+    heads = [(prompt_dir, layer, (h,)) for prompt_dir, layer, hs in task.items for h in hs]
+    if len(heads) <= 1:
+        return [task]
+    n = len(heads)
+    return [dataclasses.replace(task, items=(item,), estimate=task.estimate / n) for item in heads]
+
+
+def _worker_died(exc: BaseException) -> bool:
+    return type(exc).__name__ in ("TerminatedWorkerError", "BrokenProcessPool")
+
+
+def _culprits(task: Task, d: Path) -> tuple[list[Callable], list[Callable]]:
+    """(functions to blame, functions that never ran) on a head whose worker died"""
+    funcs = list(task.funcs.funcs)
+    if task.force:
+        return funcs, []  # every output may be an old one: cannot tell which function was running
+    pending = pending_funcs(funcs, d, list_head_dir(d, clean_temp=False), force=False)
+    if not pending:
+        return funcs, []
+    return pending[:1], pending[1:]
+
+
+def task_failed(task: Task, exc: BaseException) -> TaskResult:
+    """the result of a task that ended with `exc` instead of its own result (one head, by then)
+
+    A dead worker: the task is one head by then (see `split_task`); the failure is the first figure
+    function there without its outputs (functions run in order; with `force`, all of them), with
+    `<func>.error.txt` written; functions after it did not run and fail with a message saying so. Any
+    other exception (`TaskRaised`: raised outside the figure functions, e.g. a `MemoryError` reading a
+    layer) is bad input for the task's heads, one message per layer. Either way the message is one line.
+    """
+    res = TaskResult(task_estimate=task.estimate)
+    message: str = describe_failure(exc)
+    dead: bool = _worker_died(exc)
+    for prompt_dir, layer, heads in task.items:
+        res.n_heads += len(heads)
+        if not dead:
+            res.add_input_error(f"{prompt_dir}: layer {layer}: {message}", len(heads))
+            continue
+        for h in heads:
+            d: Path = head_dir(prompt_dir, layer, h)
+            try:
+                blamed, skipped = _culprits(task, d)
+            except Exception:  # noqa: BLE001 -- functions not loadable here, folder unreadable
+                blamed, skipped = list(task.funcs.funcs), []
+            names = [figure_func_name(f) for f in blamed]
+            why = message if len(names) == 1 else f"{message} (running one of {names})"
+            for func in blamed:
+                _report(res, d, figure_func_name(func), why)
+            for func in skipped:
+                _report(res, d, figure_func_name(func), f"not run: the worker died in {names[0]} before it on this head")
+    return res
+
+
+def _report(res: TaskResult, d: Path, name: str, message: str) -> None:
+    where = d / error_file_name(name)
+    if d.is_dir() and not d.is_symlink():
+        try:
+            atomic_write_text(where, f"{message}\n\nwhile running {name} on {d}\n")
+        except OSError:
+            pass  # still reported in the summary
+    res.add_failure(name, message, str(where))

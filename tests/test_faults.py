@@ -1,0 +1,474 @@
+"""fault injection: every way a run can go wrong ends in a reported failure, index files, a summary and
+a clean process table
+
+Real processes: `python -m pattern_lens.cli render` with `cwd` the repository root, figure functions
+from `tests/fault_funcs.py` (on PYTHONPATH, so that loky workers import them too). Every child process
+carries a marker in its environment, so a process left behind is found whoever its parent is now.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pattern_lens._errors import InputError, PatternLensError
+from pattern_lens._pipeline.atomic import atomic_write_bytes
+from pattern_lens._pipeline.indexes import sanitize_model_name
+from pattern_lens.figures import compute_and_save_figures, figures_main, process_prompt, process_single_head
+from pattern_lens.figures import HTConfigMock
+from pattern_lens.synthetic import write_synthetic_model
+
+REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+# how tests/fault_funcs.py's `misbehave` ends on each head (passed to it as $FAULTS); only the
+# subprocesses import that module (here it would register its functions for every other test)
+FAULTS: dict[str, str] = {
+    "L0/H1": "exit0",
+    "L0/H2": "exit3",
+    "L0/H3": "keyboard_interrupt",
+    "L1/H0": "memory_error",
+    "L1/H1": "hang",
+    "L2/H2": "os_exit",
+    "L2/H3": "segfault",
+}
+
+MARK = "PATTERN_LENS_TEST_MARK"
+
+
+def _env(mark: str, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(TESTS), env.get("PYTHONPATH", "")])
+    env[MARK] = mark
+    env.update(extra)
+    return env
+
+
+def _cmd(root: Path, model: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "pattern_lens.cli", "render", "--model", model, "--save-path", str(root), *args]
+
+
+def _marked(mark: str) -> list[psutil.Process]:
+    """live processes started with `mark` in their environment"""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get(MARK) == mark and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def _assert_no_leftovers(mark: str, root: Path, pid: int | None = None, within: float = 1.0) -> None:
+    """no process with `mark` after `within` seconds, no temporary file under `root`, nothing in /dev/shm"""
+    deadline = time.monotonic() + within
+    while (left := _marked(mark)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left, f"processes left behind: {[(p.pid, p.name()) for p in left]}"
+    assert not list(root.rglob("*.tmp")), f"temporary files left: {list(root.rglob('*.tmp'))[:3]}"
+    if pid is not None and Path("/dev/shm").is_dir():
+        shm = [n for n in os.listdir("/dev/shm") if n.startswith(f"joblib_memmapping_folder_{pid}_")]
+        assert not shm, f"/dev/shm leftovers of pid {pid}: {shm}"
+
+
+def _indexes_exist(root: Path, model_dir: Path) -> None:
+    for index in (root / "figures.jsonl", root / "models.jsonl", model_dir / "prompts.jsonl"):
+        assert index.is_file() and index.stat().st_size > 0, f"{index} missing"
+
+
+def _first_hash(model_dir: Path) -> str:
+    return json.loads((model_dir / "prompts.jsonl").read_text().splitlines()[0])["hash"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# figure functions that exit, interrupt, run out of memory, hang, or kill their worker
+
+EXPECTED_FIRST_LINE = {
+    "exit0": "SystemExit: 0",
+    "exit3": "SystemExit: 3",
+    "keyboard_interrupt": "KeyboardInterrupt",
+    "memory_error": "MemoryError: simulated: cannot allocate",
+    "hang": "FigureTimeout: took longer than the time limit of 3 s (--timeout)",
+    "os_exit": "worker process died (EXIT(0)): a crash, os._exit or the memory limit",
+    "segfault": "worker process died (SIGSEGV(-11)): a crash, os._exit or the memory limit",
+}
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_every_fault_of_a_figure_function_is_one_reported_head(tmp_path, jobs):
+    """each fault costs its head only: reported in one line, the rest rendered, indexes written, exit 1
+
+    With one job the functions run in the CLI's own process, where `os._exit` and a segfault end the
+    process itself: those two are tested with process workers only. The time limit counts a fresh
+    worker's first call (imports, loading compiled kernels), hence 3 s on a loaded CI machine.
+    """
+    model_dir = write_synthetic_model(tmp_path, n_layers=3, n_heads=4, n_ctx=128, n_prompts=2, seed=1)
+    skip = "os_exit,segfault" if jobs == "1" else ""
+    faults = {h: f for h, f in FAULTS.items() if f not in skip.split(",")}
+    mark = uuid.uuid4().hex
+    proc = subprocess.run(
+        _cmd(tmp_path, model_dir.name, "--figure-funcs", "raw,misbehave", "--import", "fault_funcs",
+             "--jobs", jobs, "--timeout", "3", "--quiet"),
+        cwd=REPO, env=_env(mark, FAULT_HASH=_first_hash(model_dir), FAULT_SKIP=skip, FAULTS=json.dumps(FAULTS)),
+        capture_output=True, text=True, timeout=300,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "Traceback" not in out and "Fatal Python error" not in out, out
+    if jobs == "2":
+        assert "[2 jobs, loky" in proc.stdout, "the faults must run in worker processes here"
+    assert f"misbehave: {len(faults)} heads; first: " in proc.stdout, out
+    assert "raw:" not in proc.stdout, "raw ran before misbehave on every head and must not be blamed"
+
+    total = 2 * 3 * 4
+    assert len(list(model_dir.rglob("raw.png"))) == total
+    assert len(list(model_dir.rglob("misbehave.png"))) == total - len(faults)
+    errors = {str(p.parent.relative_to(p.parents[2])): p for p in model_dir.rglob("misbehave.error.txt")}
+    assert sorted(errors) == sorted(faults)
+    for head, fault in faults.items():
+        first = errors[head].read_text().splitlines()[0]
+        assert first.startswith(EXPECTED_FIRST_LINE[fault]), (head, first)
+    _indexes_exist(tmp_path, model_dir)
+    _assert_no_leftovers(mark, tmp_path)
+
+
+def _hangs_on_h1(attn, save_dir):
+    if Path(save_dir).name == "H1":
+        while True:
+            time.sleep(0.05)
+    atomic_write_bytes(Path(save_dir) / "_hangs_on_h1.bin", b"ok")
+
+
+_hangs_on_h1.figure_save_fmt = "bin"
+
+
+def test_time_limit_from_the_python_api(tmp_path):
+    """the time limit makes a hung head that function's failure there; the other heads render"""
+    model_dir = write_synthetic_model(tmp_path, n_layers=2, n_heads=2, n_ctx=16, n_prompts=1)
+    t0 = time.perf_counter()
+    summary = figures_main(model_dir.name, tmp_path, None, False, [_hangs_on_h1],
+                           n_jobs=1, progress=False, verbose=False, timeout=0.5)
+    assert time.perf_counter() - t0 < 30
+    assert summary.failures["_hangs_on_h1"].count == 2
+    assert summary.failures["_hangs_on_h1"].first_message.startswith("FigureTimeout: took longer than the time limit of 0.5 s")
+    assert len(list(model_dir.rglob("_hangs_on_h1.bin"))) == 2
+
+
+# ---------------------------------------------------------------------------------------------------
+# Ctrl-C and SIGTERM of the run
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_prints_one_line_exits_128_plus_signal_and_resumes(tmp_path, signum):
+    model_dir = write_synthetic_model(tmp_path, n_layers=2, n_heads=4, n_ctx=32, n_prompts=3, seed=2)
+    mark = uuid.uuid4().hex
+    cmd = _cmd(tmp_path, model_dir.name, "--figure-funcs", "slow", "--import", "fault_funcs", "--jobs", "2")
+    proc = subprocess.Popen(cmd, cwd=REPO, env=_env(mark), start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and len(list(model_dir.rglob("slow.png"))) < 3:
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        if signum == signal.SIGINT:
+            os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole foreground group
+        else:
+            proc.send_signal(signal.SIGTERM)  # a job scheduler: the main process only
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 128 + signum, stdout + stderr
+    assert "Traceback" not in stderr, stderr
+    last = [line for line in stderr.replace("\r", "\n").splitlines() if line.strip()][-1]
+    assert last.startswith(f"interrupted by {signal.Signals(signum).name} after "), stderr
+    assert "rerun the same command to resume" in last
+    _indexes_exist(tmp_path, model_dir)
+    _assert_no_leftovers(mark, tmp_path, pid=proc.pid)
+    done = len(list(model_dir.rglob("slow.png")))
+    assert done < 24
+
+    rerun = subprocess.run([*cmd, "--quiet"], cwd=REPO, env=_env(mark), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert f"{done} already done" in rerun.stdout
+    assert len(list(model_dir.rglob("slow.png"))) == 24
+    _assert_no_leftovers(mark, tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------------
+# outputs that cannot be written, and outputs that are there but broken
+
+
+def test_an_index_that_cannot_be_written_is_reported_after_every_head(tmp_path):
+    model_dir = write_synthetic_model(tmp_path, n_layers=1, n_heads=3, n_ctx=16, n_prompts=2)
+    (tmp_path / "figures.jsonl").mkdir()  # the index's place is taken: writing it fails (even as root)
+    summary = figures_main(model_dir.name, tmp_path, None, False, "raw", n_jobs=1, progress=False, verbose=False)
+    assert not summary.ok and summary.n_outputs == 6
+    assert len(list(model_dir.rglob("raw.png"))) == 6
+    assert any("figures.jsonl: cannot write the index (IsADirectoryError" in m for m in summary.input_errors)
+    assert (tmp_path / "models.jsonl").is_file() and (model_dir / "prompts.jsonl").is_file()
+    assert "cannot write the index" in summary.format()
+
+
+def test_broken_outputs_are_redone_and_reported(tmp_path):
+    """resume trusts no file name: empty, truncated, non-PNG, linked and folder outputs are redone or failed"""
+    model_dir = write_synthetic_model(tmp_path / "run", n_layers=1, n_heads=6, n_ctx=24, n_prompts=1, seed=3)
+    clean_dir = write_synthetic_model(tmp_path / "clean", n_layers=1, n_heads=6, n_ctx=24, n_prompts=1, seed=3)
+    run = dict(n_samples=None, force=False, figure_funcs_select="raw",
+               n_jobs=1, progress=False, verbose=False)
+    assert figures_main(model_dir.name, tmp_path / "run", **run).ok
+    assert figures_main(clean_dir.name, tmp_path / "clean", **run).ok
+    heads = sorted(model_dir.rglob("raw.png"))
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(b"not yours")
+    heads[0].write_bytes(b"")  # 0 bytes
+    heads[1].write_bytes(heads[1].read_bytes()[:-20])  # truncated: no IEND
+    heads[2].write_bytes(b"GIF89a" + b"\0" * 100)  # not a PNG
+    heads[3].unlink()
+    heads[3].symlink_to(outside)  # a link: redone as a file, the target untouched
+    heads[4].unlink()
+    heads[4].mkdir()  # a folder where the file should be: cannot be replaced, reported
+    summary = figures_main(model_dir.name, tmp_path / "run", **run)
+    assert len(summary.repaired) == 5, summary.repaired
+    assert any("empty (0 bytes)" in m for m in summary.repaired)
+    assert any("truncated PNG" in m for m in summary.repaired)
+    assert any("not a PNG" in m for m in summary.repaired)
+    assert any("symbolic link" in m for m in summary.repaired)
+    assert any("not a regular file" in m for m in summary.repaired)
+    assert summary.failures["raw"].count == 1 and not summary.ok  # the folder
+    assert outside.read_bytes() == b"not yours"
+    for h in heads[:4]:
+        rel = h.relative_to(model_dir)
+        assert h.is_file() and not h.is_symlink()
+        assert h.read_bytes() == (clean_dir / rel).read_bytes()
+    assert "were broken and were redone" in summary.format()
+
+
+# ---------------------------------------------------------------------------------------------------
+# bad input costs its prompt only
+
+
+def test_a_bad_line_in_prompts_jsonl_costs_that_prompt_only(tmp_path):
+    model_dir = write_synthetic_model(tmp_path, n_layers=1, n_heads=2, n_ctx=16, n_prompts=3)
+    lines = (model_dir / "prompts.jsonl").read_text().splitlines()
+    (model_dir / "prompts.jsonl").write_text("\n".join([lines[0], "{not json", "[1, 2]", *lines[1:]]) + "\n")
+    summary = figures_main(model_dir.name, tmp_path, None, False, "raw", n_jobs=1, progress=False, verbose=False)
+    assert not summary.ok
+    assert summary.n_outputs == 3 * 2
+    assert any("prompts.jsonl:2: not valid JSON" in m for m in summary.input_errors), summary.input_errors
+    assert any("prompts.jsonl:3: expected a JSON object, got list" in m for m in summary.input_errors)
+
+
+def test_a_prompt_without_prompt_json_is_rendered_and_reported(tmp_path):
+    model_dir = write_synthetic_model(tmp_path, n_layers=1, n_heads=2, n_ctx=16, n_prompts=2)
+    missing = model_dir / "prompts" / _first_hash(model_dir) / "prompt.json"
+    missing.unlink()
+    summary = figures_main(model_dir.name, tmp_path, None, False, "raw", n_jobs=1, progress=False, verbose=False)
+    assert summary.n_outputs == 4 and not summary.ok
+    assert any(str(missing) in m and "missing" in m for m in summary.input_errors)
+
+
+# ---------------------------------------------------------------------------------------------------
+# nothing is written outside the save path
+
+
+def _snapshot(folder: Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+def test_model_name_dot_dot_is_refused_by_the_cli(tmp_path):
+    save = tmp_path / "save"
+    model_dir = write_synthetic_model(save, n_layers=1, n_heads=1, n_ctx=8, n_prompts=1)
+    # a model config in the save path's parent: `-m ..` would render the save path's parent
+    (tmp_path / "model_cfg.json").write_text((model_dir / "model_cfg.json").read_text())
+    (tmp_path / "prompts.jsonl").write_text("")
+    before = _snapshot(tmp_path)
+    proc = subprocess.run(_cmd(save, "..", "--quiet"), cwd=REPO, env=_env("x"), capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "error: model name '..' is not a folder name (sanitised: '..'); expected e.g. 'pythia-14m'"
+    assert _snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("link", ["model", "prompt", "layer"])
+def test_symlinks_that_leave_the_save_path_are_refused(tmp_path, link):
+    save, elsewhere = tmp_path / "save", tmp_path / "elsewhere"
+    model_dir = write_synthetic_model(save, n_layers=2, n_heads=2, n_ctx=8, n_prompts=2)
+    h = _first_hash(model_dir)
+    if link == "model":  # the whole model folder lives elsewhere
+        model_dir.rename(elsewhere)
+        model_dir.symlink_to(elsewhere)
+    elif link == "prompt":
+        (model_dir / "prompts" / h).rename(elsewhere)
+        (model_dir / "prompts" / h).symlink_to(elsewhere)
+    else:
+        elsewhere.mkdir()
+        (model_dir / "prompts" / h / "L0").symlink_to(elsewhere)
+    before = _snapshot(elsewhere)
+    if link == "model":
+        with pytest.raises(InputError, match="leads outside the save path"):
+            figures_main(model_dir.name, save, None, False, "raw", n_jobs=1, progress=False, verbose=False)
+    else:
+        summary = figures_main(model_dir.name, save, None, False, "raw", n_jobs=1, progress=False, verbose=False)
+        assert not summary.ok
+        assert any("leads outside the save path" in m for m in summary.input_errors)
+        assert summary.n_outputs == (4 if link == "prompt" else 6)  # the other prompt / layer rendered
+    assert _snapshot(elsewhere) == before
+
+
+def test_python_api_refuses_hashes_and_model_names_that_leave_the_save_path(tmp_path):
+    save = tmp_path / "a" / "b" / "save"
+    model_dir = write_synthetic_model(save, n_layers=1, n_heads=1, n_ctx=8, n_prompts=1)
+    cfg = HTConfigMock(**json.loads((model_dir / "model_cfg.json").read_text()))
+    before = _snapshot(tmp_path)
+    with pytest.raises(InputError, match="is not a folder name"):
+        process_prompt({"hash": "../../../x"}, cfg, save, [_named("f", "png")])
+    bad_cfg = HTConfigMock(**{**cfg.__dict__, "model_name": ".."})
+    with pytest.raises(InputError, match="is not a folder name"):
+        compute_and_save_figures(bad_cfg, save / "x" / "activations.npz", np.zeros((1, 1, 4, 4)), [_named("f", "png")], save)
+    assert _snapshot(tmp_path) == before
+
+
+def _named(name: str, fmt: str):
+    def func(attn, save_dir):
+        atomic_write_bytes(Path(save_dir) / f"{name}.{fmt}", b"x")
+
+    func.__name__ = name
+    func.figure_save_fmt = fmt
+    return func
+
+
+_hostile = st.one_of(
+    st.sampled_from(["..", ".", "", "../..", "../x", "/etc/x", "a/../../b", "..\\..\\x", "~", "x\0y", " "]),
+    st.text(alphabet=st.sampled_from(list("./\\~x0_- \0")), max_size=12),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(model=_hostile, prompt_hash=_hostile, figure=_hostile, fmt=st.sampled_from(["png", "bin", "", "/x", ".."]))
+def test_hostile_names_never_write_outside_the_save_path(tmp_path_factory, model, prompt_hash, figure, fmt):
+    top = tmp_path_factory.mktemp("hostile")
+    save = top / "d1" / "d2" / "save"
+    model_dir = write_synthetic_model(save, n_layers=1, n_heads=1, n_ctx=4, n_prompts=1)
+    good_hash = _first_hash(model_dir)
+    cfg_data = json.loads((model_dir / "model_cfg.json").read_text())
+    if sanitize_model_name(model) not in ("", ".", ".."):  # a sanitised name that could be a folder: give it a model
+        write_synthetic_model(save, model_name=model, n_layers=1, n_heads=1, n_ctx=4, n_prompts=1)
+    outside_before = _snapshot(top) - {p for p in _snapshot(top) if p.startswith(str(Path("d1/d2/save")))}
+    func = _named(figure, fmt)
+    attempts = [
+        lambda: figures_main(model, save, None, False, [func], n_jobs=1, progress=False, verbose=False),
+        lambda: process_prompt({"hash": prompt_hash}, HTConfigMock(**cfg_data), save, [func]),
+        lambda: process_prompt({"hash": good_hash}, HTConfigMock(**{**cfg_data, "model_name": model}), save, [func]),
+        lambda: process_single_head(0, 0, np.eye(2), model_dir / "prompts" / good_hash / "L0" / "H0", [func]),
+    ]
+    for attempt in attempts:
+        try:
+            attempt()
+        except (PatternLensError, ValueError, OSError):
+            pass
+    after = _snapshot(top)
+    outside_after = after - {p for p in after if p.startswith(str(Path("d1/d2/save")))}
+    assert outside_after == outside_before
+
+
+# ---------------------------------------------------------------------------------------------------
+# the numba cache, for any user and for many processes at once
+
+_KERNEL_CALL = (
+    "import numpy as np\n"
+    "from pattern_lens.kernels import _jit\n"
+    "from pattern_lens.kernels.colormap import lut_indices\n"
+    "x = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)\n"
+    "out = np.empty(x.shape, np.uint8)\n"
+    "lut_indices(x, np.float32(0), np.float32(1), np.float32(0), np.float32(256), 256, out)\n"
+    "assert out.min() == 0 and out.max() == 255, out\n"
+    "print(_jit.CACHE)\n"
+)
+
+
+def test_eight_processes_compile_into_an_empty_cache_at_once(tmp_path):
+    """numba#4807: processes writing and loading one cache at once, from an empty cache, twice"""
+    for trial in range(2):
+        cache = tmp_path / f"cache{trial}"
+        env = _env("numba", NUMBA_CACHE_DIR=str(cache))
+        procs = [subprocess.Popen([sys.executable, "-c", _KERNEL_CALL], cwd=REPO, env=env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(8)]
+        results = [(p.wait(timeout=300), *p.communicate()) for p in procs]
+        for rc, out, err in results:
+            assert rc == 0 and out.strip() == "True", (trial, err[-2000:])
+            assert "Warning" not in err, err
+        assert list(cache.rglob("*.nbi")), "the kernels were cached"
+
+
+def test_numba_cache_works_with_a_read_only_package_and_home(tmp_path):
+    """a shared install: no writable __pycache__ beside the kernels, HOME not writable"""
+    import shutil
+
+    copy = tmp_path / "install"
+    copy.mkdir()
+    shutil.copytree(REPO / "kernels", copy / "kernels", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "pattern_lens", copy / "pattern_lens", symlinks=True,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "kernels" / "__pycache__").write_text("")  # a file: numba cannot create its cache folder here
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME", "PYTHONPATH")}
+    env.update(HOME="/dev/null", XDG_CACHE_HOME="/dev/null/cache", TMPDIR=str(tmp_path / "tmp"), PYTHONPATH=str(copy))
+    (tmp_path / "tmp").mkdir()
+    proc = subprocess.run([sys.executable, "-c", _KERNEL_CALL], cwd=copy, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "True" and "Warning" not in proc.stderr
+    private = tmp_path / "tmp" / f"pattern_lens-numba-{os.getuid()}"
+    assert (private.stat().st_mode & 0o777) == 0o700 and list(private.rglob("*.nbi"))
+
+    # the private folder taken by something else (here a file): compiled in the process, one warning
+    shutil.rmtree(private)
+    private.write_text("")
+    proc = subprocess.run([sys.executable, "-c", _KERNEL_CALL], cwd=copy, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "False"
+    assert proc.stderr.count("no writable numba cache folder") == 1
+
+
+# ---------------------------------------------------------------------------------------------------
+# an exception outside the figure functions costs what it touches, not the task around it
+
+
+def _claim_a_huge_layer(npz: Path, key: str, n_heads: int) -> None:
+    """rewrite `key` of `npz` with a header claiming (1, n_heads, 300000, 300000) float32 on 1 KiB of data"""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(npz) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": (1, n_heads, 300000, 300000)})
+    members[f"{key}.npy"] = buf.getvalue() + b"\0" * 1024
+    with zipfile.ZipFile(npz, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_layer_that_cannot_be_read_costs_that_layer_only(tmp_path, jobs):
+    """the issue's `.npy` header claiming (1, 3, 300000, 300000) on 1 KB: one layer of one prompt lost"""
+    model_dir = write_synthetic_model(tmp_path, n_layers=3, n_heads=3, n_ctx=16, n_prompts=2)
+    bad = model_dir / "prompts" / _first_hash(model_dir) / "activations.npz"
+    _claim_a_huge_layer(bad, "blocks.1.attn.hook_pattern", 3)
+    summary = figures_main(model_dir.name, tmp_path, None, False, "raw", n_jobs=jobs, progress=False, verbose=False)
+    assert not summary.ok
+    # heads rendered before the failure in the same task count as already done when its parts rerun
+    assert summary.n_rendered + summary.n_skipped == 2 * 3 * 3 - 3, summary.format()
+    assert summary.n_input_error_heads == 3
+    assert len(summary.input_errors) == 1 and str(bad.parent) in summary.input_errors[0]
+    assert "\n" not in summary.input_errors[0]
+    assert len(list(model_dir.rglob("raw.png"))) == 15
