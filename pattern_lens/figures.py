@@ -36,8 +36,8 @@ import numpy as np
 
 from pattern_lens._errors import FigureFuncTransferError, InputError, PatternLensError
 from pattern_lens._pipeline.indexes import (
+    find_model_dir,
     read_jsonl,
-    sanitize_model_name,
     write_figures_jsonl,
     write_models_jsonl,
     write_prompts_jsonl,
@@ -281,7 +281,7 @@ def figures_main(
      - `PatternLensError` for an empty selection or bad parallel settings
     """
     save_path = Path(save_path)
-    model_dir = save_path / sanitize_model_name(model_name)
+    model_dir = find_model_dir(save_path, model_name)
     cfg = load_model_cfg(model_dir)
     index = model_dir / "prompts.jsonl"
     try:
