@@ -258,6 +258,78 @@ class Command:
     run: Callable[[argparse.Namespace], int]
 
 
+# ---------------------------------------------------------------------------------------------------
+# activations and run (need the `model` extra: torch, transformers; imported only when used)
+
+
+def add_activations_arguments(p: argparse.ArgumentParser) -> None:
+    """the options of `pattern-lens activations` (those of `python -m pattern_lens.activations`)"""
+    from pattern_lens.activations import add_activations_arguments as add
+
+    add(p)
+
+
+def run_activations(args: argparse.Namespace) -> int:
+    """compute and save attention patterns (`activations_main`) for every model in `args.model`"""
+    from pattern_lens.activations import run_from_args
+
+    return run_from_args(args)
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """the options of `pattern-lens run`: model and prompts as `activations`, then those of `render`"""
+    from pattern_lens._pipeline.stream import DEFAULT_BATCH_SIZE
+    from pattern_lens.activations import DEFAULT_COMPRESS_LEVEL, _compress_level, add_arguments
+
+    add_arguments(p)
+    p.set_defaults(batch_size=DEFAULT_BATCH_SIZE)
+    p.add_argument(
+        "--save-activations", action="store_true",
+        help="also write each prompt's activations.npz (default: figures only, no .npz)",
+    )
+    p.add_argument(
+        "--compress-level", type=_compress_level, default=DEFAULT_COMPRESS_LEVEL,
+        help="deflate level of activations.npz with --save-activations: 0 stored, 1 fast, 6 the reference's (default: 6)",
+    )
+    _add_selection_arguments(p)
+    _add_execution_arguments(p)
+
+
+def run_run(args: argparse.Namespace) -> int:
+    """run each model in `args.model` on the prompts and render its heads as the layers are computed"""
+    from pattern_lens._pipeline.stream import run_main
+
+    _import_modules(args.imports)
+    code = 0
+    for model in [m for m in args.model.split(",") if m]:
+        try:
+            summary = run_main(
+                model,
+                args.prompts,
+                args.save_path,
+                raw_prompts=args.raw_prompts,
+                min_chars=args.min_chars,
+                max_chars=args.max_chars,
+                shuffle=args.shuffle,
+                n_samples=args.n_samples,
+                batch_size=args.batch_size,
+                device=args.device,
+                save_activations=args.save_activations,
+                compress_level=args.compress_level,
+                verbose=not args.quiet,
+                **_run_options(args),
+            )
+        except PatternLensError as e:
+            print(f"error: {e}", file=sys.stderr)
+            code = 1
+            continue
+        if args.quiet:
+            print(summary.format())
+        if not summary.ok:
+            code = 1
+    return code
+
+
 def _bench():
     from pattern_lens import bench  # imported when used: `render` needs none of it
 
@@ -267,6 +339,16 @@ def _bench():
 COMMANDS: dict[str, Command] = {
     "render": Command("render every head of saved attention patterns", add_render_arguments, run_render),
     "demo": Command("write a synthetic model and render every head", add_demo_arguments, run_demo),
+    "activations": Command(
+        "compute a model's attention patterns on prompts and save them as .npz (needs pattern_lens[model])",
+        add_activations_arguments,
+        run_activations,
+    ),
+    "run": Command(
+        "run a model on prompts and render every head as each layer is computed (needs pattern_lens[model])",
+        add_run_arguments,
+        run_run,
+    ),
     "bench": Command(
         "measure export throughput: reference algorithm vs exact and fast profiles",
         lambda p: _bench().add_arguments(p),
