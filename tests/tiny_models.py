@@ -64,3 +64,96 @@ def save_tiny_model(
     model.save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+def make_tiny_tl(n_layers: int = 2, n_heads: int = 2, d_model: int = 8, n_ctx: int = 32, seed: int = 0):
+    """a real tiny torch model with TransformerLens's interface (cfg, tokenizer, to_tokens,
+    run_with_hooks, run_with_cache, hook points `blocks.<L>.attn.hook_pattern`): TransformerLens
+    itself is not installed here (2.x needs numpy < 2; 4.x replaced HookedTransformer), so the
+    adapter is tested against the interface, with real hooks in a real forward pass"""
+    import dataclasses
+
+    import torch
+    from torch import nn
+
+    @dataclasses.dataclass
+    class Cfg:
+        n_layers: int
+        n_heads: int
+        n_ctx: int
+        d_model: int
+        model_name: str = "tiny-tl"
+
+    class HookPoint(nn.Module):
+        def __init__(self, name: str) -> None:
+            super().__init__()
+            self.name = name
+            self.fns: list = []
+
+        def forward(self, x):
+            for fn in self.fns:
+                out = fn(x, hook=self)
+                if out is not None:
+                    x = out
+            return x
+
+    class Attn(nn.Module):
+        def __init__(self, layer: int) -> None:
+            super().__init__()
+            self.qk = nn.Linear(d_model, 2 * d_model)
+            self.v = nn.Linear(d_model, d_model)
+            self.hook_pattern = HookPoint(f"blocks.{layer}.attn.hook_pattern")
+
+        def forward(self, x):
+            b, s, _ = x.shape
+            q, k = self.qk(x).view(b, s, 2, n_heads, d_model // n_heads).unbind(2)
+            scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / (d_model // n_heads) ** 0.5
+            causal = torch.ones(s, s, dtype=torch.bool).triu(1)
+            pattern = self.hook_pattern(scores.masked_fill(causal, float("-inf")).softmax(-1))
+            v = self.v(x).view(b, s, n_heads, d_model // n_heads)
+            return torch.einsum("bhqk,bkhd->bqhd", pattern, v).reshape(b, s, d_model)
+
+    class TinyTL(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(seed)
+            self.cfg = Cfg(n_layers, n_heads, n_ctx, d_model)
+            self.tokenizer = _tokenizer("gpt2")
+            self.embed = nn.Embedding(len(self.tokenizer), d_model)
+            self.pos = nn.Embedding(n_ctx, d_model)
+            self.blocks = nn.ModuleList(nn.ModuleDict({"attn": Attn(i)}) for i in range(n_layers))
+            self.hook_dict = {b["attn"].hook_pattern.name: b["attn"].hook_pattern for b in self.blocks}
+
+        def to_tokens(self, text, padding_side: str = "right"):
+            texts = [text] if isinstance(text, str) else list(text)
+            ids = [[self.tokenizer.bos_token_id, *self.tokenizer(t, add_special_tokens=False)["input_ids"]] for t in texts]
+            width = max(len(x) for x in ids)
+            assert padding_side == "right"
+            return torch.tensor([x + [0] * (width - len(x)) for x in ids])
+
+        def forward(self, inp, return_type=None, padding_side: str = "right"):
+            tokens = self.to_tokens(inp, padding_side) if isinstance(inp, (str, list)) else inp
+            x = self.embed(tokens) + self.pos(torch.arange(tokens.shape[1]))
+            for block in self.blocks:
+                x = x + block["attn"](x)
+            return x if return_type is not None else None
+
+        def run_with_hooks(self, inp, fwd_hooks=(), **kw):
+            for name, fn in fwd_hooks:
+                self.hook_dict[name].fns.append(fn)
+            try:
+                return self(inp, **kw)
+            finally:
+                for hp in self.hook_dict.values():
+                    hp.fns.clear()
+
+        def run_with_cache(self, inp, names_filter=lambda n: True, **kw):
+            cache: dict = {}
+
+            def save(t, hook):
+                cache[hook.name] = t.detach()
+
+            out = self.run_with_hooks(inp, [(n, save) for n in self.hook_dict if names_filter(n)], **kw)
+            return out, cache
+
+    return TinyTL().eval()
