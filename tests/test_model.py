@@ -208,7 +208,10 @@ def test_transformerlens_style_model(tmp_path):
 
 
 @pytest.mark.parametrize("kind,profile,n_jobs", [("gpt2", "exact", 1), ("bert", "fast", 1), ("gpt2", "fast", 2)])
-def test_stream_equals_two_step(models, tmp_path, kind, profile, n_jobs):
+def test_stream_equals_two_step(models, tmp_path, monkeypatch, kind, profile, n_jobs):
+    # a run this small would go sequential; with 2 jobs, really use loky worker processes (arrays
+    # handed over as memory-mapped files)
+    monkeypatch.setattr("pattern_lens._pipeline.stream.MIN_TASK_SECONDS", 0.0)
     prompts = _prompts_file(tmp_path / "prompts.jsonl")
     two, one = tmp_path / "two", tmp_path / "one"
     report = activations_main(str(models[kind]), two, str(prompts), False, None, None, False, None, True,
@@ -220,6 +223,7 @@ def test_stream_equals_two_step(models, tmp_path, kind, profile, n_jobs):
                        profile=profile, n_jobs=n_jobs, progress=False, verbose=False)
     assert summary.ok, summary.format()
     assert summary.n_rendered == len(PROMPTS) * 3 * 4 and summary.n_batches == 2
+    assert summary.backend == ("loky" if n_jobs == 2 else "sequential")
     a = {k: v for k, v in _tree(two).items() if not k.endswith("activations.npz")}
     b = _tree(one)
     assert sorted(a) == sorted(b)

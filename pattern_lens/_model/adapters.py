@@ -9,7 +9,9 @@ layer's patterns at once.
 
 - `HFPatternModel`: any `transformers` model (causal LM or encoder) loaded with eager attention; a
   forward hook on each layer's attention module takes its `(attn_output, attn_weights, ...)` output.
-  The model is run without `output_attentions`, so it does not also collect every layer.
+  The model is run without `output_attentions`, so it does not also collect every layer (a
+  `transformers` version whose attention modules return weights only when asked falls back to
+  `output_attentions=True`, which holds every layer).
 - `TLPatternModel`: anything with TransformerLens's interface (`HookedTransformer` of
   TransformerLens < 4; TransformerLens 4's `TransformerBridge` keeps `blocks.<L>.attn.hook_pattern`
   as an alias of its attention hook): hooks `blocks.<L>.attn.hook_pattern` through `run_with_hooks`,
@@ -168,10 +170,20 @@ class HFPatternModel(PatternModel):
                 h.remove()
         missing = sorted(wanted - done)
         if missing:
-            raise RuntimeError(
-                f"{self.model_name}: no attention weights seen in layers {missing}; the model must run "
-                "with eager attention (attn_implementation='eager') and return its attention weights"
-            )
+            # fallback, not failure: transformers versions whose attention modules return their
+            # weights only when asked; the model then collects every layer (more memory)
+            with torch.inference_mode():
+                out = self.model(
+                    input_ids=input_ids.to(device), attention_mask=mask.to(device), use_cache=False, output_attentions=True
+                )
+            attentions = getattr(out, "attentions", None)
+            if not attentions or len(attentions) != self.n_layers:
+                raise RuntimeError(
+                    f"{self.model_name}: no attention weights in layers {missing}; the model must run with "
+                    "eager attention (attn_implementation='eager') and return its attention weights"
+                )
+            for layer in missing:
+                on_layer(layer, attentions[layer])
 
 
 class TLPatternModel(PatternModel):

@@ -31,7 +31,7 @@ from pattern_lens._pipeline.backends import parallel_session, run_all
 from pattern_lens._pipeline.indexes import find_model_dir, write_figures_jsonl, write_models_jsonl, write_prompts_jsonl
 from pattern_lens._pipeline.inputs import check_layers
 from pattern_lens._pipeline.outputs import list_head_dir, pending_funcs
-from pattern_lens._pipeline.planner import PromptWork, TaskPlanner
+from pattern_lens._pipeline.planner import MIN_TASK_SECONDS, PromptWork, TaskPlanner
 from pattern_lens._pipeline.summary import RenderSummary
 from pattern_lens._pipeline.transfer import FigureFuncs
 from pattern_lens._pipeline.worker import InMemoryTask, Task, run_in_memory_task
@@ -206,6 +206,9 @@ def run_main(
     with parallel_session(n_jobs, backend, scheduler) as session:
         if not session.in_process:
             bundle.blob()  # fail now, with advice, if a function cannot travel to the workers
+        total_estimate = sum(planner_prior.layer_estimate(PromptWork("", p.seq_len)) for p in prepared) * len(layer_sel)
+        if total_estimate < MIN_TASK_SECONDS and not session.in_process and session.backend_name != "dask":
+            session = session.as_sequential()  # as render_prompts: starting workers would cost more than it saves
         summary.n_jobs = session.n_workers
         summary.backend = session.backend_name
         handoff: queue.Queue = queue.Queue(maxsize=max_queued_layers or max(2, session.n_workers))
