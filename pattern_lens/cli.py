@@ -14,6 +14,7 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 from pattern_lens._errors import PatternLensError
@@ -166,20 +167,25 @@ def run_render(args: argparse.Namespace) -> int:
     from pattern_lens.figures import figures_main
 
     _import_modules(args.imports)
-    models = [m for m in args.model.split(",") if m]
     options = _run_options(args)
+    return _each_model(
+        args,
+        lambda model: figures_main(
+            model_name=model, save_path=args.save_path, n_samples=args.n_samples, verbose=not args.quiet, **options
+        ),
+    )
+
+
+def _each_model(args: argparse.Namespace, run_one: Callable[[str], Any]) -> int:
+    """`run_one(model)` for every model in `args.model` (comma separated); one that fails does not
+    stop the others. Exit code 0 only when every summary is `.ok`."""
+    models = [m for m in args.model.split(",") if m]
     code = 0
     for i, model in enumerate(models, start=1):
         if not args.quiet and len(models) > 1:
             print(f"model {i} / {len(models)}: {model}")
         try:
-            summary = figures_main(
-                model_name=model,
-                save_path=args.save_path,
-                n_samples=args.n_samples,
-                verbose=not args.quiet,
-                **options,
-            )
+            summary = run_one(model)
         except PatternLensError as e:
             print(f"error: {e}", file=sys.stderr)
             code = 1
@@ -300,34 +306,25 @@ def run_run(args: argparse.Namespace) -> int:
     from pattern_lens._pipeline.stream import run_main
 
     _import_modules(args.imports)
-    code = 0
-    for model in [m for m in args.model.split(",") if m]:
-        try:
-            summary = run_main(
-                model,
-                args.prompts,
-                args.save_path,
-                raw_prompts=args.raw_prompts,
-                min_chars=args.min_chars,
-                max_chars=args.max_chars,
-                shuffle=args.shuffle,
-                n_samples=args.n_samples,
-                batch_size=args.batch_size,
-                device=args.device,
-                save_activations=args.save_activations,
-                compress_level=args.compress_level,
-                verbose=not args.quiet,
-                **_run_options(args),
-            )
-        except PatternLensError as e:
-            print(f"error: {e}", file=sys.stderr)
-            code = 1
-            continue
-        if args.quiet:
-            print(summary.format())
-        if not summary.ok:
-            code = 1
-    return code
+    return _each_model(
+        args,
+        lambda model: run_main(
+            model,
+            args.prompts,
+            args.save_path,
+            raw_prompts=args.raw_prompts,
+            min_chars=args.min_chars,
+            max_chars=args.max_chars,
+            shuffle=args.shuffle,
+            n_samples=args.n_samples,
+            batch_size=args.batch_size,
+            device=args.device,
+            save_activations=args.save_activations,
+            compress_level=args.compress_level,
+            verbose=not args.quiet,
+            **_run_options(args),
+        ),
+    )
 
 
 def _bench():

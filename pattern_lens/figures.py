@@ -330,6 +330,15 @@ def figures_main(
         desc=model_dir.name,
         summary=summary,
     )
+    write_indexes(save_path, model_dir, funcs)
+    if verbose:
+        print(summary.format())
+    return summary
+
+
+def write_indexes(save_path: Path, model_dir: Path, funcs: Sequence[Callable]) -> None:
+    """rebuild the frontend's indexes after a run: `<model>/prompts.jsonl`, `models.jsonl`, and
+    `figures.jsonl` (every registered function, plus `funcs` not registered)"""
     write_prompts_jsonl(model_dir)
     write_models_jsonl(save_path)
     try:
@@ -337,9 +346,6 @@ def figures_main(
     except ImportError:
         registered = []
     write_figures_jsonl(save_path, [*registered, *(f for f in funcs if f not in registered)])
-    if verbose:
-        print(summary.format())
-    return summary
 
 
 def main(argv: Sequence[str] | None = None) -> int:

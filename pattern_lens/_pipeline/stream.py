@@ -18,7 +18,6 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from tqdm import tqdm
 
 from pattern_lens._layout import ACTIVATIONS_FILE, head_dir, layer_key, prompt_dir as _prompt_dir
 from pattern_lens._pipeline.backends import parallel_session, run_all
-from pattern_lens._pipeline.indexes import find_model_dir, write_figures_jsonl, write_models_jsonl, write_prompts_jsonl
+from pattern_lens._pipeline.indexes import find_model_dir
 from pattern_lens._pipeline.inputs import check_layers
 from pattern_lens._pipeline.outputs import list_head_dir, pending_funcs
 from pattern_lens._pipeline.planner import MIN_TASK_SECONDS, PromptWork, TaskPlanner
@@ -44,6 +43,10 @@ DEFAULT_BATCH_SIZE: int = 8
 "prompts per forward pass of `run` (a batch's layer is `batch x n_heads x n_ctx^2` floats inside the model)"
 
 _DONE = object()
+
+
+class _Stopped(Exception):
+    """the render side stopped (an error): the forward thread stops handing layers over"""
 
 
 @dataclass
@@ -145,7 +148,7 @@ def run_main(
     from pattern_lens._model.load import load_model
     from pattern_lens._model.npz_writer import NpzWriter
     from pattern_lens._model.setup import load_prompt_list, write_model_cfg, write_prompt_json
-    from pattern_lens.figures import _registered_funcs, select_attn_figure_funcs
+    from pattern_lens.figures import select_attn_figure_funcs, write_indexes
 
     profile = profile if profile is not None else export_profile()
     if profile not in EXPORT_PROFILES:
@@ -215,45 +218,61 @@ def run_main(
         t0 = time.perf_counter()
         forward_end = [t0]
 
+        stop = threading.Event()  # set when the consumer gives up (an error): the forward thread ends
+
         def put(item: Any) -> None:
             tw = time.perf_counter()
-            handoff.put(item)
+            while True:
+                try:
+                    handoff.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    if stop.is_set():
+                        raise _Stopped from None
             summary.wait_seconds += time.perf_counter() - tw
 
         def produce() -> None:
             try:
                 for batch in make_batches(prepared, batch_size):
-                    with ExitStack() as stack:
-                        writers = (
-                            {id(p): stack.enter_context(NpzWriter(dirs[id(p)] / ACTIVATIONS_FILE, compress_level)) for p in batch}
-                            if save_activations
-                            else {}
+                    writers = (
+                        {id(p): NpzWriter(dirs[id(p)] / ACTIVATIONS_FILE, compress_level) for p in batch}
+                        if save_activations
+                        else {}
+                    )
+
+                    def sink(p: Any, layer: int, arr: np.ndarray) -> None:
+                        if writers:
+                            tn = time.perf_counter()
+                            writers[id(p)].add(layer_key(layer), arr[None])
+                            summary.npz_seconds += time.perf_counter() - tn
+                        if layer in render_layers:
+                            d = str(dirs[id(p)])
+                            est = planner_prior.layer_estimate(PromptWork(d, p.seq_len))
+                            task = Task(bundle, force, profile, pm.n_heads, ((d, layer, tuple(head_sel)),), est)
+                            put(InMemoryTask(task, (arr,)))
+
+                    try:
+                        run_batch(pm, batch, run_layers, sink, times)
+                    except Exception as e:  # noqa: BLE001 -- a failed batch costs its prompts, not the run
+                        for w in writers.values():
+                            w.abort()  # no partial .npz
+                        if isinstance(e, _Stopped):
+                            return
+                        names = ", ".join(p.where for p in batch)
+                        batch_errors.append(
+                            (f"forward pass failed for {names}: {type(e).__name__}: {e}", heads_per_prompt * len(batch))
                         )
-
-                        def sink(p: Any, layer: int, arr: np.ndarray) -> None:
-                            if writers:
-                                tn = time.perf_counter()
-                                writers[id(p)].add(layer_key(layer), arr[None])
-                                summary.npz_seconds += time.perf_counter() - tn
-                            if layer in render_layers:
-                                d = str(dirs[id(p)])
-                                est = planner_prior.layer_estimate(PromptWork(d, p.seq_len))
-                                task = Task(bundle, force, profile, pm.n_heads, ((d, layer, tuple(head_sel)),), est)
-                                put(InMemoryTask(task, (arr,)))
-
-                        try:
-                            run_batch(pm, batch, run_layers, sink, times)
-                        except Exception as e:  # noqa: BLE001 -- a failed batch costs its prompts, not the run
-                            stack.close()
-                            names = ", ".join(p.where for p in batch)
-                            batch_errors.append(
-                                (f"forward pass failed for {names}: {type(e).__name__}: {e}", heads_per_prompt * len(batch))
-                            )
+                    else:
+                        for w in writers.values():
+                            w.close()
             except BaseException as e:  # noqa: BLE001 -- re-raised in the calling thread
                 failures.append(e)
             finally:
                 forward_end[0] = time.perf_counter()
-                handoff.put(_DONE)
+                try:
+                    put(_DONE)
+                except _Stopped:
+                    pass
 
         producer = threading.Thread(target=produce, name="pattern_lens-forward", daemon=True)
         total = summary.n_heads + len(prepared) * heads_per_prompt
@@ -267,6 +286,7 @@ def run_main(
                     summary.merge(res)
                     bar.update(res.n_heads)
             finally:
+                stop.set()
                 producer.join()
         t_end = time.perf_counter()
         summary.elapsed += t_end - t0
@@ -281,13 +301,7 @@ def run_main(
     summary.copy_out_seconds = times.copy_out
     summary.n_batches = times.n_batches
 
-    write_prompts_jsonl(model_dir)
-    write_models_jsonl(save_path)
-    try:
-        registered = _registered_funcs()
-    except ImportError:
-        registered = []
-    write_figures_jsonl(save_path, [*registered, *(f for f in funcs if f not in registered)])
+    write_indexes(save_path, model_dir, funcs)
     if verbose:
         print(summary.format())
     return summary
