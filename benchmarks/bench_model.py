@@ -74,6 +74,42 @@ def _child(cfg: dict) -> dict:
     }
 
 
+def _npz_levels(model: str, prompts: str, levels: list[int]) -> list[dict]:
+    """one prompt's patterns written with `NpzWriter` at each deflate level, and `numpy.savez_compressed`"""
+    import numpy as np
+
+    from pattern_lens._layout import layer_key
+    from pattern_lens._model.compute import make_batches, prepare_prompts, run_batch
+    from pattern_lens._model.load import load_model
+    from pattern_lens._model.npz_writer import NpzWriter
+
+    pm = load_model(model, device="cpu")
+    prepared, _ = prepare_prompts(pm, [("p", json.loads(Path(prompts).read_text().splitlines()[0]))])
+    cache: dict = {}
+    run_batch(pm, make_batches(prepared, 1)[0], range(pm.n_layers), lambda p, l, a: cache.__setitem__(layer_key(l), a[None].copy()))
+    raw = sum(a.nbytes for a in cache.values())
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        np.savez_compressed(Path(tmp) / "np.npz", **cache)
+        dt = time.perf_counter() - t0
+        out.append({"writer": "numpy.savez_compressed", "level": 6, "seconds": dt, "MB": (Path(tmp) / "np.npz").stat().st_size / 1e6, "raw_MB": raw / 1e6})
+        for level in levels:
+            path = Path(tmp) / f"l{level}.npz"
+            t0 = time.perf_counter()
+            with NpzWriter(path, level) as w:
+                for k, a in cache.items():
+                    w.add(k, a)
+            dt = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            with np.load(path) as z:
+                for k in z.files:
+                    assert z[k].tobytes() == cache[k].tobytes()
+            out.append({"writer": "NpzWriter", "level": level, "seconds": dt, "read_s": time.perf_counter() - t1,
+                        "MB": path.stat().st_size / 1e6, "raw_MB": raw / 1e6})
+    return out
+
+
 def _run_child(cfg: dict) -> dict:
     # a fresh interpreter, not a multiprocessing child: joblib runs daemonic children sequentially
     r = subprocess.run([sys.executable, str(_HERE), "--child", json.dumps(cfg)], capture_output=True, text=True)
@@ -91,10 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--d-model", type=int, default=768)
     ap.add_argument("--level", type=int, default=6, help="deflate level of (a)'s .npz (default: 6, the reference's)")
     ap.add_argument("--json", type=str, default=None)
+    ap.add_argument("--npz-levels", action="store_true", help="only time writing one prompt's .npz at levels 0, 1, 6")
     ap.add_argument("--child", type=str, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        print(json.dumps(_child(json.loads(args.child))))
+        cfg = json.loads(args.child)
+        print(json.dumps(_npz_levels(cfg["model"], cfg["prompts"], cfg["levels"]) if "levels" in cfg else _child(cfg)))
         return 0
 
     from tiny_models import SENTENCES, save_tiny_model
@@ -108,6 +146,16 @@ def main(argv: list[str] | None = None) -> int:
             for k in range(args.n_prompts):  # BOS + n_ctx - 1 words: every prompt fills the context
                 text = " ".join(words[(i + 7 * k) % len(words)] for i in range(args.n_ctx - 1))
                 f.write(json.dumps({"text": text}) + "\n")
+        if args.npz_levels:
+            res = _run_child({"model": str(model), "prompts": str(tmp_p / "prompts.jsonl"), "levels": [0, 1, 6]})
+            print("| writer | level | write s | MB/s of patterns | file MB (of raw) |")
+            print("|---|---|---|---|---|")
+            for r in res:
+                print(f"| {r['writer']} | {r['level']} | {r['seconds']:.2f} | {r['raw_MB'] / r['seconds']:.0f} | "
+                      f"{r['MB']:.0f} ({r['MB'] / r['raw_MB']:.0%} of {r['raw_MB']:.0f}) |")
+            if args.json:
+                Path(args.json).write_text(json.dumps({"args": vars(args), "npz_levels": res}, indent=1))
+            return 0
         rows = []
         for profile in ("exact", "fast"):
             for way in ("a", "b"):

@@ -3,8 +3,9 @@
 The file is the one `numpy.savez_compressed` writes (a zip archive, one `<key>.npy` member per
 layer), readable by plain `numpy.load` and by the reference. Layers are written as they come out of
 the forward pass, so a prompt's whole cache is never held for the file's sake. Level 6 is zlib's
-default and `savez_compressed`'s (the reference's files); level 1 deflates several times faster
-for files a little larger; level 0 stores the arrays uncompressed (fastest, largest).
+default and `savez_compressed`'s (the reference's files); level 1 is only ~1.3x faster on attention
+patterns for files about as small; level 0 stores the arrays uncompressed (~7x faster, full size).
+Measured: benchmarks/README.md ("From a model").
 """
 
 from __future__ import annotations
