@@ -353,3 +353,34 @@ def test_module_cli_and_no_torch_on_render_path(tmp_path):
             "pattern_lens.load_activations; pattern_lens.cli.build_parser(); assert 'torch' not in sys.modules, 'torch imported'")
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_transformerlens4_bridge(models, tmp_path):
+    """a real TransformerLens 4 `TransformerBridge` (not in the test extra: transformer-lens 4.3.0 pulls
+    datasets, pyarrow, ...; run with it on PYTHONPATH to check): its hook_pattern equals ours"""
+    bridge_mod = pytest.importorskip("transformer_lens.model_bridge", reason="transformer-lens 4 not installed")
+    bridge = bridge_mod.TransformerBridge.boot_transformers(str(models["gpt2"]), device="cpu")
+    pm = load_model(str(models["gpt2"]), device="cpu")
+    prompts = [augment_prompt_with_hash({"text": t}) for t in PROMPTS]
+    a = compute_activations_batched([dict(p) for p in prompts], bridge, tmp_path / "bridge")
+    b = compute_activations_batched([dict(p) for p in prompts], pm, tmp_path / "hf")
+    for x, y in zip(a, b):
+        assert x.parent.parent.parent.name == "tiny-gpt2"
+        with np.load(x) as zx, np.load(y) as zy:
+            assert zx.files == zy.files
+            for k in zx.files:
+                assert zx[k].shape == zy[k].shape
+                np.testing.assert_allclose(zx[k], zy[k], rtol=0, atol=1e-6)
+
+
+def test_stacked_heads_file(tmp_path):
+    tl = make_tiny_tl(n_layers=3, n_heads=2)
+    path, stacked = compute_activations({"text": PROMPTS[1]}, model=tl, save_path=tmp_path, return_cache="numpy", stack_heads=True)
+    assert path.name == "activations-blocks.-.attn.hook_pattern.npy"
+    _, cache = tl.run_with_cache(PROMPTS[1])
+    on_disk = np.load(path)
+    assert on_disk.shape == stacked.shape == (1, 3, 2, 4, 4)
+    for layer in range(3):
+        assert on_disk[:, layer].tobytes() == cache[layer_key(layer)].numpy().tobytes()
+    with pytest.raises(ValueError, match="every layer"):
+        compute_activations({"text": PROMPTS[1]}, model=tl, save_path=tmp_path, names_filter=lambda k: k.startswith("blocks.0."), stack_heads=True)

@@ -13,9 +13,11 @@ layer's patterns at once.
   `transformers` version whose attention modules return weights only when asked falls back to
   `output_attentions=True`, which holds every layer).
 - `TLPatternModel`: anything with TransformerLens's interface (`HookedTransformer` of
-  TransformerLens < 4; TransformerLens 4's `TransformerBridge` keeps `blocks.<L>.attn.hook_pattern`
-  as an alias of its attention hook): hooks `blocks.<L>.attn.hook_pattern` through `run_with_hooks`,
-  or, for an object with only `run_with_cache`, reads those keys from its cache.
+  TransformerLens < 4; TransformerLens 4's `TransformerBridge`, whose hook dict has
+  `blocks.<L>.attn.hook_pattern` too: checked by hand with transformer-lens 4.3.0 booted on a tiny
+  local GPT-2, whose patterns came out equal to its own `run_with_cache` and to `HFPatternModel`'s):
+  hooks `blocks.<L>.attn.hook_pattern` through `run_with_hooks`, or, for an object with only
+  `run_with_cache`, reads those keys from its cache.
 
 torch is imported by this module: only the model paths import it.
 """
@@ -25,13 +27,14 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from pattern_lens._layout import layer_key
 
-__all__ = ["PatternModel", "HFPatternModel", "TLPatternModel", "OnLayer", "wrap_model"]
+__all__ = ["PatternModel", "HFPatternModel", "TLPatternModel", "OnLayer", "wrap_model", "model_display_name"]
 
 OnLayer = Callable[[int, "torch.Tensor"], None]
 "called with (layer, patterns of shape (batch, n_heads, seq, seq)) during the forward pass"
@@ -60,6 +63,12 @@ class PatternModel:
     def config_dict(self) -> dict:
         """what `model_cfg.json` holds: the model's config plus `model_name`, `n_layers`, `n_heads`, `n_ctx`"""
         raise NotImplementedError
+
+
+def model_display_name(name_or_path: str) -> str:
+    """the model's name for the data folder: a local folder's own name, else the name as given"""
+    p = Path(name_or_path)
+    return p.resolve().name if p.is_dir() else name_or_path
 
 
 def _jsonable(d: dict) -> dict:
@@ -193,7 +202,8 @@ class TLPatternModel(PatternModel):
     def __init__(self, model: Any, model_name: str | None = None) -> None:
         self.model = model
         cfg = model.cfg
-        self.model_name = model_name or getattr(cfg, "model_name", None) or type(model).__name__
+        # TransformerLens 4's bridge booted from a local folder names the model by its path
+        self.model_name = model_name or model_display_name(str(getattr(cfg, "model_name", None) or type(model).__name__))
         self.n_layers = int(cfg.n_layers)
         self.n_heads = int(cfg.n_heads)
         n_ctx = getattr(cfg, "n_ctx", None)

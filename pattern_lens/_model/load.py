@@ -10,19 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from pattern_lens._errors import InputError
-from pattern_lens._model.adapters import HFPatternModel, PatternModel, wrap_model
+from pattern_lens._model.adapters import HFPatternModel, PatternModel, model_display_name, wrap_model
 
 __all__ = ["ModelLoadError", "load_model", "model_display_name", "resolve_device"]
 
 
 class ModelLoadError(InputError):
     """a model could not be loaded: unknown name or folder, no tokenizer, or an unsupported model"""
-
-
-def model_display_name(name_or_path: str) -> str:
-    """the model's name for the data folder: a local folder's own name, else the hub name as given"""
-    p = Path(name_or_path)
-    return p.resolve().name if p.is_dir() else name_or_path
 
 
 def resolve_device(device: Any = None) -> Any:
