@@ -37,7 +37,7 @@ import numpy as np
 from pattern_lens._errors import InputError, PatternLensError
 from pattern_lens._layout import ACTIVATIONS_FILE, layer_key, prompt_dir as _prompt_dir
 from pattern_lens._pipeline.indexes import find_model_dir, write_models_jsonl, write_prompts_jsonl
-from pattern_lens.consts import ATTN_PATTERN_REGEX, DATA_DIR, ActivationCacheNp
+from pattern_lens.consts import ATTN_PATTERN_REGEX, DATA_DIR
 from pattern_lens.load_activations import (
     ActivationsMissingError,
     activations_exist,
@@ -414,18 +414,18 @@ def _compress_level(text: str) -> int:
     return value
 
 
-def add_arguments(p: argparse.ArgumentParser, prompts_default: str | None = None) -> None:
+def add_arguments(p: argparse.ArgumentParser, batch_size: int = 32) -> None:
     """the reference's options of `python -m pattern_lens.activations` (also `pattern-lens activations`)"""
     p.add_argument("--model", "-m", type=str, required=True, help="model name(s) or folder(s), comma separated without spaces")
     p.add_argument(
-        "--prompts", "-p", type=str, default=prompts_default,
+        "--prompts", "-p", type=str, default=None,
         help="jsonl file, one {\"text\": ...} a line (default: the model folder's prompts.jsonl, else the built-in prompts)",
     )
     p.add_argument("--save-path", "-s", type=str, default=DATA_DIR, help=f"root folder (default: {DATA_DIR})")
     p.add_argument("--min-chars", type=int, default=100, help="with --raw-prompts: drop shorter texts (default: 100)")
     p.add_argument("--max-chars", type=int, default=1000, help="with --raw-prompts: cut longer texts (default: 1000)")
     p.add_argument("--n-samples", "-n", type=int, default=None, help="only the first N prompts (default: all)")
-    p.add_argument("--batch-size", "-b", type=int, default=32, help="prompts per forward pass (default: 32)")
+    p.add_argument("--batch-size", "-b", type=int, default=batch_size, help=f"prompts per forward pass (default: {batch_size})")
     p.add_argument("--device", type=str, default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--raw-prompts", "-r", action="store_true", help="cut the prompts to --min-chars..--max-chars")
     p.add_argument("--shuffle", action="store_true", help="shuffle the prompts")

@@ -287,15 +287,14 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     from pattern_lens._pipeline.stream import DEFAULT_BATCH_SIZE
     from pattern_lens.activations import DEFAULT_COMPRESS_LEVEL, _compress_level, add_arguments
 
-    add_arguments(p)
-    p.set_defaults(batch_size=DEFAULT_BATCH_SIZE)
+    add_arguments(p, batch_size=DEFAULT_BATCH_SIZE)
     p.add_argument(
         "--save-activations", action="store_true",
         help="also write each prompt's activations.npz (default: figures only, no .npz)",
     )
     p.add_argument(
         "--compress-level", type=_compress_level, default=DEFAULT_COMPRESS_LEVEL,
-        help="deflate level of activations.npz with --save-activations: 0 stored, 1 fast, 6 the reference's (default: 6)",
+        help="deflate level of activations.npz with --save-activations: 0 stored (fastest, largest) to 9; 6 the reference's (default: 6)",
     )
     _add_selection_arguments(p)
     _add_execution_arguments(p)

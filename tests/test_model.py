@@ -26,7 +26,7 @@ from tiny_models import SENTENCES, make_tiny_tl, save_tiny_model  # noqa: E402
 
 from pattern_lens._layout import layer_key  # noqa: E402
 from pattern_lens._model.compute import make_batches, prepare_prompts, run_batch  # noqa: E402
-from pattern_lens._model.load import ModelLoadError, load_model  # noqa: E402
+from pattern_lens._model.load import load_model  # noqa: E402
 from pattern_lens._pipeline.stream import run_main  # noqa: E402
 from pattern_lens.activations import activations_main, compute_activations, compute_activations_batched  # noqa: E402
 from pattern_lens.consts import sanitize_name_str  # noqa: E402

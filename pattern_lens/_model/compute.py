@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -52,7 +52,7 @@ class StageTimes:
     sink: float = 0.0
     "handing layers on (writing `.npz` members, queueing for the render workers)"
     n_batches: int = 0
-    details: dict = field(default_factory=dict)
+    "forward passes run"
 
 
 def prepare_prompts(
