@@ -384,3 +384,63 @@ def test_stacked_heads_file(tmp_path):
         assert on_disk[:, layer].tobytes() == cache[layer_key(layer)].numpy().tobytes()
     with pytest.raises(ValueError, match="every layer"):
         compute_activations({"text": PROMPTS[1]}, model=tl, save_path=tmp_path, names_filter=lambda k: k.startswith("blocks.0."), stack_heads=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# faults during a run
+
+
+def test_failed_batch_leaves_no_partial_npz_and_the_rest_goes_on(models, tmp_path, monkeypatch):
+    import pattern_lens._model.compute as compute
+
+    real = compute.run_batch
+    calls = []
+
+    def flaky(model, batch, layers, sink, times=None):
+        calls.append(len(batch))
+        if len(calls) == 1:  # the first batch dies after handing over its first layer
+            def first_layer_then_fail(p, layer, arr):
+                if layer > 0:
+                    raise RuntimeError("out of memory (simulated)")
+                sink(p, layer, arr)
+
+            return real(model, batch, layers, first_layer_then_fail, times)
+        return real(model, batch, layers, sink, times)
+
+    monkeypatch.setattr(compute, "run_batch", flaky)
+    prompts = _prompts_file(tmp_path / "p.jsonl")
+    summary = run_main(str(models["gpt2"]), prompts, tmp_path / "out", batch_size=3, figure_funcs_select="raw",
+                       n_jobs=1, save_activations=True, progress=False, verbose=False)
+    assert calls == [3, 2] and not summary.ok
+    (msg,) = summary.input_errors
+    assert msg.startswith(f"forward pass failed for {prompts}:") and "out of memory (simulated)" in msg
+    npz = list((tmp_path / "out").rglob("activations.npz"))
+    assert len(npz) == 2  # the second batch's; none (not even a partial one) for the first
+    assert not list((tmp_path / "out").rglob("*.tmp"))
+
+
+def test_render_side_error_stops_the_forward_thread(models, tmp_path, monkeypatch):
+    import pattern_lens._pipeline.stream as stream
+
+    def failing_run_all(session, func, tasks):
+        it = iter(tasks)
+        yield func(next(it))
+        raise RuntimeError("worker pool broke (simulated)")
+
+    monkeypatch.setattr(stream, "run_all", failing_run_all)
+    prompts = _prompts_file(tmp_path / "p.jsonl")
+    outcome: list = []
+
+    def go():
+        try:
+            run_main(str(models["gpt2"]), prompts, tmp_path / "out", batch_size=1, figure_funcs_select="raw",
+                     n_jobs=1, max_queued_layers=1, progress=False, verbose=False)
+        except RuntimeError as e:
+            outcome.append(e)
+
+    t = threading.Thread(target=go, daemon=True)
+    t.start()
+    t.join(120)
+    assert not t.is_alive(), "run_main hung: the forward thread kept waiting to hand over layers"
+    assert outcome and "simulated" in str(outcome[0])
+    assert not [th for th in threading.enumerate() if th.name == "pattern_lens-forward"]
