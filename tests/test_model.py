@@ -303,6 +303,48 @@ def test_stream_memory_stays_near_the_layers_in_flight(tmp_path):
     assert growth < 16 * layer_bytes, f"grew {growth / 1e6:.0f} MB; a layer is {layer_bytes / 1e6:.1f} MB, the cache {cache_bytes / 1e6:.0f} MB"
 
 
+def test_worker_processes_get_only_the_layers_in_flight(tmp_path, monkeypatch):
+    """with loky, layers travel as files the workers map and delete: the files on disk (RAM) at any
+    moment stay a few layers, where joblib's own memory-mapping kept every layer until the end"""
+    import pattern_lens._pipeline.stream as stream
+
+    n_layers, n_heads, n_ctx = 24, 4, 256
+    folder = save_tiny_model("gpt2", tmp_path / "deep", n_layers=n_layers, n_heads=n_heads, d_model=16, n_ctx=n_ctx)
+    words = " ".join(SENTENCES).split()
+    texts = [" ".join(words[(i + k) % len(words)] for i in range(n_ctx - 1)) for k in range(2)]
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    monkeypatch.setattr(stream, "_spill_root", lambda: str(spill))
+    monkeypatch.setattr(stream, "MIN_TASK_SECONDS", 0.0)
+    layer_bytes = n_heads * n_ctx * n_ctx * 4
+    peak = [0]
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            size = 0
+            for f in spill.rglob("*.npy"):
+                try:
+                    size += f.stat().st_size
+                except FileNotFoundError:
+                    pass
+            peak[0] = max(peak[0], size)
+            time.sleep(0.002)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        summary = run_main(str(folder), _prompts_file(tmp_path / "p.jsonl", texts), tmp_path / "out", figure_funcs_select="raw",
+                           profile="fast", n_jobs=2, backend="loky", progress=False, verbose=False)
+    finally:
+        stop.set()
+        sampler.join()
+    assert summary.ok and summary.backend == "loky" and summary.n_rendered == 2 * n_layers * n_heads
+    print(f"peak hand-over files {peak[0] / layer_bytes:.1f} layers of {2 * n_layers}")
+    assert 0 < peak[0] <= 10 * layer_bytes  # queue 2 + joblib's 4 dispatched ahead + 2 rendering, +2 slack
+    assert not list(spill.iterdir())  # the run's folder is gone
+
+
 # ---------------------------------------------------------------------------------------------------
 # bad input: named, the rest goes on, non-zero exit
 

@@ -13,9 +13,13 @@ workers fall behind. The files are those `activations` -> `.npz` -> `render` wri
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import os
 import queue
 import sys
 import threading
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,6 +49,11 @@ DEFAULT_BATCH_SIZE: int = 8
 _DONE = object()
 
 
+def _spill_root() -> str | None:
+    """where layers handed to worker processes are written: /dev/shm (RAM) when there is one, else the temp folder"""
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
 class _Stopped(Exception):
     """the render side stopped (an error): the forward thread stops handing layers over"""
 
@@ -58,6 +67,7 @@ class StreamSummary(RenderSummary):
      - `copy_out_seconds : float` trimming and copying layers out of the model's tensors
      - `npz_seconds : float` writing `.npz` members (`save_activations`)
      - `wait_seconds : float` the forward pass waiting for the workers (queue full)
+     - `spill_seconds : float` writing layers to files for worker processes (in RAM where possible)
      - `forward_wall_seconds : float` from the first forward pass to the end of the last
      - `tail_seconds : float` rendering left after the last forward pass ended
      - `n_batches : int`
@@ -67,6 +77,7 @@ class StreamSummary(RenderSummary):
     copy_out_seconds: float = 0.0
     npz_seconds: float = 0.0
     wait_seconds: float = 0.0
+    spill_seconds: float = 0.0
     forward_wall_seconds: float = 0.0
     tail_seconds: float = 0.0
     n_batches: int = 0
@@ -75,7 +86,7 @@ class StreamSummary(RenderSummary):
         """one line: time per stage"""
         return (
             f"forward {self.forward_seconds:.2f} s, copy out {self.copy_out_seconds:.2f} s, "
-            f".npz {self.npz_seconds:.2f} s, waiting for workers {self.wait_seconds:.2f} s, "
+            f".npz {self.npz_seconds:.2f} s, hand-over files {self.spill_seconds:.2f} s, waiting for workers {self.wait_seconds:.2f} s, "
             f"render (workers' busy time) {self.busy_seconds:.2f} s; forward done after "
             f"{self.forward_wall_seconds:.2f} s, rendering went on {self.tail_seconds:.2f} s after it"
         )
@@ -206,7 +217,8 @@ def run_main(
     failures: list[BaseException] = []
     batch_errors: list[tuple[str, int]] = []  # filled by the forward thread, read after it ended
 
-    with parallel_session(n_jobs, backend, scheduler) as session:
+    with contextlib.ExitStack() as stack:
+        session = stack.enter_context(parallel_session(n_jobs, backend, scheduler))
         if not session.in_process:
             bundle.blob()  # fail now, with advice, if a function cannot travel to the workers
         total_estimate = sum(planner_prior.layer_estimate(PromptWork("", p.seq_len)) for p in prepared) * len(layer_sel)
@@ -214,6 +226,15 @@ def run_main(
             session = session.as_sequential()  # as render_prompts: starting workers would cost more than it saves
         summary.n_jobs = session.n_workers
         summary.backend = session.backend_name
+        # worker processes on this machine get each layer as a file in RAM (/dev/shm where there is
+        # one) that they memory-map and delete once rendered, so only the layers in flight take
+        # space; threads get the array itself, and a dask cluster the array by value
+        spill_dir = (
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="pattern_lens_stream_", dir=_spill_root()))
+            if not session.in_process and session.backend_name != "dask"
+            else None
+        )
+        spill_ids = itertools.count()
         handoff: queue.Queue = queue.Queue(maxsize=max_queued_layers or max(2, session.n_workers))
         t0 = time.perf_counter()
         forward_end = [t0]
@@ -249,7 +270,13 @@ def run_main(
                             d = str(dirs[id(p)])
                             est = planner_prior.layer_estimate(PromptWork(d, p.seq_len))
                             task = Task(bundle, force, profile, pm.n_heads, ((d, layer, tuple(head_sel)),), est)
-                            put(InMemoryTask(task, (arr,)))
+                            handed: np.ndarray | str = arr
+                            if spill_dir is not None:  # worker processes: a file they map and delete
+                                ts = time.perf_counter()
+                                handed = str(Path(spill_dir) / f"{next(spill_ids)}.npy")
+                                np.save(handed, arr)
+                                summary.spill_seconds += time.perf_counter() - ts
+                            put(InMemoryTask(task, (handed,)))
 
                     try:
                         run_batch(pm, batch, run_layers, sink, times)

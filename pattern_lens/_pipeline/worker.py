@@ -7,6 +7,7 @@ worker holds one layer at a time, the parent none.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -142,12 +143,14 @@ def run_task(task: Task) -> TaskResult:
 class InMemoryTask:
     """a task whose patterns come with it: `patterns[i]` is `task.items[i]`'s layer, `(n_heads, n, n)`
 
-    Streaming from a model hands layers to the workers this way, without an `.npz` (joblib's loky
-    backend passes large arrays to worker processes as memory-mapped files).
+    Each is an array (workers in this process, or a cluster that ships it), or the path of a `.npy`
+    file that the worker process memory-maps and deletes once rendered: streaming from a model
+    hands layers over this way, without an `.npz`. (Arrays given to joblib's loky backend would be
+    memory-mapped too, but joblib keeps those files until the whole run ends.)
     """
 
     task: Task
-    patterns: tuple[np.ndarray, ...]
+    patterns: tuple[np.ndarray | str, ...]
 
 
 def run_in_memory_task(job: InMemoryTask) -> TaskResult:
@@ -157,7 +160,15 @@ def run_in_memory_task(job: InMemoryTask) -> TaskResult:
     res = TaskResult(task_estimate=task.estimate)
     with export_profile(task.profile):
         for (prompt_dir, layer, heads), patterns in zip(task.items, job.patterns, strict=True):
-            _render_item(task, prompt_dir, layer, heads, {}, res, _InMemoryLayer(prompt_dir, patterns))
+            path = patterns if isinstance(patterns, str) else None
+            if path is not None:
+                patterns = np.asarray(np.load(path, mmap_mode="r"))
+            try:
+                _render_item(task, prompt_dir, layer, heads, {}, res, _InMemoryLayer(prompt_dir, patterns))
+            finally:
+                if path is not None:
+                    del patterns
+                    os.unlink(path)
     res.peak_rss = peak_rss_bytes()
     res.task_seconds = time.perf_counter() - t0
     return res
