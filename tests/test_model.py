@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers reads it: nothing is downloaded
+
 torch = pytest.importorskip("torch", reason="the model tests need the `model` extra (torch, transformers)")
 transformers = pytest.importorskip("transformers", reason="the model tests need the `model` extra (transformers)")
 
@@ -40,7 +42,6 @@ from pattern_lens.load_activations import (  # noqa: E402
 )
 
 REPO = Path(__file__).resolve().parents[1]
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # prompts of different lengths (words from the tokenizer's vocabulary, plus unknown ones)
 PROMPTS = [
