@@ -487,3 +487,29 @@ def test_render_side_error_stops_the_forward_thread(models, tmp_path, monkeypatc
     assert not t.is_alive(), "run_main hung: the forward thread kept waiting to hand over layers"
     assert outcome and "simulated" in str(outcome[0])
     assert not [th for th in threading.enumerate() if th.name == "pattern_lens-forward"]
+
+
+def test_get_activations_computes_then_loads(tmp_path):
+    from pattern_lens.activations import get_activations
+
+    tl = make_tiny_tl()
+    path, first = get_activations({"text": PROMPTS[0]}, tl, tmp_path, return_cache="numpy")
+    mtime = path.stat().st_mtime_ns
+    path2, second = get_activations({"text": PROMPTS[0]}, tl, tmp_path, return_cache="numpy")
+    assert path2 == path and path.stat().st_mtime_ns == mtime  # loaded, not recomputed
+    assert {k: v.tobytes() for k, v in first.items()} == {k: v.tobytes() for k, v in second.items()}
+    assert get_activations({"text": PROMPTS[0]}, tl, tmp_path, return_cache=None) == (path, None)
+
+
+def test_load_text_data_as_the_reference(tmp_path):
+    from pattern_lens.prompts import PromptsFileError, load_text_data
+
+    f = tmp_path / "p.jsonl"
+    f.write_text(json.dumps({"text": "abcdefghijklmnopqrstuvwxy", "meta": 1}) + "\n" + json.dumps({"text": "short"}) + "\n")
+    got = load_text_data(f, min_chars=6, max_chars=10)
+    assert [d["text"] for d in got] == ["abcdefghij", "klmnopqrst"]  # "uvwxy" and "short" are under 6
+    assert all(d["meta"] == 1 and d["source_fname"] == f.as_posix() for d in got)
+    assert [d["text"] for d in load_text_data(f)] == ["abcdefghijklmnopqrstuvwxy", "short"]
+    f.write_text(json.dumps({"text": "fine"}) + "\n[1, 2]\n")
+    with pytest.raises(PromptsFileError, match=r"p\.jsonl:2: expected a JSON object"):
+        load_text_data(f)
