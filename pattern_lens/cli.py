@@ -16,6 +16,7 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 from pattern_lens._errors import PatternLensError, RunInterrupted
@@ -206,21 +207,26 @@ def run_render(args: argparse.Namespace) -> int:
     from pattern_lens.figures import figures_main
 
     _import_modules(args.imports)
-    models = [m for m in args.model.split(",") if m]
     options = _run_options(args)
+    return _each_model(
+        args,
+        lambda model: figures_main(
+            model_name=model, save_path=args.save_path, n_samples=args.n_samples, verbose=not args.quiet, **options
+        ),
+    )
+
+
+def _each_model(args: argparse.Namespace, run_one: Callable[[str], Any]) -> int:
+    """`run_one(model)` for every model in `args.model` (comma separated); one that fails does not
+    stop the others. Exit code 0 only when every summary is `.ok`."""
+    models = [m for m in args.model.split(",") if m]
     code = 0
     rendered_any = False  # a run refused before any work (bad model name, ...) writes nothing at all
     for i, model in enumerate(models, start=1):
         if not args.quiet and len(models) > 1:
             print(f"model {i} / {len(models)}: {model}")
         try:
-            summary = figures_main(
-                model_name=model,
-                save_path=args.save_path,
-                n_samples=args.n_samples,
-                verbose=not args.quiet,
-                **options,
-            )
+            summary = run_one(model)
         except PatternLensError as e:
             print(f"error: {e}", file=sys.stderr)
             code = 1
@@ -326,6 +332,68 @@ class Command:
     run: Callable[[argparse.Namespace], int]
 
 
+# ---------------------------------------------------------------------------------------------------
+# activations and run (need the `model` extra: torch, transformers; imported only when used)
+
+
+def add_activations_arguments(p: argparse.ArgumentParser) -> None:
+    """the options of `pattern-lens activations` (those of `python -m pattern_lens.activations`)"""
+    from pattern_lens.activations import add_activations_arguments as add
+
+    add(p)
+
+
+def run_activations(args: argparse.Namespace) -> int:
+    """compute and save attention patterns (`activations_main`) for every model in `args.model`"""
+    from pattern_lens.activations import run_from_args
+
+    return run_from_args(args)
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """the options of `pattern-lens run`: model and prompts as `activations`, then those of `render`"""
+    from pattern_lens._pipeline.stream import DEFAULT_BATCH_SIZE
+    from pattern_lens.activations import DEFAULT_COMPRESS_LEVEL, _compress_level, add_arguments
+
+    add_arguments(p, batch_size=DEFAULT_BATCH_SIZE)
+    p.add_argument(
+        "--save-activations", action="store_true",
+        help="also write each prompt's activations.npz (default: figures only, no .npz)",
+    )
+    p.add_argument(
+        "--compress-level", type=_compress_level, default=DEFAULT_COMPRESS_LEVEL,
+        help="deflate level of activations.npz with --save-activations: 0 stored (fastest, largest) to 9; 6 the reference's (default: 6)",
+    )
+    _add_selection_arguments(p)
+    _add_execution_arguments(p)
+
+
+def run_run(args: argparse.Namespace) -> int:
+    """run each model in `args.model` on the prompts and render its heads as the layers are computed"""
+    from pattern_lens._pipeline.stream import run_main
+
+    _import_modules(args.imports)
+    return _each_model(
+        args,
+        lambda model: run_main(
+            model,
+            args.prompts,
+            args.save_path,
+            raw_prompts=args.raw_prompts,
+            min_chars=args.min_chars,
+            max_chars=args.max_chars,
+            shuffle=args.shuffle,
+            n_samples=args.n_samples,
+            batch_size=args.batch_size,
+            device=args.device,
+            save_activations=args.save_activations,
+            compress_level=args.compress_level,
+            verbose=not args.quiet,
+            **_run_options(args),
+        ),
+    )
+
+
 def _server():
     from pattern_lens import server  # imported when used: `render` needs no http server
 
@@ -346,6 +414,16 @@ COMMANDS: dict[str, Command] = {
         "serve a data folder and its gallery on http://127.0.0.1:8000",
         lambda p: _server().add_arguments(p, positional=True),
         lambda args: _server().run_from_args(args),
+    ),
+    "activations": Command(
+        "compute a model's attention patterns on prompts and save them as .npz (needs pattern_lens[model])",
+        add_activations_arguments,
+        run_activations,
+    ),
+    "run": Command(
+        "run a model on prompts and render every head as each layer is computed (needs pattern_lens[model])",
+        add_run_arguments,
+        run_run,
     ),
     "bench": Command(
         "measure export throughput: reference algorithm vs exact and fast profiles",

@@ -5,7 +5,7 @@ import re
 import numpy as np
 from jaxtyping import Float
 
-__all__ = ["AttentionMatrix", "ActivationCacheNp", "DATA_DIR", "ATTN_PATTERN_REGEX"]
+__all__ = ["AttentionMatrix", "ActivationCacheNp", "DATA_DIR", "ATTN_PATTERN_REGEX", "sanitize_name_str"]
 
 AttentionMatrix = Float[np.ndarray, "n_ctx n_ctx"]
 "type alias for one head's attention pattern"
@@ -18,3 +18,21 @@ DATA_DIR: str = "attn_data"
 
 ATTN_PATTERN_REGEX: re.Pattern = re.compile(r"blocks\.(\d+)\.attn\.hook_pattern")
 "regex matching the activation-cache keys of attention patterns; group 1 is the layer index"
+
+
+_UNSAFE_NAME_CHARS: re.Pattern = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def sanitize_name_str(name: str) -> str:
+    """a name made safe as a folder name, as the reference does it
+
+    `/` becomes `-` (`"google/gemma-2b"` -> `"google-gemma-2b"`), every other character outside
+    `A-Z a-z 0-9 . _ -` becomes `_` (`"model name"` -> `"model_name"`); idempotent.
+
+    # Parameters:
+     - `name : str`
+
+    # Returns:
+     - `str`
+    """
+    return _UNSAFE_NAME_CHARS.sub("_", name.replace("/", "-"))

@@ -36,6 +36,7 @@ import numpy as np
 
 from pattern_lens._errors import FigureFuncTransferError, InputError, PatternLensError, RunInterrupted
 from pattern_lens._pipeline.indexes import (
+    read_jsonl,
     write_figures_jsonl,
     write_models_jsonl,
     write_prompts_jsonl,
@@ -360,16 +361,18 @@ def figures_main(
                 root=str(save_path.resolve()),
             )
         except RunInterrupted as e:
-            _write_indexes(save_path, model_dir, funcs, summary)
+            write_indexes(save_path, model_dir, funcs, summary)
             raise RunInterrupted(e.signum, _interrupted_line(e.signum, summary, len(prompts) * heads_per_prompt)) from None
-        _write_indexes(save_path, model_dir, funcs, summary)
+        write_indexes(save_path, model_dir, funcs, summary)
     if verbose:
         print(summary.format())
     return summary
 
 
-def _write_indexes(save_path: Path, model_dir: Path, funcs: Sequence[Callable], summary: RenderSummary) -> None:
-    """rebuild the three indexes; one that cannot be written is bad input in `summary`, not a traceback"""
+def write_indexes(save_path: Path, model_dir: Path, funcs: Sequence[Callable], summary: RenderSummary) -> None:
+    """rebuild the frontend's indexes after a run: `<model>/prompts.jsonl`, `models.jsonl`, and
+    `figures.jsonl` (every registered function, plus `funcs` not registered); one that cannot be
+    written is bad input in `summary`, not a traceback"""
     try:
         registered = _registered_funcs()
     except ImportError:

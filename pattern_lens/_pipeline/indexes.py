@@ -15,9 +15,12 @@ from pathlib import Path
 
 from pattern_lens._pipeline.atomic import write_text_if_changed
 from pattern_lens._pipeline.outputs import figure_func_name
+from pattern_lens.consts import sanitize_name_str
 
 __all__ = [
     "sanitize_model_name",
+    "legacy_model_dir_name",
+    "find_model_dir",
     "figure_metadata",
     "write_figures_jsonl",
     "write_models_jsonl",
@@ -30,11 +33,28 @@ _UNSAFE_CHARS: re.Pattern = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def sanitize_model_name(model_name: str) -> str:
-    """a model name made safe as a folder name: every character outside `A-Z a-z 0-9 . _ -` becomes `_`
+    """a model name made safe as a folder name, as the reference's HEAD does it (`consts.sanitize_name_str`)
 
-    `"pythia-14m"` stays as it is; `"EleutherAI/pythia-14m"` becomes `"EleutherAI_pythia-14m"`.
+    `"pythia-14m"` stays as it is; `"EleutherAI/pythia-14m"` becomes `"EleutherAI-pythia-14m"`.
     """
+    return sanitize_name_str(model_name)
+
+
+def legacy_model_dir_name(model_name: str) -> str:
+    """the folder name this package used before (every unsafe character, `/` included, became `_`)"""
     return _UNSAFE_CHARS.sub("_", model_name)
+
+
+def find_model_dir(save_path: Path | str, model_name: str) -> Path:
+    """`<save_path>/<sanitized model name>`, or the folder named the old way when only that one exists
+
+    A data folder written before the naming change (`EleutherAI_pythia-14m`) is still found.
+    """
+    new: Path = Path(save_path) / sanitize_model_name(model_name)
+    if new.exists():
+        return new
+    old: Path = Path(save_path) / legacy_model_dir_name(model_name)
+    return old if old.is_dir() else new
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from pattern_lens._errors import InputError
 from pattern_lens._layout import PROMPT_FILE, TMP_SUFFIX, temp_prefix
 from pattern_lens._pipeline.atomic import remove_stale_temp
-from pattern_lens._pipeline.indexes import parse_jsonl_line, sanitize_model_name
+from pattern_lens._pipeline.indexes import find_model_dir, parse_jsonl_line, sanitize_model_name
 from pattern_lens._pipeline.npz import peek_n_ctx
 from pattern_lens._pipeline.planner import PromptWork
 from pattern_lens._pipeline.summary import RenderSummary
@@ -122,7 +122,7 @@ def model_folder(save_path: Path | str, model_name: str) -> Path:
     name = sanitize_model_name(str(model_name))
     if name in ("", ".", ".."):
         raise InputError(f"model name {model_name!r} is not a folder name (sanitised: {name!r}); expected e.g. 'pythia-14m'")
-    model_dir = Path(save_path) / name
+    model_dir = find_model_dir(save_path, model_name)  # an old-style folder name is still found
     if (outside := leaves_root(model_dir, Path(save_path).resolve())) is not None:
         raise InputError(outside)
     return model_dir

@@ -7,10 +7,13 @@ worker holds one layer at a time, the parent none.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from pattern_lens._layout import error_file_name, head_dir, layer_key
 from pattern_lens._pipeline.inputs import leaves_root
@@ -22,7 +25,7 @@ from pattern_lens._pipeline.transfer import FigureFuncs
 from pattern_lens._system import peak_rss_bytes
 from pattern_lens.profile import export_profile
 
-__all__ = ["Task", "run_task"]
+__all__ = ["Task", "run_task", "InMemoryTask", "run_in_memory_task"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,17 @@ class Task:
     "the save path, resolved: head folders that lead outside it (symlinks) are refused"
 
 
+class _InMemoryLayer:
+    """stands in for an `ActivationsFile` when a layer's patterns come with the task"""
+
+    def __init__(self, prompt_dir: str, patterns: np.ndarray) -> None:
+        self.path: str = f"{prompt_dir} (patterns in memory)"
+        self._patterns = patterns
+
+    def read_layer(self, layer: int) -> np.ndarray:
+        return self._patterns
+
+
 def _render_item(
     task: Task,
     prompt_dir: str,
@@ -48,6 +62,7 @@ def _render_item(
     heads: tuple[int, ...],
     acts_cache: dict[str, ActivationsFile | ActivationsError],
     res: TaskResult,
+    in_memory: _InMemoryLayer | None = None,
 ) -> None:
     res.n_heads += len(heads)
     todo: list[tuple[int, Path, set[str], list[Callable]]] = []
@@ -70,7 +85,7 @@ def _render_item(
         return  # resumed: nothing to do here, and the layer is never read
 
     # one open archive per prompt and task (items arrive grouped by prompt)
-    acts = acts_cache.get(prompt_dir)
+    acts = acts_cache.get(prompt_dir) if in_memory is None else in_memory
     if acts is None:
         for old in acts_cache.values():
             if isinstance(old, ActivationsFile):
@@ -127,6 +142,41 @@ def run_task(task: Task) -> TaskResult:
             for acts in acts_cache.values():
                 if isinstance(acts, ActivationsFile):
                     acts.close()
+    res.peak_rss = peak_rss_bytes()
+    res.task_seconds = time.perf_counter() - t0
+    return res
+
+
+@dataclass(frozen=True)
+class InMemoryTask:
+    """a task whose patterns come with it: `patterns[i]` is `task.items[i]`'s layer, `(n_heads, n, n)`
+
+    Each is an array (workers in this process, or a cluster that ships it), or the path of a `.npy`
+    file that the worker process memory-maps and deletes once rendered: streaming from a model
+    hands layers over this way, without an `.npz`. (Arrays given to joblib's loky backend would be
+    memory-mapped too, but joblib keeps those files until the whole run ends.)
+    """
+
+    task: Task
+    patterns: tuple[np.ndarray | str, ...]
+
+
+def run_in_memory_task(job: InMemoryTask) -> TaskResult:
+    """render the heads of one in-memory task; runs in a worker (module-level so it pickles by reference)"""
+    t0 = time.perf_counter()
+    task = job.task
+    res = TaskResult(task_estimate=task.estimate)
+    with export_profile(task.profile):
+        for (prompt_dir, layer, heads), patterns in zip(task.items, job.patterns, strict=True):
+            path = patterns if isinstance(patterns, str) else None
+            if path is not None:
+                patterns = np.asarray(np.load(path, mmap_mode="r"))
+            try:
+                _render_item(task, prompt_dir, layer, heads, {}, res, _InMemoryLayer(prompt_dir, patterns))
+            finally:
+                if path is not None:
+                    del patterns
+                    os.unlink(path)
     res.peak_rss = peak_rss_bytes()
     res.task_seconds = time.perf_counter() - t0
     return res

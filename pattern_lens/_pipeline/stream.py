@@ -1,0 +1,339 @@
+"""streaming render: from a model and prompts straight to every head's figures, without `.npz` in between
+
+`run_main` loads the model, runs the prompts through it in batches, and a hook hands each layer's
+patterns (trimmed per prompt) to the render workers as soon as the layer is computed, while the
+forward pass goes on with the next layer and the next batch. The forward pass runs in a thread of
+its own (torch releases the GIL while it computes); this thread feeds the workers through
+`backends.run_all` with `worker.run_in_memory_task` (one task = one layer of one prompt). A bounded
+queue between the two keeps memory at a few layers in flight: the forward pass waits when the
+workers fall behind. The files are those `activations` -> `.npz` -> `render` writes, byte for byte
+(the same arrays go through the same figure functions); `save_activations=True` also writes the
+`.npz` as the layers go by.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import queue
+import sys
+import threading
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from pattern_lens._layout import ACTIVATIONS_FILE, head_dir, layer_key, prompt_dir as _prompt_dir
+from pattern_lens._pipeline.backends import parallel_session, run_all
+from pattern_lens._pipeline.inputs import model_folder
+from pattern_lens._pipeline.inputs import check_layers
+from pattern_lens._pipeline.outputs import list_head_dir, pending_funcs
+from pattern_lens._pipeline.planner import MIN_TASK_SECONDS, PromptWork, TaskPlanner
+from pattern_lens._pipeline.summary import RenderSummary
+from pattern_lens._pipeline.transfer import FigureFuncs
+from pattern_lens._pipeline.worker import InMemoryTask, Task, run_in_memory_task
+from pattern_lens.consts import DATA_DIR
+from pattern_lens.profile import EXPORT_PROFILES, export_profile
+
+__all__ = ["StreamSummary", "run_main", "DEFAULT_BATCH_SIZE"]
+
+DEFAULT_BATCH_SIZE: int = 8
+"prompts per forward pass of `run` (a batch's layer is `batch x n_heads x n_ctx^2` floats inside the model)"
+
+_DONE = object()
+
+
+def _spill_root() -> str | None:
+    """where layers handed to worker processes are written: /dev/shm (RAM) when there is one, else the temp folder"""
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
+class _Stopped(Exception):
+    """the render side stopped (an error): the forward thread stops handing layers over"""
+
+
+@dataclass
+class StreamSummary(RenderSummary):
+    """a `RenderSummary` plus where the time went on the model side
+
+    # Fields (besides `RenderSummary`'s):
+     - `forward_seconds : float` forward passes, hooks excluded
+     - `copy_out_seconds : float` trimming and copying layers out of the model's tensors
+     - `npz_seconds : float` writing `.npz` members (`save_activations`)
+     - `wait_seconds : float` the forward pass waiting for the workers (queue full)
+     - `spill_seconds : float` writing layers to files for worker processes (in RAM where possible)
+     - `forward_wall_seconds : float` from the first forward pass to the end of the last
+     - `tail_seconds : float` rendering left after the last forward pass ended
+     - `n_batches : int`
+    """
+
+    forward_seconds: float = 0.0
+    copy_out_seconds: float = 0.0
+    npz_seconds: float = 0.0
+    wait_seconds: float = 0.0
+    spill_seconds: float = 0.0
+    forward_wall_seconds: float = 0.0
+    tail_seconds: float = 0.0
+    n_batches: int = 0
+
+    def format_stages(self) -> str:
+        """one line: time per stage"""
+        return (
+            f"forward {self.forward_seconds:.2f} s, copy out {self.copy_out_seconds:.2f} s, "
+            f".npz {self.npz_seconds:.2f} s, hand-over files {self.spill_seconds:.2f} s, waiting for workers {self.wait_seconds:.2f} s, "
+            f"render (workers' busy time) {self.busy_seconds:.2f} s; forward done after "
+            f"{self.forward_wall_seconds:.2f} s, rendering went on {self.tail_seconds:.2f} s after it"
+        )
+
+
+def _heads_done(prompt_dir: Path, layers: Sequence[int], heads: Sequence[int], funcs: Sequence) -> bool:
+    for layer in layers:
+        for h in heads:
+            d = head_dir(prompt_dir, layer, h)
+            if pending_funcs(funcs, d, list_head_dir(d, clean_temp=False), False):
+                return False
+    return True
+
+
+def run_main(
+    model: Any,
+    prompts_path: str | Path | None = None,
+    save_path: str | Path = DATA_DIR,
+    *,
+    raw_prompts: bool = False,
+    min_chars: int | None = None,
+    max_chars: int | None = None,
+    shuffle: bool = False,
+    n_samples: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    device: Any = None,
+    figure_funcs_select: Any = None,
+    force: bool = False,
+    layers: Sequence[int] | None = None,
+    heads: Sequence[int] | None = None,
+    profile: str | None = None,
+    n_jobs: int | None = None,
+    backend: str | None = None,
+    scheduler: str | None = None,
+    save_activations: bool = False,
+    compress_level: int = 6,
+    max_queued_layers: int | None = None,
+    timeout: float | None = None,
+    progress: bool = True,
+    verbose: bool = True,
+) -> StreamSummary:
+    """run a model on prompts and render every selected head as each layer is computed
+
+    # Parameters:
+     - `model : str | object` hub name, local `save_pretrained` folder, or a loaded model
+       (TransformerLens-style, or from `pattern_lens._model.load.load_model`)
+     - `prompts_path : str | Path | None` jsonl of `{"text": ...}` (defaults to `None`: the model
+       folder's `prompts.jsonl`, else the prompts shipped with the package)
+     - `save_path : str | Path` root folder (defaults to `DATA_DIR`)
+     - `raw_prompts`, `min_chars`, `max_chars`, `shuffle`, `n_samples`: as `activations_main`
+     - `batch_size : int` prompts per forward pass, longest first (defaults to `DEFAULT_BATCH_SIZE`)
+     - `device : str | torch.device | None` (defaults to `None`: cuda when available, else cpu)
+     - `figure_funcs_select`, `force`, `layers`, `heads`, `profile`, `n_jobs`, `backend`,
+       `scheduler`, `progress`: as `figures_main`
+     - `save_activations : bool` also write each prompt's `activations.npz` (defaults to `False`)
+     - `compress_level : int` deflate level of those files, 0-9 (defaults to `6`, the reference's)
+     - `max_queued_layers : int | None` layers computed but not yet handed to a worker before the
+       forward pass waits (defaults to `None`: the number of workers, at least 2)
+     - `timeout : float | None` seconds one figure function may take on one head (defaults to `None`: no limit)
+     - `verbose : bool` print what is loaded and the summary (defaults to `True`)
+
+    # Returns:
+     - `StreamSummary` (`.ok` when every head rendered and no input was bad)
+
+    # Raises:
+     - `ModelLoadError` naming the model when it cannot be loaded; `PromptsFileError` when the
+       prompts file cannot be read at all; `InputError` for a layer / head selection out of range;
+       `FigureFuncTransferError`, `PatternLensError` as `figures_main`. A bad prompt does not raise:
+       it is reported in the summary and the others are rendered.
+    """
+    from pattern_lens._model.compute import StageTimes, make_batches, prepare_prompts, run_batch
+    from pattern_lens._model.load import load_model
+    from pattern_lens._model.npz_writer import NpzWriter
+    from pattern_lens._model.setup import load_prompt_list, write_model_cfg, write_prompt_json
+    from pattern_lens.figures import select_attn_figure_funcs, write_indexes
+
+    profile = profile if profile is not None else export_profile()
+    if profile not in EXPORT_PROFILES:
+        from pattern_lens._errors import PatternLensError
+
+        raise PatternLensError(f"unknown export profile {profile!r}: expected one of {EXPORT_PROFILES}")
+    pm = load_model(model, device=device)
+    save_path = Path(save_path)
+    model_dir = model_folder(save_path, pm.model_name)
+    cfg_path = write_model_cfg(model_dir, pm)
+    layer_sel = check_layers(layers, pm.n_layers, "layer", cfg_path)
+    head_sel = check_layers(heads, pm.n_heads, "head", cfg_path)
+    funcs = select_attn_figure_funcs(figure_funcs_select)
+    bundle = FigureFuncs(funcs)
+    heads_per_prompt = len(layer_sel) * len(head_sel)
+
+    entries, line_errors, source = load_prompt_list(
+        prompts_path, model_dir, raw_prompts, min_chars, max_chars, shuffle, n_samples
+    )
+    summary = StreamSummary(
+        model_name=model_dir.name, n_prompts=len(entries) + len(line_errors),
+        n_layers=len(layer_sel), n_heads_per_layer=len(head_sel),
+        figure_funcs=bundle.names, profile=profile,
+    )
+    for msg in line_errors:
+        summary.add_input_error(msg, heads_per_prompt)
+        summary.n_heads += heads_per_prompt
+    prepared, prompt_errors = prepare_prompts(pm, entries)
+    for msg in prompt_errors:
+        summary.add_input_error(msg, heads_per_prompt)
+        summary.n_heads += heads_per_prompt
+    dirs = {id(p): _prompt_dir(model_dir, p.prompt["hash"]) for p in prepared}
+    for p in prepared:
+        write_prompt_json(dirs[id(p)], p.prompt)
+    if not force:  # resume: a prompt whose figures all exist needs no forward pass
+        todo = []
+        for p in prepared:
+            d = dirs[id(p)]
+            if _heads_done(d, layer_sel, head_sel, funcs) and (not save_activations or (d / ACTIVATIONS_FILE).exists()):
+                summary.n_heads += heads_per_prompt
+                summary.n_skipped += heads_per_prompt
+            else:
+                todo.append(p)
+        prepared = todo
+    if verbose:
+        print(
+            f"{pm.model_name}: {summary.n_prompts} prompts from {source}, {len(prepared)} to run, "
+            f"{len(layer_sel)} layers x {len(head_sel)} heads, {len(funcs)} figure functions -> {model_dir}"
+        )
+
+    run_layers = list(range(pm.n_layers)) if save_activations else layer_sel
+    render_layers = set(layer_sel)
+    times = StageTimes()
+    planner_prior = TaskPlanner([], layer_sel, head_sel, len(funcs), 1, profile)
+    failures: list[BaseException] = []
+    batch_errors: list[tuple[str, int]] = []  # filled by the forward thread, read after it ended
+
+    with contextlib.ExitStack() as stack:
+        session = stack.enter_context(parallel_session(n_jobs, backend, scheduler))
+        if not session.in_process:
+            bundle.blob()  # fail now, with advice, if a function cannot travel to the workers
+        total_estimate = sum(planner_prior.layer_estimate(PromptWork("", p.seq_len)) for p in prepared) * len(layer_sel)
+        if total_estimate < MIN_TASK_SECONDS and not session.in_process and session.backend_name != "dask":
+            session = session.as_sequential()  # as render_prompts: starting workers would cost more than it saves
+        summary.n_jobs = session.n_workers
+        summary.backend = session.backend_name
+        # worker processes on this machine get each layer as a file in RAM (/dev/shm where there is
+        # one) that they memory-map and delete once rendered, so only the layers in flight take
+        # space; threads get the array itself, and a dask cluster the array by value
+        spill_dir = (
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="pattern_lens_stream_", dir=_spill_root()))
+            if not session.in_process and session.backend_name != "dask"
+            else None
+        )
+        spill_ids = itertools.count()
+        handoff: queue.Queue = queue.Queue(maxsize=max_queued_layers or max(2, session.n_workers))
+        t0 = time.perf_counter()
+        forward_end = [t0]
+
+        stop = threading.Event()  # set when the consumer gives up (an error): the forward thread ends
+
+        def put(item: Any) -> None:
+            tw = time.perf_counter()
+            while True:
+                try:
+                    handoff.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    if stop.is_set():
+                        raise _Stopped from None
+            summary.wait_seconds += time.perf_counter() - tw
+
+        def produce() -> None:
+            try:
+                for batch in make_batches(prepared, batch_size):
+                    writers = (
+                        {id(p): NpzWriter(dirs[id(p)] / ACTIVATIONS_FILE, compress_level) for p in batch}
+                        if save_activations
+                        else {}
+                    )
+
+                    def sink(p: Any, layer: int, arr: np.ndarray) -> None:
+                        if writers:
+                            tn = time.perf_counter()
+                            writers[id(p)].add(layer_key(layer), arr[None])
+                            summary.npz_seconds += time.perf_counter() - tn
+                        if layer in render_layers:
+                            d = str(dirs[id(p)])
+                            est = planner_prior.layer_estimate(PromptWork(d, p.seq_len))
+                            task = Task(
+                                bundle, force, profile, pm.n_heads, ((d, layer, tuple(head_sel)),), est,
+                                timeout=timeout, root=str(Path(save_path).resolve()),
+                            )
+                            handed: np.ndarray | str = arr
+                            if spill_dir is not None:  # worker processes: a file they map and delete
+                                ts = time.perf_counter()
+                                handed = str(Path(spill_dir) / f"{next(spill_ids)}.npy")
+                                np.save(handed, arr)
+                                summary.spill_seconds += time.perf_counter() - ts
+                            put(InMemoryTask(task, (handed,)))
+
+                    try:
+                        run_batch(pm, batch, run_layers, sink, times)
+                    except Exception as e:  # noqa: BLE001 -- a failed batch costs its prompts, not the run
+                        for w in writers.values():
+                            w.abort()  # no partial .npz
+                        if isinstance(e, _Stopped):
+                            return
+                        names = ", ".join(p.where for p in batch)
+                        batch_errors.append(
+                            (f"forward pass failed for {names}: {type(e).__name__}: {e}", heads_per_prompt * len(batch))
+                        )
+                    else:
+                        for w in writers.values():
+                            w.close()
+            except BaseException as e:  # noqa: BLE001 -- re-raised in the calling thread
+                failures.append(e)
+            finally:
+                forward_end[0] = time.perf_counter()
+                try:
+                    put(_DONE)
+                except _Stopped:
+                    pass
+
+        producer = threading.Thread(target=produce, name="pattern_lens-forward", daemon=True)
+        total = summary.n_heads + len(prepared) * heads_per_prompt
+        with tqdm(
+            total=total, initial=summary.n_heads, unit="head", desc=model_dir.name, disable=not progress,
+            file=sys.stderr, dynamic_ncols=True, smoothing=0.1,
+        ) as bar:
+            producer.start()
+            try:
+                for res in run_all(session, run_in_memory_task, iter(handoff.get, _DONE)):
+                    summary.merge(res)
+                    bar.update(res.n_heads)
+            finally:
+                stop.set()
+                producer.join()
+        t_end = time.perf_counter()
+        summary.elapsed += t_end - t0
+        summary.forward_wall_seconds = forward_end[0] - t0
+        summary.tail_seconds = max(0.0, t_end - forward_end[0])
+    if failures:
+        raise failures[0]
+    for msg, n in batch_errors:
+        summary.add_input_error(msg, n)
+        summary.n_heads += n
+    summary.forward_seconds = times.forward
+    summary.copy_out_seconds = times.copy_out
+    summary.n_batches = times.n_batches
+
+    write_indexes(save_path, model_dir, funcs, summary)
+    if verbose:
+        print(summary.format())
+    return summary

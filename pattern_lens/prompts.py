@@ -1,0 +1,148 @@
+"""loading prompts from jsonl files (the reference's `pattern_lens.prompts`), and the prompt set we ship
+
+`load_text_data` is the reference's: read a jsonl file of `{"text": ...}` objects, drop those shorter
+than `min_chars`, cut those longer than `max_chars` into pieces. Lines that are not a JSON object with
+a string `"text"` raise `PromptsFileError` naming the file and line (the reference failed on them
+with a bare `JSONDecodeError` / `KeyError`); `read_prompts_file` instead returns them as errors so a
+run can go on with the other prompts.
+
+`BUILTIN_PROMPTS` is a small prompt set shipped with the package (`pattern_lens/data/prompts.jsonl`),
+so the commands run without downloads.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from pattern_lens._errors import InputError
+
+__all__ = [
+    "load_text_data",
+    "read_prompts_file",
+    "split_prompts",
+    "PromptsFileError",
+    "PromptLineError",
+    "BUILTIN_PROMPTS",
+]
+
+BUILTIN_PROMPTS: Path = Path(__file__).parent / "data" / "prompts.jsonl"
+"""prompts shipped with the package: short texts written for this project (public domain, CC0), of
+different lengths and styles; see `pattern_lens/data/README.md`"""
+
+
+class PromptsFileError(InputError, ValueError):
+    """a prompts file is missing, unreadable, or has a line that is not a prompt"""
+
+
+@dataclass(frozen=True)
+class PromptLineError:
+    """one bad line of a prompts file: `where` (`file:line`) and what is wrong"""
+
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+def read_prompts_file(fname: Path | str) -> tuple[list[tuple[str, dict]], list[PromptLineError]]:
+    """read a jsonl prompts file, keeping the good lines and listing the bad ones
+
+    A good line is a JSON object with a non-empty string `"text"`; blank lines are ignored. Each
+    prompt gets `"source_fname"` (the file, posix) like the reference's `load_text_data`.
+
+    # Returns:
+     - `tuple[list[tuple[str, dict]], list[PromptLineError]]` `(file:line, prompt)` in file order,
+       and the bad lines
+
+    # Raises:
+     - `PromptsFileError` when the file cannot be opened or decoded
+    """
+    path = Path(fname)
+    prompts: list[tuple[str, dict]] = []
+    errors: list[PromptLineError] = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise PromptsFileError(f"prompts file not found: {path} (expected jsonl, one {{\"text\": ...}} a line)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise PromptsFileError(f"cannot read prompts file {path}: {e}") from e
+    for i, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{i}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            errors.append(PromptLineError(where, f"not valid JSON ({e})"))
+            continue
+        if not isinstance(obj, dict):
+            errors.append(PromptLineError(where, f"expected a JSON object with 'text', got {type(obj).__name__}"))
+        elif "text" not in obj:
+            errors.append(PromptLineError(where, f"no 'text' key (keys: {sorted(obj)})"))
+        elif not isinstance(obj["text"], str):
+            errors.append(PromptLineError(where, f"'text' is {type(obj['text']).__name__}, expected a string"))
+        elif not obj["text"].strip():
+            errors.append(PromptLineError(where, "empty prompt: 'text' has no characters to tokenize"))
+        else:
+            obj["source_fname"] = path.as_posix()
+            prompts.append((where, obj))
+    return prompts, errors
+
+
+def split_prompts(
+    prompts: list[dict],
+    min_chars: int | None = None,
+    max_chars: int | None = None,
+    shuffle: bool = False,
+) -> list[dict]:
+    """the reference's length handling: drop short texts, cut long ones into `max_chars` pieces, drop short pieces, shuffle"""
+    data = list(prompts)
+    if min_chars is not None:
+        data = [d for d in data if len(d["text"]) >= min_chars]
+    if max_chars is not None:
+        pieces: list[dict] = []
+        for d in data:
+            text: str = d["text"]
+            while len(text) > max_chars:
+                pieces.append({**d, "text": text[:max_chars]})
+                text = text[max_chars:]
+            pieces.append({**d, "text": text})
+        data = pieces
+    if min_chars is not None:
+        data = [d for d in data if len(d["text"]) >= min_chars]
+    if shuffle:
+        random.shuffle(data)
+    return data
+
+
+def load_text_data(
+    fname: Path,
+    min_chars: int | None = None,
+    max_chars: int | None = None,
+    shuffle: bool = False,
+) -> list[dict]:
+    """read a jsonl file of prompts and split them into reasonable sizes
+
+    # Parameters:
+     - `fname : Path` jsonl file, one JSON object with a `"text"` key a line
+     - `min_chars : int | None` drop texts (and pieces) shorter than this (defaults to `None`: keep all)
+     - `max_chars : int | None` cut longer texts into pieces of at most this many characters
+       (defaults to `None`: no cutting)
+     - `shuffle : bool` shuffle the result (defaults to `False`)
+
+    # Returns:
+     - `list[dict]` prompts with `"text"`, their other keys and `"source_fname"`; not necessarily as
+       many as the lines of the file
+
+    # Raises:
+     - `PromptsFileError` (a `ValueError`) naming the file and line of the first bad line, or when
+       the file cannot be read
+    """
+    prompts, errors = read_prompts_file(fname)
+    if errors:
+        raise PromptsFileError(f"{errors[0]}" + (f" (and {len(errors) - 1} more bad lines)" if len(errors) > 1 else ""))
+    return split_prompts([p for _, p in prompts], min_chars, max_chars, shuffle)
