@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -49,7 +50,9 @@ def parse_index_list(text: str) -> list[int]:
                 lo, hi = part.split("-", 1)
                 lo_i, hi_i = int(lo), int(hi)
                 if hi_i < lo_i:
-                    raise ValueError(part)
+                    raise argparse.ArgumentTypeError(
+                        f"range {part!r} in {text!r} is reversed: write it low to high, '{hi_i}-{lo_i}'"
+                    )
                 out.extend(range(lo_i, hi_i + 1))
             else:
                 out.append(int(part))
@@ -77,7 +80,7 @@ def _positive_int(text: str) -> int:
 
 
 def _jobs(text: str) -> int:
-    return _int_arg(text, lambda v: v != 0, "a number of workers (-1: all cores), not 0")
+    return _int_arg(text, lambda v: v != 0, "a positive number of workers, or -1 for all cores (-2 all but one, ...)")
 
 
 def _figure_funcs_select(text: str | None) -> set[str] | str | None:
@@ -96,7 +99,8 @@ def _figure_funcs_select(text: str | None) -> set[str] | str | None:
 def _add_selection_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--figure-funcs", type=str, default=None,
-        help="figure functions to run: a glob ('raw*'), a comma list ('raw,diag'), or 'none' for all (default: all)",
+        help="figure functions to run: a glob ('raw*') or comma-separated names ('raw,diag') "
+        "(default: every registered function; 'none' also means all, as in the reference)",
     )
     p.add_argument(
         "--force", "-f", nargs="?", const=True, default=False, type=parse_bool, metavar="BOOL",
@@ -106,8 +110,8 @@ def _add_selection_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--heads", type=parse_index_list, default=None, help="heads to render in each layer (default: all)")
     p.add_argument(
         "--import", dest="imports", action="append", default=[], metavar="MODULE",
-        help="import MODULE first (repeatable): a module registering figure functions; it must be "
-        "importable by the worker processes too",
+        help="import MODULE first (repeatable): a module registering figure functions, looked up in the "
+        "current folder first (as `python -m` does), then on sys.path",
     )
 
 
@@ -123,13 +127,24 @@ def _add_execution_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _import_modules(names: Sequence[str]) -> None:
+    """import the `--import` modules, the current folder first on `sys.path` as `python -m` puts it
+
+    The console script, unlike `python -m`, does not put the current folder on `sys.path`. Worker
+    processes get the parent's `sys.path` (loky, multiprocessing), so they find the module too.
+    """
+    if not names:
+        return
+    cwd = os.getcwd()
+    if not any(p in ("", cwd) or (p and os.path.abspath(p) == cwd) for p in sys.path):
+        sys.path.insert(0, cwd)
     for name in names:
         try:
             importlib.import_module(name)
         except ImportError as e:
             raise PatternLensError(
-                f"cannot import figure-function module {name!r}: {e} (it must be on sys.path, e.g. "
-                "installed or in the current folder / PYTHONPATH)"
+                f"cannot import figure-function module {name!r}: {e} (looked in the current folder "
+                f"{cwd} and on sys.path: run from the folder holding {name.replace('.', '/')}.py, add "
+                "its folder to PYTHONPATH, or install it)"
             ) from e
 
 

@@ -40,18 +40,23 @@ from pattern_lens._pipeline.indexes import (
     sanitize_model_name,
     write_figures_jsonl,
     write_models_jsonl,
-    write_prompts_jsonl,
 )
+from pattern_lens._pipeline.indexes import write_prompts_jsonl as generate_prompts_jsonl
 from pattern_lens._pipeline.inputs import HTConfigMock, check_layers, clean_index_temp, load_model_cfg, prompt_work
 from pattern_lens._pipeline.npz import ActivationsFile
 from pattern_lens._layout import head_dir, layer_key
 from pattern_lens._pipeline.outputs import figure_func_name, list_head_dir, run_figure_funcs
 from pattern_lens._pipeline.run import render_prompts
 from pattern_lens._pipeline.summary import FailureStat, RenderSummary
+from pattern_lens._spinner import SpinnerContext
+from pattern_lens.attn_figure_funcs import ATTENTION_MATRIX_FIGURE_FUNCS
 from pattern_lens.consts import DATA_DIR, ActivationCacheNp, AttentionMatrix
 from pattern_lens.profile import export_profile
 
 __all__ = [
+    "ATTENTION_MATRIX_FIGURE_FUNCS",
+    "generate_prompts_jsonl",
+    "SpinnerContext",
     "HTConfigMock",
     "process_single_head",
     "compute_and_save_figures",
@@ -72,8 +77,8 @@ FigureFuncsSelect = set[str] | frozenset[str] | str | Sequence[Callable] | None
 
 
 def _registered_funcs() -> list[Callable]:
-    from pattern_lens.attn_figure_funcs import ATTENTION_MATRIX_FIGURE_FUNCS
-
+    """the registered functions, read through this module's `ATTENTION_MATRIX_FIGURE_FUNCS` so that
+    patching it (as the reference's tests do) changes what runs"""
     return list(ATTENTION_MATRIX_FIGURE_FUNCS)
 
 
@@ -173,7 +178,7 @@ def compute_and_save_figures(
        array `(n_layers, n_heads, n, n)`
      - `figure_funcs : Sequence[Callable]`
      - `save_path : Path` root holding `<model>/prompts.jsonl`, rebuilt at the end like the
-       reference (defaults to `Path(DATA_DIR)`)
+       reference, by one call of this module's `generate_prompts_jsonl` (defaults to `Path(DATA_DIR)`)
      - `force_overwrite : bool` (defaults to `False`)
      - `track_results : bool` return every head's status (defaults to `False`)
 
@@ -196,7 +201,7 @@ def compute_and_save_figures(
             if track_results:
                 for name, st in status.items():
                     results.setdefault(name, {})[(layer, head)] = st
-    write_prompts_jsonl(Path(save_path) / model_cfg.model_name_sanitized)
+    generate_prompts_jsonl(Path(save_path) / sanitize_model_name(model_cfg.model_name))
     return results if track_results else None
 
 
@@ -219,7 +224,8 @@ def process_prompt(
     # Raises:
      - `ActivationsError` (a `ValueError`) naming the file when the activations are bad
     """
-    prompt_dir = Path(save_path) / model_cfg.model_name_sanitized / "prompts" / prompt["hash"]
+    model_dir = Path(save_path) / sanitize_model_name(model_cfg.model_name)
+    prompt_dir = model_dir / "prompts" / prompt["hash"]
     with ActivationsFile(prompt_dir / "activations.npz", n_heads=model_cfg.n_heads) as acts:
         for layer in range(model_cfg.n_layers):
             patterns = acts.read_layer(layer)
@@ -227,7 +233,7 @@ def process_prompt(
                 process_single_head(
                     layer, head, patterns[head], head_dir(prompt_dir, layer, head), figure_funcs, force_overwrite
                 )
-    write_prompts_jsonl(Path(save_path) / model_cfg.model_name_sanitized)
+    generate_prompts_jsonl(model_dir)
 
 
 def figures_main(
@@ -330,12 +336,9 @@ def figures_main(
         desc=model_dir.name,
         summary=summary,
     )
-    write_prompts_jsonl(model_dir)
+    generate_prompts_jsonl(model_dir)
     write_models_jsonl(save_path)
-    try:
-        registered = _registered_funcs()
-    except ImportError:
-        registered = []
+    registered = _registered_funcs()
     write_figures_jsonl(save_path, [*registered, *(f for f in funcs if f not in registered)])
     if verbose:
         print(summary.format())

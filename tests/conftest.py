@@ -7,7 +7,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+SHARED = Path(os.environ.get("PATTERN_LENS_SHARED", REPO.parent / "shared"))
+"the project's shared/ folder beside the checkout; PATTERN_LENS_SHARED names another (e.g. from a git worktree)"
 PARITY = SHARED / "parity" / "pythia-14m"
 
 settings.register_profile(

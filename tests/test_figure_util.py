@@ -166,7 +166,7 @@ def test_matplotlib_multifigure_saver(tmp_path):
     pair(CAUSAL, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pair.a.svg", "pair.b.svg"]
     assert (tmp_path / "pair.a.svg").read_text().lstrip().startswith("<?xml")
-    assert pair.figure_save_fmt == "svg" and pair._figure_names == ("a", "b")
+    assert pair.figure_save_fmt == "svg" and pair._figure_names == ("pair.a", "pair.b")
 
     @fu.matplotlib_multifigure_saver(names=["x", "y", "z"])
     def failing(matrix, axes):

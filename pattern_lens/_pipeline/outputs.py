@@ -1,8 +1,8 @@
 """what a figure function writes into a head folder, and running the functions on one head
 
-A head folder is `<prompt_dir>/L<L>/H<H>/`. A single-figure function `f` (with `f.figure_save_fmt`)
-writes `<f.__name__>.<fmt>`; a multi-figure one (with `f._figure_names`) writes
-`<f.__name__>.<name>.<fmt>` for each name; a failure writes `<f.__name__>.error.txt`.
+A head folder is `<prompt_dir>/L<L>/H<H>/`. A figure function `f` with `f.figure_save_fmt` writes
+`<figure>.<fmt>` for each of its figure names (`pattern_lens._layout.figure_names`: `<f.__name__>`, or
+`<f.__name__>.<name>` for each figure of a multi-figure one); a failure writes `<f.__name__>.error.txt`.
 
 Resuming needs to know which outputs exist: the folder is listed once (one `os.scandir`) and every
 function is checked against that listing, where the reference globs the disk once per function.
@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import os
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
 
-from pattern_lens._layout import error_file_name, figure_file_name, is_temp_name
+from pattern_lens._layout import error_file_name, figure_file_name, figure_names, is_temp_name
 from pattern_lens._pipeline.atomic import atomic_write_text
 
 __all__ = [
@@ -41,23 +41,18 @@ def expected_outputs(func: Callable) -> tuple[str, ...] | None:
 
     # Parameters:
      - `func : Callable`
-       a figure function; reads `func.figure_save_fmt` and, for multi-figure functions,
-       `func._figure_names`
+       a figure function; reads `func.figure_save_fmt` and `func._figure_names`
 
     # Returns:
      - `tuple[str, ...]`
-       `("<name>.<fmt>",)` or `("<name>.<fig>.<fmt>", ...)`
+       `("<func>.<fmt>",)` or, for a multi-figure function, `("<func>.<fig>.<fmt>", ...)`
      - `None` when the function does not declare `figure_save_fmt` (a plain user function): then
        any file named `<name>.*` other than its error file counts as its output, like the reference
     """
     fmt: str | None = getattr(func, "figure_save_fmt", None)
     if fmt is None:
         return None
-    name: str = figure_func_name(func)
-    fig_names: Sequence[str] | None = getattr(func, "_figure_names", None)
-    if fig_names:
-        return tuple(figure_file_name(name, fmt, fig) for fig in fig_names)
-    return (figure_file_name(name, fmt),)
+    return tuple(figure_file_name(name, fmt) for name in figure_names(func))
 
 
 def is_complete(func: Callable, listing: set[str] | frozenset[str]) -> bool:
