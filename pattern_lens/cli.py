@@ -293,9 +293,8 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     from pattern_lens.bench import FORMATS, METHODS, BenchConfig
 
     jobs = ",".join(map(str, BenchConfig().jobs))
-    positives = _list_of(_positive_int, "positive integers like 128,512")
-    p.add_argument("--n-ctx", type=positives, default=None, help="comma-separated context lengths (default: 128,512,1024,2048)")
-    p.add_argument("--jobs", type=positives, default=None, help=f"comma-separated job counts (default: {jobs})")
+    p.add_argument("--n-ctx", type=_list_of(_positive_int, "positive integers like 128,512"), default=None, help="comma-separated context lengths (default: 128,512,1024,2048)")
+    p.add_argument("--jobs", type=_list_of(_positive_int, "positive integers like 1,4"), default=None, help=f"comma-separated job counts (default: {jobs})")
     p.add_argument("--formats", type=_list_of(_one_of(FORMATS), "formats from png,svg,svgz"), default=None, help="comma-separated, of png,svg,svgz (default: png,svgz)")
     p.add_argument("--methods", type=_list_of(_one_of(METHODS), "methods from reference,exact,fast"), default=None, help="comma-separated, of reference,exact,fast (default: all)")
     p.add_argument("--repeat", type=_positive_int, default=None, help="timed rounds per configuration, median counts (default: 3)")

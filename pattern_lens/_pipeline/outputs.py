@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -84,16 +84,15 @@ def pending_funcs(
     return pending
 
 
-def list_head_dir(path: Path | str, clean_temp: bool = True) -> set[str]:
-    """list a head folder once, dropping (and by default deleting) leftover temporary files
+def list_head_dir(path: Path | str) -> set[str]:
+    """list a head folder once, deleting the temporary files a killed run left behind
+
+    Two runs writing the same folder at the same time are not supported: one could delete the
+    other's temporary file in flight.
 
     # Parameters:
      - `path : Path | str`
        the head folder; a missing folder lists as empty
-     - `clean_temp : bool`
-       delete `.<name>.XXXX.tmp` files a killed run left behind. Two runs writing the same
-       folder at the same time are not supported: one could delete the other's file in flight.
-       (defaults to `True`)
 
     # Returns:
      - `set[str]`
@@ -104,11 +103,10 @@ def list_head_dir(path: Path | str, clean_temp: bool = True) -> set[str]:
         with os.scandir(path) as it:
             for entry in it:
                 if is_temp_name(entry.name):
-                    if clean_temp:
-                        try:
-                            os.unlink(entry.path)
-                        except FileNotFoundError:
-                            pass
+                    try:
+                        os.unlink(entry.path)
+                    except FileNotFoundError:
+                        pass
                     continue
                 names.add(entry.name)
     except FileNotFoundError:
@@ -129,6 +127,8 @@ def run_figure_funcs(
     figure_funcs: Iterable[Callable],
     listing: set[str],
     force_overwrite: bool = False,
+    *,
+    pending: Sequence[Callable] | None = None,
 ) -> dict[str, bool | Exception]:
     """run figure functions on one head, skipping those whose outputs are all in `listing`
 
@@ -147,13 +147,17 @@ def run_figure_funcs(
      - `force_overwrite : bool`
        run every function even when its outputs exist
        (defaults to `False`)
+     - `pending : Sequence[Callable] | None`
+       the functions still to run, when the caller already has them from `pending_funcs`
+       (defaults to `None`: computed here)
 
     # Returns:
      - `dict[str, bool | Exception]`
        function name -> `True` (done or already there) or the exception it raised
     """
     figure_funcs = list(figure_funcs)
-    pending = pending_funcs(figure_funcs, Path(save_dir), listing, force_overwrite)
+    if pending is None:
+        pending = pending_funcs(figure_funcs, Path(save_dir), listing, force_overwrite)
     status: dict[str, bool | Exception] = {}
     for func in figure_funcs:
         name: str = figure_func_name(func)
