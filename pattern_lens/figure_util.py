@@ -208,13 +208,7 @@ def matplotlib_multifigure_saver(
        unregistered function is resumed and indexed like a registered one
 
     # Usage:
-    ```python
-    @register_attn_figure_multifunc(["hist", "heatmap"])
-    @matplotlib_multifigure_saver(["hist", "heatmap"])
-    def stats(attn_matrix: AttentionMatrix, axes: dict[str, plt.Axes]) -> None:
-        axes["hist"].hist(attn_matrix.flatten(), bins=30)
-        axes["heatmap"].matshow(attn_matrix, cmap="viridis")
-    ```
+    stacked under `@register_attn_figure_multifunc(names)` with the same names (see its docstring)
     """
     names = tuple(names)
     assert len(names) > 0, "matplotlib_multifigure_saver needs at least one figure name"
