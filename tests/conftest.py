@@ -35,7 +35,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 def parity_dir() -> Path:
     """the reference's pythia-14m renders, read in place; skips (with the reason) where absent"""
     if not PARITY.is_dir():
-        pytest.skip(f"parity corpus not found at {PARITY} (../shared is absent in this checkout)")
+        pytest.skip(f"parity corpus not found at {PARITY} (no ../shared beside this checkout; PATTERN_LENS_SHARED can name the folder)")
     return PARITY
 
 

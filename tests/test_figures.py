@@ -121,7 +121,7 @@ def _outputs(model_dir: Path) -> dict[str, bytes]:
 def _parity_copy(dst: Path) -> Path:
     """copy the parity corpus's inputs (json, jsonl, npz), not its PNGs"""
     if not (PARITY_ROOT / "pythia-14m").is_dir():
-        pytest.skip(f"parity corpus not found at {PARITY_ROOT} (../shared is absent in this checkout)")
+        pytest.skip(f"parity corpus not found at {PARITY_ROOT} (no ../shared beside this checkout; PATTERN_LENS_SHARED can name the folder)")
     for src in (PARITY_ROOT / "pythia-14m").rglob("*"):
         if src.is_file() and src.suffix in {".json", ".jsonl", ".npz"}:
             out = dst / src.relative_to(PARITY_ROOT)
