@@ -50,8 +50,9 @@ def parse_index_list(text: str) -> list[int]:
                 lo, hi = part.split("-", 1)
                 lo_i, hi_i = int(lo), int(hi)
                 if hi_i < lo_i:
+                    where = "" if part == text.strip() else f" in {text!r}"
                     raise argparse.ArgumentTypeError(
-                        f"range {part!r} in {text!r} is reversed: write it low to high, '{hi_i}-{lo_i}'"
+                        f"range {part!r}{where} is reversed: write it low to high, '{hi_i}-{lo_i}'"
                     )
                 out.extend(range(lo_i, hi_i + 1))
             else:

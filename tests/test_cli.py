@@ -65,7 +65,7 @@ def test_render_options():
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--layers", "3-1"], "range '3-1' in '3-1' is reversed: write it low to high, '1-3'"),
+        (["--layers", "3-1"], "argument --layers: range '3-1' is reversed: write it low to high, '1-3'"),
         (["--heads", "0,5-2"], "range '5-2' in '0,5-2' is reversed: write it low to high, '2-5'"),
         (["--jobs", "0"], "expected a positive number of workers, or -1 for all cores (-2 all but one, ...), got 0"),
     ],
