@@ -28,10 +28,22 @@ SPINNER_CHARS: dict[str, Sequence[str]] = {
 _COMPLETE: dict[str, str] = {"default": "#", "dots": "***", "bars": "|||"}
 
 
+def _from_config(config: Any) -> tuple[str | Sequence[str] | None, str | None]:
+    """(working characters or a name, completion mark) from muutils' `config` argument"""
+    if isinstance(config, (str, list, tuple)):
+        return config, None
+    get = config.get if isinstance(config, dict) else lambda key, default=None: getattr(config, key, default)
+    return get("working", None), get("success", None)
+
+
 class SpinnerContext:
     """context manager showing a message while a block runs, and how long it took
 
     # Parameters (keyword-only, as in muutils):
+     - `config : str | Sequence[str] | dict | None` newer muutils' form, which the reference's
+       `SPINNER_KWARGS = dict(config=dict(success="✔️ "))` uses: a name in `SPINNER_CHARS`, the
+       characters, or a dict (or object) with `working` (characters) and `success` (the completion
+       mark); wins over `spinner_chars` / `spinner_complete` (defaults to `None`)
      - `spinner_chars : str | Sequence[str]` a name in `SPINNER_CHARS` or the characters
        (defaults to `"default"`)
      - `update_interval : float` accepted for compatibility; nothing animates (defaults to `0.1`)
@@ -53,6 +65,7 @@ class SpinnerContext:
     def __init__(
         self,
         *args: Any,
+        config: str | Sequence[str] | dict | Any | None = None,
         spinner_chars: str | Sequence[str] = "default",
         update_interval: float = 0.1,
         spinner_complete: str | None = None,
@@ -67,6 +80,10 @@ class SpinnerContext:
             raise ValueError(f"SpinnerContext does not accept positional arguments: {args}")
         if kwargs:
             raise ValueError(f"SpinnerContext did not recognize these keyword arguments: {kwargs}")
+        if config is not None:
+            working, success = _from_config(config)
+            spinner_chars = working if working is not None else spinner_chars
+            spinner_complete = success if success is not None else spinner_complete
         named = isinstance(spinner_chars, str)
         self.spinner_chars: Sequence[str] = (
             SPINNER_CHARS.get(spinner_chars, SPINNER_CHARS["default"]) if named else spinner_chars

@@ -141,6 +141,11 @@ def test_spinner_context_is_muutils_compatible():
         sp.update_value(" (3 of 3)")
     # first frame on entry, the completion mark with the elapsed time and the value on exit
     assert re.fullmatch(r"\r\| \(0\.\d\ds\) loading prompts\r# \(\d\.\d\ds\) loading prompts \(3 of 3\)\n", out.getvalue()), out.getvalue()
+    # the reference's SPINNER_KWARGS (newer muutils: `config`)
+    out = io.StringIO()
+    with figures.SpinnerContext(message="parsing args", output_stream=out, config=dict(success="✔️ ")):
+        pass
+    assert out.getvalue().endswith(") parsing args\n") and "\r✔️  (" in out.getvalue(), out.getvalue()
     for bad in (dict(format_string="{nope}"), dict(colour="red")):
         with pytest.raises(ValueError):
             figures.SpinnerContext(output_stream=io.StringIO(), **bad)
