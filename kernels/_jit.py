@@ -6,6 +6,11 @@ kernels concurrently), cache (compile once per machine, not once per worker proc
 `parallel=True`: parallelism comes from joblib across heads, and numba threads inside joblib workers
 would oversubscribe the cores.
 
+Kernels are `typing.no_type_check`: runtime type checkers (beartype, typeguard, jaxtyping's import
+hook, which the reference's test setup runs on the whole package) must leave them alone. The import
+hook wraps every function it compiles before the decorators run, and numba cannot compile (or cache)
+that wrapper, so `jit` compiles the function the wrapper wraps.
+
 numba's on-disk cache is keyed on the kernel's own source file: after changing the options here,
 delete `kernels/__pycache__/*.nbi` and `*.nbc`, or the old compiled kernels keep being loaded.
 
@@ -18,9 +23,11 @@ Processes that start at once against an empty cache are safe: numba writes each 
 temporary name and renames it into place (tests/test_faults.py runs 8 at once, twice).
 """
 
+import inspect
 import os
 import stat
 import tempfile
+import typing
 import warnings
 from pathlib import Path
 
@@ -98,4 +105,9 @@ def _choose_cache() -> bool:
 CACHE: bool = _choose_cache()
 "whether compiled kernels are cached on disk in this process"
 
-jit = numba.njit(nogil=True, cache=CACHE, error_model="numpy")
+_njit = numba.njit(nogil=True, cache=CACHE, error_model="numpy")
+
+
+def jit(func):
+    """compile `func` as a kernel (see the module docstring), marked `typing.no_type_check`"""
+    return _njit(typing.no_type_check(inspect.unwrap(func)))

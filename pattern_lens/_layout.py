@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = [
@@ -34,6 +35,9 @@ __all__ = [
     "layer_key",
     "prompt_dir",
     "head_dir",
+    "FIGURE_NAMES_ATTR",
+    "figure_name",
+    "figure_names",
     "figure_file_name",
     "error_file_name",
     "temp_prefix",
@@ -76,9 +80,25 @@ def head_dir(prompt_dir: Path | str, layer: int, head: int) -> Path:
     return Path(prompt_dir) / f"L{layer}" / f"H{head}"
 
 
+FIGURE_NAMES_ATTR: str = "_figure_names"
+"""the attribute naming a figure function's figures, as the reference sets it: `("<func>",)` for a
+single-figure function, `("<func>.<figure>", ...)` for a multi-figure one"""
+
+
+def figure_name(func_name: str, figure: str | None = None) -> str:
+    """`<func>`, or `<func>.<figure>` for one figure of a multi-figure function"""
+    return func_name if figure is None else f"{func_name}.{figure}"
+
+
+def figure_names(func: Callable) -> tuple[str, ...]:
+    """the names of the figures `func` saves: its `_figure_names`, else `(func.__name__,)`"""
+    names = getattr(func, FIGURE_NAMES_ATTR, None)
+    return tuple(names) if names else (getattr(func, "__name__", "<unknown>"),)
+
+
 def figure_file_name(func_name: str, fmt: str, figure: str | None = None) -> str:
     """`<func>.<fmt>`, or `<func>.<figure>.<fmt>` for one figure of a multi-figure function"""
-    return f"{func_name}.{fmt}" if figure is None else f"{func_name}.{figure}.{fmt}"
+    return f"{figure_name(func_name, figure)}.{fmt}"
 
 
 def error_file_name(func_name: str) -> str:

@@ -1,26 +1,19 @@
 """the registry of figure functions run on every attention head, and the default figure `raw`
 
 Register your own with `@register_attn_figure_func` (one figure) or
-`@register_attn_figure_multifunc(names)` (several). To run in a parallel pipeline, a figure function
-must be importable by worker processes: define it at the top level of a module (not in `__main__`,
-a notebook cell or a closure) and import that module before calling the pipeline.
+`@register_attn_figure_multifunc(names)` stacked on `@matplotlib_multifigure_saver(names)` (several).
+To run in a parallel pipeline, a figure function must be importable by worker processes: define it at
+the top level of a module (not in `__main__`, a notebook cell or a closure) and import that module
+before calling the pipeline.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
+from pattern_lens._layout import FIGURE_NAMES_ATTR, figure_name, figure_names
 from pattern_lens.consts import AttentionMatrix
-from pattern_lens.figure_util import (
-    AttentionMatrixFigureFunc,
-    Matrix2D,
-    matplotlib_multifigure_saver,
-    save_matrix_wrapper,
-)
-
-if TYPE_CHECKING:
-    import matplotlib.pyplot as plt
+from pattern_lens.figure_util import AttentionMatrixFigureFunc, Matrix2D, save_matrix_wrapper
 
 __all__ = [
     "ATTENTION_MATRIX_FIGURE_FUNCS",
@@ -29,6 +22,9 @@ __all__ = [
     "get_all_figure_names",
     "raw",
 ]
+
+_FIGURE_NAMES_KEY: str = FIGURE_NAMES_ATTR
+"the attribute holding a registered function's figure names (the reference's private name)"
 
 ATTENTION_MATRIX_FIGURE_FUNCS: list[AttentionMatrixFigureFunc] = []
 "every registered figure function, in registration order"
@@ -44,27 +40,48 @@ def register_attn_figure_func(func: AttentionMatrixFigureFunc) -> AttentionMatri
 
     # Returns:
      - `AttentionMatrixFigureFunc`
-       `func` itself, now in `ATTENTION_MATRIX_FIGURE_FUNCS`
+       `func` itself, now in `ATTENTION_MATRIX_FIGURE_FUNCS`, with `_figure_names` set to
+       `(func.__name__,)` like the reference (kept when `func` already names its figures, e.g. made by
+       `matplotlib_multifigure_saver`, so that its outputs are still found on resume)
     """
+    if not getattr(func, FIGURE_NAMES_ATTR, None):
+        setattr(func, FIGURE_NAMES_ATTR, (func.__name__,))
     ATTENTION_MATRIX_FIGURE_FUNCS.append(func)
     return func
 
 
 def register_attn_figure_multifunc(
     names: Sequence[str],
-) -> Callable[[Callable[[AttentionMatrix, dict[str, plt.Axes]], None]], AttentionMatrixFigureFunc]:
-    """decorator registering a function that saves several matplotlib figures, one per name
+) -> Callable[[AttentionMatrixFigureFunc], AttentionMatrixFigureFunc]:
+    """decorator registering a function that saves several figures, one per name
+
+    It only registers: stack it on `@matplotlib_multifigure_saver(names)` (or on your own function
+    that writes `save_dir / f"{func.__name__}.{name}.{fmt}"` for each name).
 
     # Parameters:
      - `names : Sequence[str]`
-       the figure names; the files are `{func.__name__}.{name}.{fmt}`
+       the figure names
 
     # Returns:
-     - the decorator: it wraps the function with `matplotlib_multifigure_saver(names)` and registers it
-    """
+     - `Callable[[AttentionMatrixFigureFunc], AttentionMatrixFigureFunc]`
+       the decorator: it sets `func._figure_names = (f"{func.__name__}.{name}", ...)`, appends `func`
+       to `ATTENTION_MATRIX_FIGURE_FUNCS` and returns `func` itself
 
-    def decorator(func: Callable[[AttentionMatrix, dict[str, plt.Axes]], None]):
-        return register_attn_figure_func(matplotlib_multifigure_saver(names)(func))
+    # Usage:
+    ```python
+    @register_attn_figure_multifunc(["hist", "heatmap"])
+    @matplotlib_multifigure_saver(["hist", "heatmap"])
+    def stats(attn_matrix: AttentionMatrix, axes: dict[str, plt.Axes]) -> None:
+        axes["hist"].hist(attn_matrix.flatten(), bins=30)
+        axes["heatmap"].matshow(attn_matrix, cmap="viridis")
+    ```
+    """
+    names = tuple(names)
+
+    def decorator(func: AttentionMatrixFigureFunc) -> AttentionMatrixFigureFunc:
+        setattr(func, FIGURE_NAMES_ATTR, tuple(figure_name(func.__name__, name) for name in names))
+        ATTENTION_MATRIX_FIGURE_FUNCS.append(func)
+        return func
 
     return decorator
 
@@ -74,17 +91,10 @@ def get_all_figure_names() -> list[str]:
 
     # Returns:
      - `list[str]`
-       `func.__name__` for single-figure functions, `f"{func.__name__}.{name}"` for each name of a
-       multi-figure function, in registration order
+       each function's `_figure_names` (`func.__name__`, or `f"{func.__name__}.{name}"` for each
+       name of a multi-figure function), in registration order
     """
-    names: list[str] = []
-    for func in ATTENTION_MATRIX_FIGURE_FUNCS:
-        multi = getattr(func, "_figure_names", None)
-        if multi is None:
-            names.append(func.__name__)
-        else:
-            names.extend(f"{func.__name__}.{name}" for name in multi)
-    return names
+    return [name for func in ATTENTION_MATRIX_FIGURE_FUNCS for name in figure_names(func)]
 
 
 @register_attn_figure_func

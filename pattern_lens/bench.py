@@ -11,22 +11,20 @@ Before any time counts, each configuration's output is verified against the refe
 bytes for `exact` (svgz after decompression), decoded pixels for `fast`. Each configuration runs a
 warm-up round (kernel compilation, worker start-up), then `repeat` timed rounds; the median counts.
 Heads are written to files in a temporary folder, as a real export would.
+
+This module is the library (`BenchConfig` -> `run_benchmark` -> results, and the report's pieces);
+the command line (`pattern-lens bench`, `python -m pattern_lens.bench`) is in `pattern_lens.cli`.
 """
 
-import argparse
-import base64
 import functools
 import gzip
-import io
-import json
+import itertools
 import math
-import re
 import shutil
 import statistics
-import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,7 +37,20 @@ from pattern_lens._system import available_cpus, peak_rss_bytes
 from pattern_lens.figure_util import save_matrix_wrapper
 from pattern_lens.profile import export_profile
 
-__all__ = ["BenchConfig", "BenchResult", "run_benchmark", "format_table", "model_estimate", "main"]
+__all__ = [
+    "METHODS",
+    "FORMATS",
+    "QUICK",
+    "BenchConfig",
+    "BenchResult",
+    "run_benchmark",
+    "format_table",
+    "model_estimate",
+    "recommendation",
+    "plot",
+    "results_json",
+    "main",
+]
 
 METHODS: tuple[str, ...] = ("reference", "exact", "fast")
 FORMATS: tuple[str, ...] = ("png", "svg", "svgz")
@@ -154,17 +165,6 @@ def _render_batch(method: str, fmt: str, patterns_path: str, indices: Sequence[i
     return written, peak_rss_bytes() / 2**20
 
 
-def _decoded_rgb(data: bytes, fmt: str) -> np.ndarray:
-    from PIL import Image
-
-    if fmt == "svgz":
-        data = gzip.decompress(data)
-    if fmt != "png":
-        data = base64.b64decode(re.search(rb'base64,([^"]+)"', data).group(1))
-    with Image.open(io.BytesIO(data)) as img:
-        return np.asarray(img.convert("RGB"))
-
-
 def _verify(method: str, fmt: str, matrix: np.ndarray, out_dir: Path) -> None:
     """raise if `method`'s file differs from the reference algorithm's (bytes, or pixels for fast)"""
     if method == "reference":
@@ -176,7 +176,7 @@ def _verify(method: str, fmt: str, matrix: np.ndarray, out_dir: Path) -> None:
         unzip = gzip.decompress if fmt == "svgz" else (lambda b: b)
         same = unzip(ours) == unzip(expected)
     else:
-        same = np.array_equal(_decoded_rgb(ours, fmt), _decoded_rgb(expected, fmt))
+        same = np.array_equal(_baseline.decoded_rgb(ours, fmt), _baseline.decoded_rgb(expected, fmt))
     if not same:
         raise AssertionError(
             f"bench: {method} {fmt} output differs from the reference algorithm at n_ctx {matrix.shape[0]}"
@@ -201,8 +201,21 @@ def _time_round(method: str, fmt: str, patterns_path: str, n: int, jobs: int, ba
     return elapsed, sum(r[0] for r in results), max(r[1] for r in results)
 
 
-def run_benchmark(config: BenchConfig, progress=None) -> list[BenchResult]:
-    """measure every (format, n_ctx, method, jobs) configuration of `config`
+def _grid(config: BenchConfig) -> list[tuple[int, str, str, int]]:
+    """every (n_ctx, format, method, jobs) to measure, in order; the reference runs serially only"""
+    product = itertools.product(config.n_ctx, config.formats, config.methods, config.jobs)
+    return list(dict.fromkeys((n, f, m, 1 if m == "reference" else j) for n, f, m, j in product))
+
+
+def _round_heads(config: BenchConfig, method: str, fmt: str, patterns_path: str, out_dir: Path) -> int:
+    """heads per timed round: enough for `min_round_s` of serial work, so that parallel rounds are
+    long next to joblib's dispatch cost; the serial round measuring that is also the warm-up"""
+    serial_s = _time_round(method, fmt, patterns_path, config.heads, 1, None, out_dir)[0]
+    return config.heads * max(1, min(64, math.ceil(config.min_round_s / max(serial_s, 1e-6))))
+
+
+def run_benchmark(config: BenchConfig, progress: Callable[[str], None] | None = None) -> list[BenchResult]:
+    """measure every (n_ctx, format, method, jobs) configuration of `config`
 
     # Parameters:
      - `config : BenchConfig`
@@ -216,49 +229,44 @@ def run_benchmark(config: BenchConfig, progress=None) -> list[BenchResult]:
      - `AssertionError` if an output differs from the reference algorithm's
     """
     results: list[BenchResult] = []
+    patterns_paths: dict[int, str] = {}
+    heads_per_round: dict[tuple[int, str, str], int] = {}
+    reference_ms: dict[tuple[int, str], float] = {}
     with tempfile.TemporaryDirectory(prefix="pattern_lens_bench_") as tmp:
         out_dir = Path(tmp)
-        for n_ctx in config.n_ctx:
-            # `config.heads` distinct patterns, memory-mapped by every process; rounds cycle over them
-            patterns = _patterns(n_ctx, config.heads, config.seed)
-            patterns_path = str(out_dir / f"patterns_{n_ctx}.npy")
-            np.save(patterns_path, patterns)
-            for fmt in config.formats:
-                ref_ms = None
-                for method in config.methods:
-                    _verify(method, fmt, patterns[0], out_dir)
-                    # calibrate: a serial round of the distinct heads (also the warm-up), then enough
-                    # heads per round for `min_round_s` of serial work, so that parallel rounds are
-                    # long next to joblib's dispatch cost
-                    serial_s = _time_round(method, fmt, patterns_path, config.heads, 1, None, out_dir)[0]
-                    heads = config.heads * max(1, min(64, math.ceil(config.min_round_s / max(serial_s, 1e-6))))
-                    for jobs in (1,) if method == "reference" else config.jobs:
-                        if progress:
-                            progress(f"{fmt} n_ctx={n_ctx} {method} jobs={jobs} ({heads} heads a round)")
-                        if jobs > 1:  # warm-up: start the workers, compile (or load) the kernels there
-                            _time_round(method, fmt, patterns_path, heads, jobs, config.backend, out_dir)
-                        rounds = [
-                            _time_round(method, fmt, patterns_path, heads, jobs, config.backend, out_dir)
-                            for _ in range(config.repeat)
-                        ]
-                        wall = statistics.median(r[0] for r in rounds)
-                        ms = wall / heads * 1e3
-                        if method == "reference":
-                            ref_ms = ms
-                        results.append(
-                            BenchResult(
-                                method=method,
-                                fmt=fmt,
-                                n_ctx=n_ctx,
-                                jobs=jobs,
-                                ms_per_head=ms,
-                                mpix_per_s=n_ctx * n_ctx / (ms * 1e3),
-                                heads_per_s=1e3 / ms,
-                                speedup=None if ref_ms is None else ref_ms / ms,
-                                bytes_per_head=rounds[-1][1] / heads,
-                                peak_rss_mb=max(r[2] for r in rounds),
-                            )
-                        )
+        for n_ctx, fmt, method, jobs in _grid(config):
+            if n_ctx not in patterns_paths:
+                # `config.heads` distinct patterns, memory-mapped by every process; rounds cycle over them
+                patterns_paths[n_ctx] = str(out_dir / f"patterns_{n_ctx}.npy")
+                np.save(patterns_paths[n_ctx], _patterns(n_ctx, config.heads, config.seed))
+            path = patterns_paths[n_ctx]
+            if (n_ctx, fmt, method) not in heads_per_round:
+                _verify(method, fmt, np.asarray(_open_patterns(path)[0]), out_dir)
+                heads_per_round[n_ctx, fmt, method] = _round_heads(config, method, fmt, path, out_dir)
+            heads = heads_per_round[n_ctx, fmt, method]
+            if progress:
+                progress(f"{fmt} n_ctx={n_ctx} {method} jobs={jobs} ({heads} heads a round)")
+            if jobs > 1:  # warm-up: start the workers, compile (or load) the kernels there
+                _time_round(method, fmt, path, heads, jobs, config.backend, out_dir)
+            rounds = [_time_round(method, fmt, path, heads, jobs, config.backend, out_dir) for _ in range(config.repeat)]
+            ms = statistics.median(r[0] for r in rounds) / heads * 1e3
+            if method == "reference":
+                reference_ms[n_ctx, fmt] = ms
+            ref_ms = reference_ms.get((n_ctx, fmt))
+            results.append(
+                BenchResult(
+                    method=method,
+                    fmt=fmt,
+                    n_ctx=n_ctx,
+                    jobs=jobs,
+                    ms_per_head=ms,
+                    mpix_per_s=n_ctx * n_ctx / (ms * 1e3),
+                    heads_per_s=1e3 / ms,
+                    speedup=None if ref_ms is None else ref_ms / ms,
+                    bytes_per_head=rounds[-1][1] / heads,
+                    peak_rss_mb=max(r[2] for r in rounds),
+                )
+            )
     return results
 
 
@@ -379,114 +387,25 @@ def plot(results: Sequence[BenchResult], path: Path | str) -> None:
     plt.close(fig)
 
 
-def _list_of(parse, what: str):
-    """an argparse type: a comma-separated list, each item checked by `parse` (ValueError if bad)"""
-
-    def convert(text: str) -> tuple:
-        try:
-            items = tuple(parse(v.strip()) for v in text.split(",") if v.strip())
-        except ValueError as err:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r} ({err})") from None
-        if not items:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
-        return items
-
-    return convert
+QUICK: dict = dict(n_ctx=(128, 512), formats=("png",), repeat=2, heads=4, min_round_s=0.25)
+"the `BenchConfig` fields `pattern-lens bench --quick` sets (options given explicitly still apply): ~6 s on 2 cores"
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(f"{value} is not positive")
-    return value
-
-
-def _positive_arg(text: str) -> int:
-    try:
-        return _positive(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-
-
-def _one_of(allowed: tuple[str, ...]):
-    def check(text: str) -> str:
-        if text not in allowed:
-            raise ValueError(f"{text!r} is not one of {allowed}")
-        return text
-
-    return check
-
-
-# what `--quick` sets, unless the option is given explicitly
-_QUICK = dict(n_ctx=(128, 512), formats=("png",), repeat=2, heads=4, min_round_s=0.25)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """the `bench` options (shared by `pattern-lens bench` and `python -m pattern_lens.bench`)"""
-    defaults = BenchConfig()
-    add = parser.add_argument
-    add("--n-ctx", type=_list_of(_positive, "positive integers like 128,512"), default=None, help="comma-separated context lengths (default: 128,512,1024,2048)")
-    add("--jobs", type=_list_of(_positive, "positive integers like 1,4"), default=None, help=f"comma-separated job counts (default: {','.join(map(str, defaults.jobs))})")
-    add("--formats", type=_list_of(_one_of(FORMATS), "formats from png,svg,svgz"), default=None, help="comma-separated, of png,svg,svgz (default: png,svgz)")
-    add("--methods", type=_list_of(_one_of(METHODS), "methods from reference,exact,fast"), default=None, help="comma-separated, of reference,exact,fast (default: all)")
-    add("--repeat", type=_positive_arg, default=None, help="timed rounds per configuration, median counts (default: 3)")
-    add("--heads", type=_positive_arg, default=None, help="distinct synthetic heads per n_ctx (default: 8)")
-    add("--backend", default=None, help="joblib backend for jobs > 1 (default: joblib's, or joblib.parallel_config's)")
-    add("--quick", action="store_true", help="a small run: n_ctx 128,512, png, 2 rounds (options given explicitly still apply); about 6 s on 2 cores")
-    add("--json", type=Path, default=None, metavar="PATH", help="also write the results as JSON")
-    add("--plot", type=Path, default=None, metavar="PATH", help="also write a PNG chart of throughput against n_ctx")
-
-
-def config_from_args(args: argparse.Namespace) -> BenchConfig:
-    """the BenchConfig an argument namespace asks for: explicit options, else --quick's, else defaults"""
-    given = {
-        name: getattr(args, name)
-        for name in ("n_ctx", "jobs", "formats", "methods", "repeat", "heads", "backend")
-        if getattr(args, name) is not None
-    }
-    return BenchConfig(**{**(_QUICK if args.quick else {}), **given})
-
-
-def run_from_args(args: argparse.Namespace) -> int:
-    """run `bench` from parsed arguments; print the table, the estimates and a recommendation
-
-    # Returns:
-     - `int` exit code: 0, or 1 if an output differed from the reference algorithm's
-    """
-    config = config_from_args(args)
-    started = time.perf_counter()
-    try:
-        results = run_benchmark(config, progress=lambda line: print(f"  measuring {line}", file=sys.stderr, flush=True))
-    except AssertionError as err:  # an output differed from the reference: no timing is worth showing
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(format_table(results))
-    print()
-    for line in model_estimate(results):
-        print(line)
-    print(recommendation(results))
-    print(
-        f"({len(results)} configurations in {time.perf_counter() - started:.0f} s on {available_cpus()} cores; "
-        "every output verified against the reference algorithm first)"
-    )
-    if args.json:
-        payload = {"config": asdict(config), "cpu_count": available_cpus(), "results": [asdict(r) for r in results]}
-        args.json.write_text(json.dumps(payload, indent=2))
-        print(f"results written to {args.json}")
-    if args.plot:
-        plot(results, args.plot)
-        print(f"chart written to {args.plot}")
-    return 0
+def results_json(config: BenchConfig, results: Sequence[BenchResult]) -> dict:
+    """the JSON document of a run: its config, the machine's usable cores and every result"""
+    return {"config": asdict(config), "cpu_count": available_cpus(), "results": [asdict(r) for r in results]}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m pattern_lens.bench ...` (the same as `pattern-lens bench ...`)"""
-    parser = argparse.ArgumentParser(prog="pattern-lens bench", description=__doc__.split("\n\n")[0])
-    add_arguments(parser)
-    return run_from_args(parser.parse_args(argv))
+    """`python -m pattern_lens.bench ...`: the same as `pattern-lens bench ...` (see `pattern_lens.cli`)"""
+    from pattern_lens.cli import command_main
+
+    return command_main("bench", argv, prog="python -m pattern_lens.bench")
 
 
 if __name__ == "__main__":
+    import sys
+
     # run the imported module's main, so that worker processes unpickle `pattern_lens.bench`
     # functions by reference instead of failing on this `__main__` copy
     from pattern_lens.bench import main as _main

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from pattern_lens._errors import PatternLensError, RunInterrupted
 from pattern_lens.consts import DATA_DIR
 from pattern_lens.profile import EXPORT_PROFILES
 
-__all__ = ["main", "render_main", "build_parser", "COMMANDS", "Command", "parse_index_list", "parse_bool"]
+__all__ = ["main", "render_main", "command_main", "build_parser", "COMMANDS", "Command", "parse_index_list", "parse_bool"]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -52,7 +53,10 @@ def parse_index_list(text: str) -> list[int]:
                 lo, hi = part.split("-", 1)
                 lo_i, hi_i = int(lo), int(hi)
                 if hi_i < lo_i:
-                    raise ValueError(part)
+                    where = "" if part == text.strip() else f" in {text!r}"
+                    raise argparse.ArgumentTypeError(
+                        f"range {part!r}{where} is reversed: write it low to high, '{hi_i}-{lo_i}'"
+                    )
                 out.extend(range(lo_i, hi_i + 1))
             else:
                 out.append(int(part))
@@ -90,7 +94,7 @@ def _seconds(text: str) -> float:
 
 
 def _jobs(text: str) -> int:
-    return _int_arg(text, lambda v: v != 0, "a number of workers (-1: all cores), not 0")
+    return _int_arg(text, lambda v: v != 0, "a positive number of workers, or -1 for all cores (-2 all but one, ...)")
 
 
 def _figure_funcs_select(text: str | None) -> set[str] | str | None:
@@ -109,7 +113,8 @@ def _figure_funcs_select(text: str | None) -> set[str] | str | None:
 def _add_selection_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--figure-funcs", type=str, default=None,
-        help="figure functions to run: a glob ('raw*'), a comma list ('raw,diag'), or 'none' for all (default: all)",
+        help="figure functions to run: a glob ('raw*') or comma-separated names ('raw,diag') "
+        "(default: every registered function; 'none' also means all, as in the reference)",
     )
     p.add_argument(
         "--force", "-f", nargs="?", const=True, default=False, type=parse_bool, metavar="BOOL",
@@ -119,8 +124,8 @@ def _add_selection_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--heads", type=parse_index_list, default=None, help="heads to render in each layer (default: all)")
     p.add_argument(
         "--import", dest="imports", action="append", default=[], metavar="MODULE",
-        help="import MODULE first (repeatable): a module registering figure functions; it must be "
-        "importable by the worker processes too",
+        help="import MODULE first (repeatable): a module registering figure functions, looked up in the "
+        "current folder first (as `python -m` does), then on sys.path",
     )
 
 
@@ -141,13 +146,24 @@ def _add_execution_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _import_modules(names: Sequence[str]) -> None:
+    """import the `--import` modules, the current folder first on `sys.path` as `python -m` puts it
+
+    The console script, unlike `python -m`, does not put the current folder on `sys.path`. Worker
+    processes get the parent's `sys.path` (loky, multiprocessing), so they find the module too.
+    """
+    if not names:
+        return
+    cwd = os.getcwd()
+    if not any(p in ("", cwd) or (p and os.path.abspath(p) == cwd) for p in sys.path):
+        sys.path.insert(0, cwd)
     for name in names:
         try:
             importlib.import_module(name)
         except ImportError as e:
             raise PatternLensError(
-                f"cannot import figure-function module {name!r}: {e} (it must be on sys.path, e.g. "
-                "installed or in the current folder / PYTHONPATH)"
+                f"cannot import figure-function module {name!r}: {e} (looked in the current folder "
+                f"{cwd} and on sys.path: run from the folder holding {name.replace('.', '/')}.py, add "
+                "its folder to PYTHONPATH, or install it)"
             ) from e
 
 
@@ -320,6 +336,93 @@ def run_gallery(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------
+# bench (the measuring itself is the library `pattern_lens.bench`)
+
+
+def _list_of(parse: Callable[[str], object], what: str) -> Callable[[str], tuple]:
+    """an argparse type: a comma-separated list, each item converted by `parse` (an argparse type)"""
+
+    def convert(text: str) -> tuple:
+        try:
+            items = tuple(parse(v.strip()) for v in text.split(",") if v.strip())
+        except argparse.ArgumentTypeError as err:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r} ({err})") from None
+        if not items:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return items
+
+    return convert
+
+
+def _one_of(allowed: Sequence[str]) -> Callable[[str], str]:
+    def check(text: str) -> str:
+        if text not in allowed:
+            raise argparse.ArgumentTypeError(f"{text!r} is not one of {tuple(allowed)}")
+        return text
+
+    return check
+
+
+def add_bench_arguments(p: argparse.ArgumentParser) -> None:
+    """the options of `pattern-lens bench` and `python -m pattern_lens.bench`"""
+    from pattern_lens.bench import FORMATS, METHODS, BenchConfig
+
+    jobs = ",".join(map(str, BenchConfig().jobs))
+    p.add_argument("--n-ctx", type=_list_of(_positive_int, "positive integers like 128,512"), default=None, help="comma-separated context lengths (default: 128,512,1024,2048)")
+    p.add_argument("--jobs", type=_list_of(_positive_int, "positive integers like 1,4"), default=None, help=f"comma-separated job counts (default: {jobs})")
+    p.add_argument("--formats", type=_list_of(_one_of(FORMATS), "formats from png,svg,svgz"), default=None, help="comma-separated, of png,svg,svgz (default: png,svgz)")
+    p.add_argument("--methods", type=_list_of(_one_of(METHODS), "methods from reference,exact,fast"), default=None, help="comma-separated, of reference,exact,fast (default: all)")
+    p.add_argument("--repeat", type=_positive_int, default=None, help="timed rounds per configuration, median counts (default: 3)")
+    p.add_argument("--heads", type=_positive_int, default=None, help="distinct synthetic heads per n_ctx (default: 8)")
+    p.add_argument("--backend", default=None, help="joblib backend for jobs > 1 (default: joblib's, or joblib.parallel_config's)")
+    p.add_argument("--quick", action="store_true", help="a small run: n_ctx 128,512, png, 2 rounds (options given explicitly still apply); about 6 s on 2 cores")
+    p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results as JSON")
+    p.add_argument("--plot", type=Path, default=None, metavar="PATH", help="also write a PNG chart of throughput against n_ctx")
+
+
+def bench_config_from_args(args: argparse.Namespace):
+    """the `BenchConfig` the options ask for: explicit options, else `--quick`'s, else the defaults"""
+    from pattern_lens.bench import QUICK, BenchConfig
+
+    fields = ("n_ctx", "jobs", "formats", "methods", "repeat", "heads", "backend")
+    given = {name: getattr(args, name) for name in fields if getattr(args, name) is not None}
+    return BenchConfig(**{**(QUICK if args.quick else {}), **given})
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """measure, then print the table, the estimates and a recommendation; 1 if an output was wrong"""
+    import json
+    import time
+
+    from pattern_lens import bench
+    from pattern_lens._system import available_cpus
+
+    config = bench_config_from_args(args)
+    started = time.perf_counter()
+    try:
+        results = bench.run_benchmark(config, progress=lambda line: print(f"  measuring {line}", file=sys.stderr, flush=True))
+    except AssertionError as err:  # an output differed from the reference: no timing is worth showing
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(bench.format_table(results))
+    print()
+    for line in bench.model_estimate(results):
+        print(line)
+    print(bench.recommendation(results))
+    print(
+        f"({len(results)} configurations in {time.perf_counter() - started:.0f} s on {available_cpus()} cores; "
+        "every output verified against the reference algorithm first)"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(bench.results_json(config, results), indent=2))
+        print(f"results written to {args.json}")
+    if args.plot:
+        bench.plot(results, args.plot)
+        print(f"chart written to {args.plot}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------------
 # the command table
 
 
@@ -400,12 +503,6 @@ def _server():
     return server
 
 
-def _bench():
-    from pattern_lens import bench  # imported when used: `render` needs none of it
-
-    return bench
-
-
 COMMANDS: dict[str, Command] = {
     "render": Command("render every head of saved attention patterns", add_render_arguments, run_render),
     "demo": Command("write a synthetic model and render every head", add_demo_arguments, run_demo),
@@ -427,8 +524,8 @@ COMMANDS: dict[str, Command] = {
     ),
     "bench": Command(
         "measure export throughput: reference algorithm vs exact and fast profiles",
-        lambda p: _bench().add_arguments(p),
-        lambda args: _bench().run_from_args(args),
+        add_bench_arguments,
+        run_bench,
     ),
 }
 "subcommands by name; add an entry to add a subcommand"
@@ -459,11 +556,17 @@ def _run(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> 
         return 130
 
 
+def command_main(name: str, argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    """parse one subcommand's options alone and run it (for `python -m pattern_lens.<module>`)"""
+    cmd = COMMANDS[name]
+    parser = argparse.ArgumentParser(prog=prog or f"pattern-lens {name}", description=cmd.help)
+    cmd.add_arguments(parser)
+    return _run(cmd.run, parser.parse_args(argv))
+
+
 def render_main(argv: Sequence[str] | None = None, prog: str = "pattern-lens render") -> int:
     """parse render options alone (for `python -m pattern_lens.figures`) and run them"""
-    parser = argparse.ArgumentParser(prog=prog, description=COMMANDS["render"].help)
-    add_render_arguments(parser)
-    return _run(run_render, parser.parse_args(argv))
+    return command_main("render", argv, prog)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

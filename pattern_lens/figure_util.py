@@ -14,7 +14,7 @@ import io
 import typing
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, overload
+from typing import Literal, overload
 
 import numpy as np
 from jaxtyping import Float, UInt8
@@ -22,12 +22,9 @@ from matplotlib.colors import Colormap
 
 from pattern_lens._export import colormap as _colormap
 from pattern_lens._export.encode import SVG_TEMPLATE, matrix_file_bytes, pillow_png, svg_from_png
-from pattern_lens._layout import figure_file_name
+from pattern_lens._layout import FIGURE_NAMES_ATTR, figure_file_name, figure_name
 from pattern_lens._pipeline.atomic import atomic_path, atomic_write_bytes
 from pattern_lens.consts import AttentionMatrix
-
-if TYPE_CHECKING:  # pyplot (with matplotlib.axes/figure) costs ~0.17 s to import: only when drawing
-    import matplotlib.pyplot as plt
 
 __all__ = [
     "AttentionMatrixFigureFunc",
@@ -85,10 +82,27 @@ def _check_no_positional(args: tuple) -> None:
     )
 
 
-def _pyplot():
-    import matplotlib.pyplot as plt
+class _LazyPyplot:
+    """`matplotlib.pyplot`, imported on the first attribute access
 
-    return plt
+    pyplot (with matplotlib.axes and matplotlib.figure) costs ~0.17 s to import, as much again as
+    this whole module: workers that only save matrices never pay it. The annotations below still
+    name `plt.Axes`, as the reference's do, and resolve (`typing.get_type_hints`, beartype,
+    jaxtyping's import hook) because `plt` is a real global that imports pyplot when asked.
+    """
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):  # pickle and copy probe dunders: not a reason to import pyplot
+            raise AttributeError(name)
+        import matplotlib.pyplot
+
+        return getattr(matplotlib.pyplot, name)
+
+    def __repr__(self) -> str:
+        return "<matplotlib.pyplot, imported on first use>"
+
+
+plt = _LazyPyplot()
 
 
 def _save_figure(fig, fig_path: Path, fmt: str) -> None:
@@ -155,7 +169,6 @@ def matplotlib_figure_saver(
     ) -> AttentionMatrixFigureFunc:
         @functools.wraps(func)
         def wrapped(attn_matrix: AttentionMatrix, save_dir: Path) -> None:
-            plt = _pyplot()
             fig, ax = plt.subplots(figsize=(10, 10))
             try:
                 func(attn_matrix, ax)
@@ -190,7 +203,12 @@ def matplotlib_multifigure_saver(
 
     # Returns:
      - `Callable[[Callable[[AttentionMatrix, dict[str, plt.Axes]], None]], AttentionMatrixFigureFunc]`
-       the decorator; the function it returns has `figure_save_fmt` and `_figure_names` set
+       the decorator; the function it returns has `figure_save_fmt` set, and `_figure_names` set to
+       `(f"{func.__name__}.{name}", ...)` as `register_attn_figure_multifunc` sets it, so that an
+       unregistered function is resumed and indexed like a registered one
+
+    # Usage:
+    stacked under `@register_attn_figure_multifunc(names)` with the same names (see its docstring)
     """
     names = tuple(names)
     assert len(names) > 0, "matplotlib_multifigure_saver needs at least one figure name"
@@ -201,7 +219,6 @@ def matplotlib_multifigure_saver(
     ) -> AttentionMatrixFigureFunc:
         @functools.wraps(func)
         def wrapped(attn_matrix: AttentionMatrix, save_dir: Path) -> None:
-            plt = _pyplot()
             figures: dict[str, plt.Figure] = {}
             try:
                 axes: dict[str, plt.Axes] = {}
@@ -215,7 +232,7 @@ def matplotlib_multifigure_saver(
                     plt.close(fig)
 
         wrapped.figure_save_fmt = fmt  # type: ignore[attr-defined]
-        wrapped._figure_names = names  # type: ignore[attr-defined]
+        setattr(wrapped, FIGURE_NAMES_ATTR, tuple(figure_name(func.__name__, name) for name in names))
         return wrapped
 
     return decorator

@@ -35,12 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from pattern_lens._errors import FigureFuncTransferError, InputError, PatternLensError, RunInterrupted
-from pattern_lens._pipeline.indexes import (
-    read_jsonl,
-    write_figures_jsonl,
-    write_models_jsonl,
-    write_prompts_jsonl,
-)
+from pattern_lens._pipeline.indexes import write_figures_jsonl, write_models_jsonl
+from pattern_lens._pipeline.indexes import write_prompts_jsonl as generate_prompts_jsonl
 from pattern_lens._pipeline.inputs import (
     HTConfigMock,
     check_layers,
@@ -57,10 +53,15 @@ from pattern_lens._layout import head_dir, layer_key
 from pattern_lens._pipeline.outputs import check_output_names, figure_func_name, list_head_dir, run_figure_funcs
 from pattern_lens._pipeline.run import render_prompts, stop_on_signals
 from pattern_lens._pipeline.summary import FailureStat, RenderSummary
+from pattern_lens._spinner import SpinnerContext
+from pattern_lens.attn_figure_funcs import ATTENTION_MATRIX_FIGURE_FUNCS
 from pattern_lens.consts import DATA_DIR, ActivationCacheNp, AttentionMatrix
 from pattern_lens.profile import export_profile
 
 __all__ = [
+    "ATTENTION_MATRIX_FIGURE_FUNCS",
+    "generate_prompts_jsonl",
+    "SpinnerContext",
     "HTConfigMock",
     "process_single_head",
     "compute_and_save_figures",
@@ -82,8 +83,8 @@ FigureFuncsSelect = set[str] | frozenset[str] | str | Sequence[Callable] | None
 
 
 def _registered_funcs() -> list[Callable]:
-    from pattern_lens.attn_figure_funcs import ATTENTION_MATRIX_FIGURE_FUNCS
-
+    """the registered functions, read through this module's `ATTENTION_MATRIX_FIGURE_FUNCS` so that
+    patching it (as the reference's tests do) changes what runs"""
     return list(ATTENTION_MATRIX_FIGURE_FUNCS)
 
 
@@ -187,7 +188,7 @@ def compute_and_save_figures(
        array `(n_layers, n_heads, n, n)`
      - `figure_funcs : Sequence[Callable]`
      - `save_path : Path` root holding `<model>/prompts.jsonl`, rebuilt at the end like the
-       reference (defaults to `Path(DATA_DIR)`)
+       reference, by one call of this module's `generate_prompts_jsonl` (defaults to `Path(DATA_DIR)`)
      - `force_overwrite : bool` (defaults to `False`)
      - `track_results : bool` return every head's status (defaults to `False`)
 
@@ -211,7 +212,7 @@ def compute_and_save_figures(
             if track_results:
                 for name, st in status.items():
                     results.setdefault(name, {})[(layer, head)] = st
-    write_prompts_jsonl(model_dir)
+    generate_prompts_jsonl(model_dir)
     return results if track_results else None
 
 
@@ -249,7 +250,7 @@ def process_prompt(
                 if (outside := leaves_root(d, root)) is not None:
                     raise InputError(outside)
                 process_single_head(layer, head, patterns[head], d, figure_funcs, force_overwrite)
-    write_prompts_jsonl(model_dir)
+    generate_prompts_jsonl(model_dir)
 
 
 def figures_main(
@@ -373,12 +374,9 @@ def write_indexes(save_path: Path, model_dir: Path, funcs: Sequence[Callable], s
     """rebuild the frontend's indexes after a run: `<model>/prompts.jsonl`, `models.jsonl`, and
     `figures.jsonl` (every registered function, plus `funcs` not registered); one that cannot be
     written is bad input in `summary`, not a traceback"""
-    try:
-        registered = _registered_funcs()
-    except ImportError:
-        registered = []
+    registered = _registered_funcs()
     writes = (
-        (model_dir / "prompts.jsonl", lambda: write_prompts_jsonl(model_dir)),
+        (model_dir / "prompts.jsonl", lambda: generate_prompts_jsonl(model_dir)),
         (save_path / "models.jsonl", lambda: write_models_jsonl(save_path)),
         (save_path / "figures.jsonl", lambda: write_figures_jsonl(save_path, [*registered, *(f for f in funcs if f not in registered)])),
     )

@@ -64,3 +64,11 @@ def svg_text(matrix, **kwargs):
     m, n = matrix.shape
     png = png_bytes(preprocess(matrix, **kwargs))
     return SVG_TEMPLATE.format(m=m, n=n, png_base64=base64.b64encode(png).decode("utf-8"))
+
+
+def file_content(matrix, fmt, **kwargs):
+    """what the reference's `save_matrix_wrapper(fmt=fmt, **kwargs)` writes for `matrix`: PNG bytes,
+    or the SVG text as bytes (for svgz: the content inside the gzip stream)"""
+    if fmt == "png":
+        return png_bytes(preprocess(matrix, **kwargs))
+    return svg_text(matrix, **kwargs).encode("utf-8")

@@ -90,8 +90,42 @@ def test_bad_options_are_command_line_errors(argv, capsys):
 def test_quick_keeps_explicit_options():
     import argparse
 
+    from pattern_lens.cli import add_bench_arguments, bench_config_from_args
+
     parser = argparse.ArgumentParser()
-    bench.add_arguments(parser)
-    config = bench.config_from_args(parser.parse_args(["--quick", "--n-ctx", "64", "--formats", "svgz"]))
+    add_bench_arguments(parser)
+    config = bench_config_from_args(parser.parse_args(["--quick", "--n-ctx", "64", "--formats", "svgz"]))
     assert (config.n_ctx, config.formats, config.repeat, config.heads) == ((64,), ("svgz",), 2, 4)
-    assert bench.config_from_args(parser.parse_args([])) == bench.BenchConfig()
+    assert bench_config_from_args(parser.parse_args([])) == bench.BenchConfig()
+
+
+def test_grid_is_the_nested_order_with_a_serial_reference():
+    config = bench.BenchConfig(n_ctx=(64, 128), jobs=(1, 2), formats=("png", "svgz"))
+    expected = [
+        (n, f, m, j)
+        for n in (64, 128)
+        for f in ("png", "svgz")
+        for m in ("reference", "exact", "fast")
+        for j in ((1,) if m == "reference" else (1, 2))
+    ]
+    assert bench._grid(config) == expected
+    assert bench._grid(bench.BenchConfig(n_ctx=(64,), jobs=(2, 4), formats=("png",), methods=("reference", "fast"))) == [
+        (64, "png", "reference", 1), (64, "png", "fast", 2), (64, "png", "fast", 4)
+    ]
+
+
+@pytest.mark.parametrize("method, fmt", [("exact", "png"), ("exact", "svgz"), ("fast", "png"), ("fast", "svg")])
+def test_verification_does_not_share_production_normalisation(monkeypatch, tmp_path, method, fmt):
+    """a bug in production's normalisation must fail the benchmark's own check: its oracle computes
+    the normalisation itself"""
+    from pattern_lens._export import colormap as _colormap
+
+    real = _colormap.normalization
+
+    def off_by_a_bit(matrix, normalize, *args):
+        norm = real(matrix, normalize, *args)
+        return _colormap.Normalization(identity=False, offset=norm.offset, denom=norm.denom * 1.25, add=None)
+
+    monkeypatch.setattr(_colormap, "normalization", off_by_a_bit)
+    with pytest.raises(AssertionError, match="differs from the reference"):
+        bench._verify(method, fmt, bench._patterns(64, 1, 0)[0], tmp_path)

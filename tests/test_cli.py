@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -61,6 +62,28 @@ def test_render_options():
             _render(*bad)
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--layers", "3-1"], "argument --layers: range '3-1' is reversed: write it low to high, '1-3'"),
+        (["--heads", "0,5-2"], "range '5-2' in '0,5-2' is reversed: write it low to high, '2-5'"),
+        (["--jobs", "0"], "expected a positive number of workers, or -1 for all cores (-2 all but one, ...), got 0"),
+    ],
+)
+def test_bad_option_messages(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        _render(*argv)
+    err = capsys.readouterr().err
+    assert message in err and err.count(" 0") <= 1, err
+
+
+def test_figure_funcs_help_says_what_the_default_is(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["render", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: every registered function; 'none' also means all, as in the reference)" in text
+
+
 def test_subcommands_are_table_driven(monkeypatch):
     assert {"render", "demo", "bench"} <= set(COMMANDS)
     with pytest.raises(SystemExit) as info:
@@ -113,8 +136,9 @@ def failing_module(tmp_path, monkeypatch):
         always_fails.figure_save_fmt = "png"
     """))
     monkeypatch.syspath_prepend(str(mod_dir))
-    monkeypatch.setattr(aff, "ATTENTION_MATRIX_FIGURE_FUNCS", list(aff.ATTENTION_MATRIX_FIGURE_FUNCS))
+    registered = list(aff.ATTENTION_MATRIX_FIGURE_FUNCS)
     yield "pl_failing_figs"
+    aff.ATTENTION_MATRIX_FIGURE_FUNCS[:] = registered  # in place: pattern_lens.figures holds the same list
     sys.modules.pop("pl_failing_figs", None)
 
 
@@ -128,11 +152,48 @@ def test_failing_function_exit_code_and_summary(tmp_path, capsys, failing_module
     assert len(list(model_dir.rglob("raw.png"))) == 8  # the other function still ran
 
 
+MY_FIGURES = textwrap.dedent("""
+    import os
+    from pathlib import Path
+
+    from pattern_lens.attn_figure_funcs import register_attn_figure_func
+
+    @register_attn_figure_func
+    def where(attn, save_dir):
+        (Path(save_dir) / "where.pid").write_text(str(os.getpid()))
+
+    where.figure_save_fmt = "pid"
+""")
+
+
+def test_console_script_imports_a_module_from_the_current_folder(tmp_path):
+    """the README's example: `pattern-lens render --import my_figures` from the folder holding my_figures.py
+
+    `-P` keeps the current folder off sys.path, as the console script does (unlike `python -m` and
+    plain `-c`); worker processes must find the module too.
+    """
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "my_figures.py").write_text(MY_FIGURES)
+    model_dir = _model(tmp_path / "data", n_layers=2, n_heads=4, n_ctx=256, n_prompts=2)
+    cmd = [sys.executable, "-P", "-c", "import sys; from pattern_lens.cli import main; sys.exit(main())",
+           "render", "-m", model_dir.name, "-s", str(tmp_path / "data"), "--import", "my_figures", "--jobs", "2", "-q"]
+    proc = subprocess.Popen(cmd, cwd=work, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    pids = {int(p.read_text()) for p in model_dir.rglob("where.pid")}
+    assert len(list(model_dir.rglob("where.pid"))) == 2 * 2 * 4
+    assert pids - {proc.pid}, "the heads should have been rendered by worker processes"
+
+
 def test_unimportable_module_is_a_clear_error(tmp_path, capsys):
     model_dir = _model(tmp_path)
     code = main(["render", "-m", model_dir.name, "-s", str(tmp_path), "--import", "no_such_module_xyz", "-q"])
     assert code == 1
-    assert "cannot import figure-function module 'no_such_module_xyz'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "cannot import figure-function module 'no_such_module_xyz'" in err
+    assert f"looked in the current folder {os.getcwd()} and on sys.path" in err
 
 
 def test_missing_model_config_other_models_still_render(tmp_path, capsys):
@@ -143,7 +204,10 @@ def test_missing_model_config_other_models_still_render(tmp_path, capsys):
     cap = capsys.readouterr()
     assert code == 1
     assert f"error: model config not found: {bad / 'model_cfg.json'}" in cap.err
+    assert f"models under {tmp_path}: {good.name}\n" in cap.err  # what is there instead
     assert len(list(good.rglob("raw.png"))) == 8
+    assert main(["render", "-m", "x", "-s", str(tmp_path / "empty"), "-q"]) == 1
+    assert f"{tmp_path / 'empty'} is not a readable folder" in capsys.readouterr().err
 
 
 def test_bad_activations_exit_code_names_file(tmp_path, capsys):

@@ -1,20 +1,17 @@
-"""differential tests: the kernel-backed colormapping against the reference algorithm
+"""differential tests: the kernel-backed colormapping (matrix -> RGB) against the reference algorithm
 
-One table of (our function, the oracle) pairs, and hypothesis inputs from the families that break
-naive reimplementations: float16/32/64, edge values (0, 1, nextafter(1, 0), the k/N boundaries and
-their neighbours, NaN, +-inf, -0.0, subnormals, huge values), constant matrices, shapes 1x1 to 300x300,
-every normalisation mode, colormaps with N = 256 and N != 256, names and Colormap objects. An input
-the reference rejects must be rejected with the same exception type.
+One table of (our RGB route, the oracle) pairs, on the hypothesis inputs of `conftest` (`matrices`,
+`options`) and fixed edge cases. An input the reference rejects must be rejected with the same
+exception type. Whole files (png / svg / svgz) per rendering method: `test_methods`.
 """
 
-import matplotlib
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from matplotlib.colors import ListedColormap
 
 import reference_impl as ref
+from conftest import COLORMAPS, DTYPES, edge_values, matrices, options, outcome
 from pattern_lens._export import colormap as _colormap
 from pattern_lens.figure_util import matrix_to_image_preprocess
 
@@ -35,90 +32,6 @@ IMPLEMENTATIONS = {
     "lut_rows": (_rgb_via_rows, ref.preprocess),
 }
 
-COLORMAPS = [
-    "Blues",
-    "viridis",
-    "RdBu",
-    "tab10",  # N = 10
-    matplotlib.colormaps["viridis"].resampled(17),
-    matplotlib.colormaps["plasma"].resampled(300),  # N > 256: rows need uint16
-    matplotlib.colormaps["Greys"].resampled(254),  # N + 3 = 257: specials don't fit uint8
-    matplotlib.colormaps["Blues"].with_extremes(bad="magenta", under="cyan", over="yellow"),
-    ListedColormap(["red", "green", "blue"]),
-]
-
-DTYPES = [np.float16, np.float32, np.float64]
-
-
-def _edge_values(dtype) -> list[float]:
-    t = np.dtype(dtype).type
-    one = t(1)
-    values = [0.0, -0.0, 1.0, float(np.nextafter(one, t(0))), 0.5, np.nan, np.inf, -np.inf, -1.0]
-    values += [float(np.finfo(dtype).smallest_subnormal), float(np.finfo(dtype).max), 1e-3]
-    for n in (10, 17, 256, 300):
-        for k in (1, n // 2, n - 1):
-            b = t(k) / t(n)
-            values += [float(b), float(np.nextafter(b, one)), float(np.nextafter(b, t(0)))]
-    return values
-
-
-@st.composite
-def matrices(draw):
-    dtype = draw(st.sampled_from(DTYPES))
-    small = draw(st.booleans())
-    side = st.integers(1, 12) if small else st.integers(1, 300)
-    shape = (draw(side), draw(side))
-    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
-    family = draw(st.sampled_from(["uniform", "pool", "constant", "causal", "signed"]))
-    if family == "uniform":
-        m = rng.random(shape)
-    elif family == "signed":
-        m = rng.uniform(-1, 1, shape)
-    elif family == "causal":
-        scores = np.tril(rng.random(shape) * 8)
-        m = np.where(np.tri(*shape, dtype=bool), np.exp(scores), 0)
-        m = m / m.sum(axis=1, keepdims=True)
-    else:
-        width = np.finfo(dtype).bits
-        pool = draw(
-            st.lists(
-                st.one_of(
-                    st.sampled_from(_edge_values(dtype)),
-                    st.floats(width=width, allow_nan=True, allow_infinity=True),
-                ),
-                min_size=1,
-                max_size=1 if family == "constant" else 12,
-            )
-        )
-        m = rng.choice(np.asarray(pool, dtype=dtype), size=shape)
-    with np.errstate(over="ignore"):
-        return m.astype(dtype)
-
-
-@st.composite
-def options(draw, matrix):
-    normalize = draw(st.booleans())
-    diverging = draw(st.booleans())
-    normalize_min = None
-    if normalize and not diverging and draw(st.booleans()):
-        with np.errstate(invalid="ignore"):
-            low = float(np.nanmin(matrix)) if np.isfinite(matrix).any() else 0.0
-        normalize_min = draw(st.sampled_from([low, low - 1.0, 0.0, low - 1e-3]))
-    cmap = draw(st.sampled_from(COLORMAPS))
-    return dict(
-        normalize=normalize, cmap=cmap, diverging_colormap=diverging, normalize_min=normalize_min
-    )
-
-
-def _outcome(func, matrix, kwargs):
-    """("ok", result) or ("raised", exception type): what a caller would observe"""
-    with np.errstate(all="ignore"):
-        try:
-            return "ok", func(matrix, **kwargs)
-        except (AssertionError, TypeError, KeyError, ValueError) as err:
-            return "raised", type(err)
-
-
 def _assert_same(ours, oracle):
     assert ours[0] == oracle[0], f"ours {ours}, reference {oracle}"
     if ours[0] == "raised":
@@ -135,7 +48,7 @@ def test_matches_reference(name, data):
     ours_fn, oracle_fn = IMPLEMENTATIONS[name]
     matrix = data.draw(matrices(), label="matrix")
     kwargs = data.draw(options(matrix), label="options")
-    _assert_same(_outcome(ours_fn, matrix, kwargs), _outcome(oracle_fn, matrix, kwargs))
+    _assert_same(outcome(ours_fn, matrix, **kwargs), outcome(oracle_fn, matrix, **kwargs))
 
 
 @pytest.mark.parametrize("name", IMPLEMENTATIONS)
@@ -144,7 +57,7 @@ def test_matches_reference(name, data):
 def test_every_edge_value(name, dtype, cmap):
     """every edge value in one matrix, as is and min-max normalised, with padding to fix the range"""
     ours_fn, oracle_fn = IMPLEMENTATIONS[name]
-    edges = np.asarray(_edge_values(dtype) + [0.0, 1.0], dtype=dtype)
+    edges = np.asarray(edge_values(dtype) + [0.0, 1.0], dtype=dtype)
     inside = edges[(edges >= 0) & (edges <= 1)].reshape(1, -1)
     for matrix, kwargs in [
         (inside, dict(normalize=False)),
@@ -154,7 +67,7 @@ def test_every_edge_value(name, dtype, cmap):
         (edges[np.isfinite(edges)].reshape(-1, 1), dict(normalize=True, diverging_colormap=True)),
     ]:
         kwargs["cmap"] = cmap
-        _assert_same(_outcome(ours_fn, matrix, kwargs), _outcome(oracle_fn, matrix, kwargs))
+        _assert_same(outcome(ours_fn, matrix, **kwargs), outcome(oracle_fn, matrix, **kwargs))
 
 
 @pytest.mark.parametrize("name", IMPLEMENTATIONS)
@@ -176,7 +89,7 @@ def test_every_edge_value(name, dtype, cmap):
 def test_other_inputs_match_reference(name, matrix, normalize):
     ours_fn, oracle_fn = IMPLEMENTATIONS[name]
     kwargs = dict(normalize=normalize, cmap="viridis")
-    _assert_same(_outcome(ours_fn, matrix, kwargs), _outcome(oracle_fn, matrix, kwargs))
+    _assert_same(outcome(ours_fn, matrix, **kwargs), outcome(oracle_fn, matrix, **kwargs))
 
 
 @given(normalize_min=st.one_of(st.floats(-2, 0.1), st.integers(-3, 0)), dtype=st.sampled_from(DTYPES))
@@ -186,8 +99,8 @@ def test_normalize_min_scalar_types(normalize_min, dtype):
     for value in (normalize_min, np.float64(normalize_min), np.float16(normalize_min)):
         kwargs = dict(normalize=True, cmap="Blues", normalize_min=value)
         _assert_same(
-            _outcome(matrix_to_image_preprocess, matrix, kwargs),
-            _outcome(ref.preprocess, matrix, kwargs),
+            outcome(matrix_to_image_preprocess, matrix, **kwargs),
+            outcome(ref.preprocess, matrix, **kwargs),
         )
 
 
@@ -201,4 +114,4 @@ def test_large_causal_pattern(name, dtype):
     pattern = np.tril(scores) / np.tril(scores).sum(axis=1, keepdims=True)
     matrix = pattern.astype(dtype)
     for kwargs in (dict(normalize=True, cmap="Blues"), dict(normalize=False, cmap="viridis")):
-        _assert_same(_outcome(ours_fn, matrix, kwargs), _outcome(oracle_fn, matrix, kwargs))
+        _assert_same(outcome(ours_fn, matrix, **kwargs), outcome(oracle_fn, matrix, **kwargs))

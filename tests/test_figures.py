@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 import pattern_lens.attn_figure_funcs as aff
+from conftest import SHARED
+import pattern_lens.figures as figures
 from pattern_lens._pipeline import planner as _planner
 from pattern_lens._pipeline import run as _run
 from pattern_lens._layout import layer_key
@@ -33,7 +35,6 @@ from pattern_lens.profile import export_profile
 from pattern_lens.synthetic import synthetic_layer, write_synthetic_model
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 PARITY_ROOT = SHARED / "parity"
 
 
@@ -66,11 +67,11 @@ boom.figure_save_fmt = "bin"
 def multi(attn, save_dir):
     """two figures"""
     for name in multi._figure_names:
-        atomic_write_bytes(Path(save_dir) / f"multi.{name}.bin", f"{name}:{attn.shape[0]}".encode())
+        atomic_write_bytes(Path(save_dir) / f"{name}.bin", f"{name}:{attn.shape[0]}".encode())
 
 
 multi.figure_save_fmt = "bin"
-multi._figure_names = ("first", "second")
+multi._figure_names = ("multi.first", "multi.second")  # the reference's convention: full names
 
 
 def profile_probe(attn, save_dir):
@@ -120,7 +121,7 @@ def _outputs(model_dir: Path) -> dict[str, bytes]:
 def _parity_copy(dst: Path) -> Path:
     """copy the parity corpus's inputs (json, jsonl, npz), not its PNGs"""
     if not (PARITY_ROOT / "pythia-14m").is_dir():
-        pytest.skip(f"parity corpus not found at {PARITY_ROOT} (../shared is absent in this checkout)")
+        pytest.skip(f"parity corpus not found at {PARITY_ROOT} (no ../shared beside this checkout; PATTERN_LENS_SHARED can name the folder)")
     for src in (PARITY_ROOT / "pythia-14m").rglob("*"):
         if src.is_file() and src.suffix in {".json", ".jsonl", ".npz"}:
             out = dst / src.relative_to(PARITY_ROOT)
@@ -295,7 +296,7 @@ def test_layers_and_heads_selection(tmp_path):
 
 def test_select_by_glob_set_and_functions(monkeypatch):
     registry = [aff.raw, ident, boom, multi]
-    monkeypatch.setattr(aff, "ATTENTION_MATRIX_FIGURE_FUNCS", registry)
+    monkeypatch.setattr(figures, "ATTENTION_MATRIX_FIGURE_FUNCS", registry)  # as the reference's tests patch it
     assert select_attn_figure_funcs(None) == registry
     assert select_attn_figure_funcs("b*") == [boom]
     assert select_attn_figure_funcs("*i*") == [ident, multi]
@@ -310,7 +311,7 @@ def test_select_by_glob_set_and_functions(monkeypatch):
 
 
 def test_figures_main_selects_by_glob_and_set(tmp_path, monkeypatch):
-    monkeypatch.setattr(aff, "ATTENTION_MATRIX_FIGURE_FUNCS", [ident, boom, multi])
+    monkeypatch.setattr(figures, "ATTENTION_MATRIX_FIGURE_FUNCS", [ident, boom, multi])
     model_dir = _tiny(tmp_path)
     figures_main(model_dir.name, tmp_path, None, False, "mul*", n_jobs=1, progress=False, verbose=False)
     head = _prompt_dirs(model_dir)[0] / "L0" / "H0"

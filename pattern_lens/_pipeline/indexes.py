@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from pattern_lens._layout import figure_names
 from pattern_lens._pipeline.atomic import write_text_if_changed
 from pattern_lens._pipeline.outputs import figure_func_name
 from pattern_lens.consts import sanitize_name_str
@@ -171,10 +172,7 @@ def figure_metadata(func: Callable) -> list[dict[str, str | None]]:
         "source": Path(source_file).as_posix() if source_file else None,
         "code": code,
     }
-    fig_names = getattr(func, "_figure_names", None)
-    if fig_names:
-        return [{"name": f"{func_name}.{fig}", **base} for fig in fig_names]
-    return [{"name": func_name, **base}]
+    return [{"name": name, **base} for name in figure_names(func)]
 
 
 def write_figures_jsonl(save_path: Path, figure_funcs: Iterable[Callable]) -> Path:

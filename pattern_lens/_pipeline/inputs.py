@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from pattern_lens._errors import InputError
-from pattern_lens._layout import PROMPT_FILE, TMP_SUFFIX, temp_prefix
+from pattern_lens._layout import MODEL_CFG_FILE, PROMPT_FILE, TMP_SUFFIX, temp_prefix
 from pattern_lens._pipeline.atomic import remove_stale_temp
 from pattern_lens._pipeline.indexes import find_model_dir, parse_jsonl_line, sanitize_model_name
 from pattern_lens._pipeline.npz import peek_n_ctx
@@ -68,6 +68,15 @@ class HTConfigMock:
         return cls(**data)
 
 
+def _models_present(save_path: Path) -> str:
+    """which models `save_path` holds (folders with a `model_cfg.json`), for an unknown-model error"""
+    try:
+        models = sorted(p.name for p in save_path.iterdir() if (p / MODEL_CFG_FILE).is_file())
+    except OSError:
+        return f"{save_path} is not a readable folder"
+    return f"models under {save_path}: {', '.join(models)}" if models else f"no models under {save_path}"
+
+
 def load_model_cfg(model_dir: Path | str) -> HTConfigMock:
     """read and check `<model_dir>/model_cfg.json`
 
@@ -75,13 +84,13 @@ def load_model_cfg(model_dir: Path | str) -> HTConfigMock:
      - `InputError` naming the file when it is missing, not JSON, or lacks a positive integer
        `n_layers` / `n_heads` or a string `model_name`
     """
-    path = Path(model_dir) / "model_cfg.json"
+    path = Path(model_dir) / MODEL_CFG_FILE
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(
             f"model config not found: {path} (expected <save_path>/<model>/model_cfg.json with "
-            "n_layers, n_heads, model_name)"
+            f"n_layers, n_heads, model_name); {_models_present(path.parent.parent)}"
         ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InputError(f"cannot read model config {path}: {e}") from e

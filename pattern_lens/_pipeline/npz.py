@@ -112,11 +112,6 @@ class ActivationsFile:
         """close the archive"""
         self._npz.close()
 
-    @property
-    def keys(self) -> list[str]:
-        """every key in the archive"""
-        return list(self._npz.files)
-
     def read_layer(self, layer: int) -> np.ndarray:
         """read and check one layer's attention patterns
 

@@ -1,8 +1,8 @@
 """what a figure function writes into a head folder, and running the functions on one head
 
-A head folder is `<prompt_dir>/L<L>/H<H>/`. A single-figure function `f` (with `f.figure_save_fmt`)
-writes `<f.__name__>.<fmt>`; a multi-figure one (with `f._figure_names`) writes
-`<f.__name__>.<name>.<fmt>` for each name; a failure writes `<f.__name__>.error.txt`.
+A head folder is `<prompt_dir>/L<L>/H<H>/`. A figure function `f` with `f.figure_save_fmt` writes
+`<figure>.<fmt>` for each of its figure names (`pattern_lens._layout.figure_names`: `<f.__name__>`, or
+`<f.__name__>.<name>` for each figure of a multi-figure one); a failure writes `<f.__name__>.error.txt`.
 
 Resuming needs to know which outputs exist: the folder is listed once (one `os.scandir`) and every
 function is checked against that listing, where the reference globs the disk once per function.
@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from pattern_lens._errors import PatternLensError, RunInterrupted
-from pattern_lens._layout import error_file_name, figure_file_name, is_temp_name
+from pattern_lens._layout import error_file_name, figure_file_name, figure_names, is_temp_name
 from pattern_lens._pipeline.atomic import atomic_write_text, remove_stale_temp
 
 __all__ = [
@@ -68,23 +68,18 @@ def expected_outputs(func: Callable) -> tuple[str, ...] | None:
 
     # Parameters:
      - `func : Callable`
-       a figure function; reads `func.figure_save_fmt` and, for multi-figure functions,
-       `func._figure_names`
+       a figure function; reads `func.figure_save_fmt` and `func._figure_names`
 
     # Returns:
      - `tuple[str, ...]`
-       `("<name>.<fmt>",)` or `("<name>.<fig>.<fmt>", ...)`
+       `("<func>.<fmt>",)` or, for a multi-figure function, `("<func>.<fig>.<fmt>", ...)`
      - `None` when the function does not declare `figure_save_fmt` (a plain user function): then
        any file named `<name>.*` other than its error file counts as its output, like the reference
     """
     fmt: str | None = getattr(func, "figure_save_fmt", None)
     if fmt is None:
         return None
-    name: str = figure_func_name(func)
-    fig_names: Sequence[str] | None = getattr(func, "_figure_names", None)
-    if fig_names:
-        return tuple(figure_file_name(name, fmt, fig) for fig in fig_names)
-    return (figure_file_name(name, fmt),)
+    return tuple(figure_file_name(name, fmt) for name in figure_names(func))
 
 
 _UNSAFE_IN_NAME: tuple[str, ...] = tuple(c for c in ("/", "\\", "\0", os.sep, os.altsep) if c)
@@ -303,6 +298,8 @@ def run_figure_funcs(
     listing: set[str],
     force_overwrite: bool = False,
     timeout: float | None = None,
+    *,
+    pending: Sequence[Callable] | None = None,
 ) -> dict[str, bool | BaseException]:
     """run figure functions on one head, skipping those whose outputs are all in `listing`
 
@@ -326,13 +323,17 @@ def run_figure_funcs(
      - `timeout : float | None`
        seconds each function may take (see `time_limit`)
        (defaults to `None`: no limit)
+     - `pending : Sequence[Callable] | None`
+       the functions still to run, when the caller already has them from `pending_funcs`
+       (defaults to `None`: computed here)
 
     # Returns:
      - `dict[str, bool | BaseException]`
        function name -> `True` (done or already there) or the exception it ended with
     """
     figure_funcs = list(figure_funcs)
-    pending = pending_funcs(figure_funcs, Path(save_dir), listing, force_overwrite)
+    if pending is None:
+        pending = pending_funcs(figure_funcs, Path(save_dir), listing, force_overwrite)
     status: dict[str, bool | BaseException] = {}
     for func in figure_funcs:
         name: str = figure_func_name(func)

@@ -35,7 +35,7 @@ from pattern_lens._pipeline.inputs import model_folder
 from pattern_lens._pipeline.inputs import check_layers
 from pattern_lens._pipeline.outputs import list_head_dir, pending_funcs
 from pattern_lens._pipeline.planner import MIN_TASK_SECONDS, PromptWork, TaskPlanner
-from pattern_lens._pipeline.summary import RenderSummary
+from pattern_lens._pipeline.summary import FailureStat, RenderSummary  # noqa: F401 -- StreamSummary.__init__ annotations resolve here
 from pattern_lens._pipeline.transfer import FigureFuncs
 from pattern_lens._pipeline.worker import InMemoryTask, Task, run_in_memory_task
 from pattern_lens.consts import DATA_DIR

@@ -119,7 +119,7 @@ def _render_item(
         except OSError as e:
             res.add_input_error(f"{d}: cannot create the head folder ({type(e).__name__}: {e})", 1)
             continue
-        status = run_figure_funcs(patterns[h], d, funcs, listing, force_overwrite=task.force, timeout=task.timeout)
+        status = run_figure_funcs(patterns[h], d, funcs, listing, force_overwrite=task.force, timeout=task.timeout, pending=funcs)
         res.n_rendered += 1
         for name, st in status.items():
             if st is True:
