@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from pattern_lens._layout import layer_key
 from pattern_lens._pipeline import inflate as inflate_mod
 from pattern_lens._pipeline.npz import ActivationsError, ActivationsFile, peek_n_ctx
+from pattern_lens._pipeline.planner import PromptWork, TaskPlanner
 from pattern_lens.figures import figures_main
 from pattern_lens.synthetic import write_synthetic_model
 
@@ -261,3 +262,24 @@ def test_inflate_fallbacks_agree(monkeypatch, missing):
     finally:
         monkeypatch.undo()
         importlib.reload(inflate_mod)
+
+
+def test_a_layer_split_into_batches_is_read_once_per_process(tmp_path, monkeypatch):
+    """one layer on one worker: the planner cuts it into batches of heads, the worker inflates it once"""
+    model_dir = write_synthetic_model(tmp_path, n_layers=2, n_heads=4, n_ctx=16, n_prompts=1)
+    planner = TaskPlanner([PromptWork("p", 16)], [1], range(4), n_funcs=1, n_workers=1, profile="fast")
+    assert len(list(planner)) == 2  # the layer is cut in two batches of heads
+    calls: list[int] = []
+    real = ActivationsFile.read_layer
+    monkeypatch.setattr(ActivationsFile, "read_layer", lambda self, layer: calls.append(layer) or real(self, layer))
+    summary = figures_main(model_dir.name, tmp_path, None, False, "raw", n_jobs=1, layers=[1], progress=False, verbose=False)
+    assert summary.ok and summary.n_rendered == 4
+    assert calls == [1]
+    # a rewritten file is read again, not taken from the worker's last layer
+    npz = next((model_dir / "prompts").iterdir()) / "activations.npz"
+    with np.load(npz) as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays[layer_key(1)] = arrays[layer_key(1)][..., ::-1, :].copy()
+    np.savez(npz, **arrays)
+    summary = figures_main(model_dir.name, tmp_path, None, True, "raw", n_jobs=1, layers=[1], progress=False, verbose=False)
+    assert summary.n_rendered == 4 and calls == [1, 1]

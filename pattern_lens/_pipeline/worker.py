@@ -2,7 +2,9 @@
 
 A task carries only paths and indices. The worker lists each head folder once, skips heads whose
 outputs all exist, and reads a layer from the `.npz` only when one of its heads has work left: a
-worker holds one layer at a time, the parent none.
+worker holds one layer at a time, the parent none. The last layer read stays in the worker between
+tasks, so when the planner splits a layer into batches of heads, a worker that runs several of them
+inflates it once (a stored member is memory-mapped: each batch reads only its heads' pages).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from pattern_lens._layout import error_file_name, head_dir, layer_key
 from pattern_lens._pipeline.npz import ActivationsError, ActivationsFile, nonfinite_heads
@@ -22,6 +26,22 @@ from pattern_lens._system import peak_rss_bytes
 from pattern_lens.profile import export_profile
 
 __all__ = ["Task", "run_task"]
+
+_last_layer: dict[tuple[str, int, int, int, int | None], tuple[np.ndarray, dict[int, int]]] = {}
+"the last layer this process read, `(path, layer, mtime_ns, size, n_heads) -> (array, nonfinite_heads)`"
+
+
+def _read_layer_once(acts: ActivationsFile, layer: int) -> tuple[np.ndarray, dict[int, int]]:
+    """`acts.read_layer(layer)` and its `nonfinite_heads`, or those this process read last when the
+    same file is unchanged"""
+    st = acts.path.stat()
+    key = (str(acts.path), layer, st.st_mtime_ns, st.st_size, acts.n_heads)
+    found = _last_layer.get(key)
+    if found is None:
+        _last_layer.clear()  # one layer at a time: drop the old one before reading the new one
+        patterns = acts.read_layer(layer)
+        found = _last_layer[key] = (patterns, nonfinite_heads(patterns))
+    return found
 
 
 @dataclass(frozen=True)
@@ -77,11 +97,10 @@ def _render_item(
         res.add_input_error(str(acts), len(todo))
         return
     try:
-        patterns = acts.read_layer(layer)
-    except ActivationsError as e:
+        patterns, bad = _read_layer_once(acts, layer)
+    except (ActivationsError, OSError) as e:
         res.add_input_error(str(e), len(todo))
         return
-    bad: dict[int, int] = nonfinite_heads(patterns)
 
     for h, d, listing, funcs in todo:
         if h in bad:
