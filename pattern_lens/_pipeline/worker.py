@@ -64,6 +64,7 @@ def _render_item(
     acts_cache: dict[str, ActivationsFile | ActivationsError],
     res: TaskResult,
 ) -> None:
+    t_read = time.perf_counter()
     res.n_heads += len(heads)
     todo: list[tuple[int, Path, set[str], list[Callable]]] = []
     for h in heads:
@@ -79,6 +80,7 @@ def _render_item(
         else:
             res.n_skipped += 1
     if not todo:
+        res.read_seconds += time.perf_counter() - t_read
         return  # resumed: nothing to do here, and the layer is never read
 
     # one open archive per prompt and task (items arrive grouped by prompt)
@@ -95,12 +97,15 @@ def _render_item(
         acts_cache[prompt_dir] = acts
     if isinstance(acts, ActivationsError):
         res.add_input_error(str(acts), len(todo))
+        res.read_seconds += time.perf_counter() - t_read
         return
     try:
         patterns, bad = _read_layer_once(acts, layer)
     except (ActivationsError, OSError) as e:
         res.add_input_error(str(e), len(todo))
         return
+    finally:
+        res.read_seconds += time.perf_counter() - t_read
 
     for h, d, listing, funcs in todo:
         if h in bad:
@@ -115,7 +120,9 @@ def _render_item(
         except OSError as e:
             res.add_input_error(f"{d}: cannot create the head folder ({type(e).__name__}: {e})", 1)
             continue
+        t_render = time.perf_counter()
         status = run_figure_funcs(patterns[h], d, funcs, listing, force_overwrite=task.force)
+        res.render_seconds += time.perf_counter() - t_render
         res.n_rendered += 1
         for name, st in status.items():
             if st is True:
