@@ -435,6 +435,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--quick", action="store_true", help="a small run: n_ctx 128,512, png, 2 rounds (options given explicitly still apply); about 6 s on 2 cores")
     add("--json", type=Path, default=None, metavar="PATH", help="also write the results as JSON")
     add("--plot", type=Path, default=None, metavar="PATH", help="also write a PNG chart of throughput against n_ctx")
+    add("--pipeline", action="store_true", help="instead: the whole pipeline on a synthetic 12 x 12 model (2 prompts, .npz read from disk), its heads/s and where the time goes: read, render, other, idle, index (n_ctx: the first of --n-ctx, default 512)")
+    add("--stored", action="store_true", help="with --pipeline: uncompressed .npz (np.savez) instead of deflated")
 
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
@@ -453,6 +455,8 @@ def run_from_args(args: argparse.Namespace) -> int:
     # Returns:
      - `int` exit code: 0, or 1 if an output differed from the reference algorithm's
     """
+    if getattr(args, "pipeline", False):
+        return _run_pipeline_stages(args)
     config = config_from_args(args)
     started = time.perf_counter()
     try:
@@ -476,6 +480,22 @@ def run_from_args(args: argparse.Namespace) -> int:
     if args.plot:
         plot(results, args.plot)
         print(f"chart written to {args.plot}")
+    return 0
+
+
+def _run_pipeline_stages(args: argparse.Namespace) -> int:
+    """`bench --pipeline`: see `pattern_lens._pipeline.stagebench`"""
+    from pattern_lens._pipeline.stagebench import format_stages, run_stage_bench
+
+    jobs = tuple(args.jobs) if args.jobs else tuple(sorted({1, available_cpus()}))
+    results = run_stage_bench(
+        n_ctx=args.n_ctx[0] if args.n_ctx else 512, jobs=jobs, stored=args.stored, repeat=args.repeat or 2,
+        progress=lambda line: print(f"  measuring {line}", file=sys.stderr, flush=True),
+    )
+    print(format_stages(results))
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
+        print(f"results written to {args.json}")
     return 0
 
 

@@ -163,6 +163,9 @@ def _run_options(args: argparse.Namespace) -> dict:
 
 def run_render(args: argparse.Namespace) -> int:
     """render every model named in `args.model`; a model that fails does not stop the others"""
+    from pattern_lens._pipeline.prestart import prestart_workers
+
+    prestart_workers(args.jobs, args.backend, args.profile, args.imports)  # warm while we import and plan
     from pattern_lens.figures import figures_main
 
     _import_modules(args.imports)

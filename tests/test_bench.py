@@ -95,3 +95,16 @@ def test_quick_keeps_explicit_options():
     config = bench.config_from_args(parser.parse_args(["--quick", "--n-ctx", "64", "--formats", "svgz"]))
     assert (config.n_ctx, config.formats, config.repeat, config.heads) == ((64,), ("svgz",), 2, 4)
     assert bench.config_from_args(parser.parse_args([])) == bench.BenchConfig()
+
+
+def test_pipeline_stage_bench_accounts_for_the_workers_time():
+    from pattern_lens._pipeline.stagebench import format_stages, run_stage_bench
+
+    results = run_stage_bench(n_ctx=16, n_layers=2, n_heads=2, n_prompts=1, jobs=(1,), profiles=("fast",), stored=True, repeat=1)
+    (r,) = results
+    assert (r.profile, r.jobs, r.heads, r.stored) == ("fast", 1, 4, True)
+    assert r.stages["read"] > 0 and r.stages["render"] > 0
+    # one job: read + render + other + idle is the rendering's wall time, index the rest of figures_main
+    assert sum(r.stages.values()) == pytest.approx(r.seconds, rel=1e-6)
+    table = format_stages(results)
+    assert "bound by" in table.splitlines()[0] and table.splitlines()[1].split()[:4] == ["fast", "1", "16", "stored"]

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from pattern_lens._errors import PatternLensError
 from pattern_lens._pipeline.backends import parallel_session, run_all
 from pattern_lens._pipeline.planner import PromptWork, TaskPlanner
+from pattern_lens._pipeline.prestart import wait_prestarted
 from pattern_lens._pipeline.summary import RenderSummary, TaskResult
 from pattern_lens._pipeline.transfer import FigureFuncs
 from pattern_lens._pipeline.worker import Task, run_task
@@ -97,6 +98,7 @@ def render_prompts(
                 session = session.as_sequential()
         summary.n_jobs = session.n_workers
         summary.backend = session.backend_name
+        wait_prestarted()  # the pool the CLI started early: warm by now, or soon
         with tqdm(
             total=total, unit="head", desc=desc or None, disable=not progress, file=sys.stderr,
             dynamic_ncols=True, smoothing=0.1,
