@@ -1,0 +1,149 @@
+"""issue 10's targets: the pipeline's input side and fixed costs, this checkout against a baseline checkout
+
+    git worktree add --detach /tmp/base a8aff60
+    flock /tmp/pattern_lens_bench.lock python benchmarks/bench_input.py --base /tmp/base
+
+Every configuration runs in a fresh child process whose `PYTHONPATH` is one checkout, the baseline's
+and this one's alternating, on the same files, in one run, so that the ratios compare like with like
+on a machine whose load changes. Rows (`raw` figure, `force=True`, heads rendered per wall second):
+ - `warm`: `figures_main` in a process whose workers were started and whose kernels were loaded by
+   a run on a tiny model first; best of `--repeats`.
+   12 x 12 heads at n_ctx 512, 2 prompts, deflated `.npz` (what the reference writes) and stored
+   (`np.savez`), exact and fast, 1 and 2 jobs; one layer of 8 heads at n_ctx 4096, 1 and 2 jobs.
+ - `render only`: `pattern_lens.bench` (exports the same heads from memory, reads nothing) at
+   n_ctx 512, fast, 2 jobs: what a stored `.npz` run is compared with.
+ - `cold cli`: `python -m pattern_lens.cli render` of one prompt, whole process, 1 and 2 jobs.
+ - `cpu`: the CPU seconds (user + system, parent and workers) of the cold CLI runs, which a loaded
+   machine changes less than the wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _child(cfg: dict) -> dict:
+    from pattern_lens.figures import figures_main
+
+    if cfg["kind"] == "render_only":
+        from pattern_lens.bench import BenchConfig, run_benchmark
+
+        res = run_benchmark(BenchConfig(n_ctx=(cfg["n_ctx"],), jobs=(cfg["jobs"],), formats=("png",),
+                                        methods=("fast",), repeat=3))
+        return {"heads_per_s": max(r.heads_per_s for r in res if r.jobs == cfg["jobs"])}
+    # warm: start the pool and load the kernels on a tiny model first
+    figures_main(cfg["tiny_model"], cfg["tiny_root"], None, True, "raw", n_jobs=cfg["jobs"], profile=cfg["profile"],
+                 progress=False, verbose=False)
+    best, stages = None, None
+    for _ in range(cfg["repeats"]):
+        t0 = time.perf_counter()
+        s = figures_main(cfg["model"], cfg["root"], None, True, "raw", n_jobs=cfg["jobs"], profile=cfg["profile"],
+                         progress=False, verbose=False)
+        wall = time.perf_counter() - t0
+        assert s.ok, s.format()
+        if best is None or wall < best:
+            best, stages = wall, getattr(s, "stage_seconds", None)
+    heads = s.n_heads
+    return {"heads_per_s": heads / best, "seconds": best, "backend": s.backend, "jobs": s.n_jobs, "stages": stages}
+
+
+def _run(repo: Path, cfg: dict) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(cfg)], capture_output=True, text=True,
+                         env=env, cwd=str(repo), check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _cold(repo: Path, root: Path, model: str, jobs: int, profile: str) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the process tree) of one cold CLI render"""
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "pattern_lens.cli", "render", "-m", model, "-s", str(root), "--figure-funcs",
+                    "raw", "--force", "--profile", profile, "--jobs", str(jobs), "-q"],
+                   env=env, cwd=str(repo), check=True, capture_output=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--base", type=Path, required=True, help="baseline checkout (e.g. git worktree of a8aff60)")
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--cold-repeats", type=int, default=3)
+    p.add_argument("--long-ctx", type=int, default=4096, help="n_ctx of the one-layer long-context rows (0: skip)")
+    p.add_argument("--work", type=Path, default=None, help="folder for the synthetic models (default: a temp folder)")
+    p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--child", type=str, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        print(json.dumps(_child(json.loads(args.child))))
+        return 0
+
+    from pattern_lens.synthetic import write_synthetic_model
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="pl_bench_input_"))
+    tiny = write_synthetic_model(work / "tiny", n_layers=1, n_heads=2, n_ctx=16, n_prompts=1)
+    models = {
+        "deflated": write_synthetic_model(work / "deflated", n_layers=12, n_heads=12, n_ctx=512, n_prompts=2),
+        "stored": write_synthetic_model(work / "stored", n_layers=12, n_heads=12, n_ctx=512, n_prompts=2, compress=False),
+        "one prompt": write_synthetic_model(work / "one", n_layers=12, n_heads=12, n_ctx=512, n_prompts=1),
+    }
+    if args.long_ctx:
+        models["long"] = write_synthetic_model(work / "long", n_layers=1, n_heads=8, n_ctx=args.long_ctx, n_prompts=1)
+    repos = {"base": args.base.resolve(), "new": REPO}
+    rows: list[dict] = []
+
+    def warm(label: str, model_key: str, profile: str, jobs: int) -> None:
+        m = models[model_key]
+        got = {}
+        for name, repo in repos.items():
+            got[name] = _run(repo, {"kind": "warm", "model": m.name, "root": str(m.parent), "tiny_model": tiny.name,
+                                    "tiny_root": str(tiny.parent), "profile": profile, "jobs": jobs,
+                                    "repeats": args.repeats})
+        row = {"label": label, "base": got["base"]["heads_per_s"], "new": got["new"]["heads_per_s"],
+               "stages": got["new"].get("stages")}
+        rows.append(row)
+        print(f"{label:<52} base {row['base']:8.1f}  new {row['new']:8.1f} heads/s  new/base {row['new'] / row['base']:5.2f}x",
+              flush=True)
+
+    print(f"work folder {work}; baseline {repos['base']}; {os.cpu_count()} cpus", flush=True)
+    for profile in ("fast", "exact"):
+        for jobs in (2, 1):
+            warm(f"warm {profile} {jobs} job(s), 12x12 ctx512 x2, deflated", "deflated", profile, jobs)
+    warm("warm fast 2 jobs, 12x12 ctx512 x2, stored", "stored", "fast", 2)
+    ro = _run(REPO, {"kind": "render_only", "n_ctx": 512, "jobs": 2})
+    rows.append({"label": "render only (pattern_lens.bench) fast 2 jobs ctx512", "new": ro["heads_per_s"]})
+    print(f"{'render only (pattern_lens.bench) fast 2 jobs ctx512':<52} {ro['heads_per_s']:8.1f} heads/s", flush=True)
+    if args.long_ctx:
+        for profile in ("fast", "exact"):
+            for jobs in (1, 2):
+                warm(f"warm {profile} {jobs} job(s), 1 layer x 8 heads ctx{args.long_ctx}", "long", profile, jobs)
+    m = models["one prompt"]
+    for name, repo in repos.items():
+        for jobs in (1, 2):
+            runs = [_cold(repo, m.parent, m.name, jobs, "fast") for _ in range(args.cold_repeats)]
+            wall = min(r[0] for r in runs)
+            cpu = min(r[1] for r in runs)
+            rows.append({"label": f"cold cli fast {jobs} job(s) one prompt", "repo": name, "wall": wall, "cpu": cpu})
+            print(f"cold cli {name:<4} fast {jobs} job(s), 1 prompt 12x12 ctx512: wall {wall:6.2f} s  cpu {cpu:6.2f} s",
+                  flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
