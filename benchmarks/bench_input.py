@@ -15,6 +15,10 @@ on a machine whose load changes. Rows (`raw` figure, `force=True`, heads rendere
  - `cold cli`: `python -m pattern_lens.cli render` of one prompt, whole process, 1 and 2 jobs.
  - `cpu`: the CPU seconds (user + system, parent and workers) of the cold CLI runs, which a loaded
    machine changes less than the wall time.
+ - `vs reference` (with `--ref-python`, a venv holding pattern-lens 0.6.0 from PyPI): whole process,
+   `python -m pattern_lens.figures --figure-funcs raw --force True` (multiprocessing over prompts)
+   against `python -m pattern_lens.cli render --figure-funcs raw --force --jobs 2`, exact and fast,
+   12 x 12 heads at n_ctx 512, 4 prompts.
 """
 
 from __future__ import annotations
@@ -78,6 +82,12 @@ def _cold(repo: Path, root: Path, model: str, jobs: int, profile: str) -> tuple[
     return wall, cpu
 
 
+def _timed(cmd: list[str], cwd: str, env: dict) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, cwd=cwd, env=env, check=True, capture_output=True)
+    return time.perf_counter() - t0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base", type=Path, required=True, help="baseline checkout (e.g. git worktree of a8aff60)")
@@ -86,6 +96,8 @@ def main(argv=None) -> int:
     p.add_argument("--long-ctx", type=int, default=4096, help="n_ctx of the one-layer long-context rows (0: skip)")
     p.add_argument("--work", type=Path, default=None, help="folder for the synthetic models (default: a temp folder)")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--ref-python", type=Path, default=None, help="python of a venv with pattern-lens 0.6.0 (reference rows)")
+    p.add_argument("--only-ref", action="store_true", help="only the reference rows")
     p.add_argument("--child", type=str, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -120,6 +132,25 @@ def main(argv=None) -> int:
               flush=True)
 
     print(f"work folder {work}; baseline {repos['base']}; {os.cpu_count()} cpus", flush=True)
+    if args.ref_python:
+        four = write_synthetic_model(work / "four", n_layers=12, n_heads=12, n_ctx=512, n_prompts=4)
+        heads = 4 * 12 * 12
+        ref_cmd = [str(args.ref_python), "-m", "pattern_lens.figures", "--model", four.name, "--save-path",
+                   str(four.parent), "--figure-funcs", "raw", "--force", "True"]
+        ref = min(_timed(ref_cmd, cwd=tempfile.gettempdir(), env=dict(os.environ)) for _ in range(args.cold_repeats))
+        rows.append({"label": "reference 0.6.0 whole process, 4 prompts", "wall": ref})
+        print(f"reference 0.6.0, whole process, 4 prompts 12x12 ctx512: {ref:6.2f} s ({heads / ref:.1f} heads/s)", flush=True)
+        for name, repo in repos.items():
+            for profile in ("exact", "fast"):
+                cmd = [sys.executable, "-m", "pattern_lens.cli", "render", "-m", four.name, "-s", str(four.parent),
+                       "--figure-funcs", "raw", "--force", "--profile", profile, "--jobs", "2", "-q"]
+                wall = min(_timed(cmd, cwd=str(repo), env={**os.environ, "PYTHONPATH": str(repo)})
+                           for _ in range(args.cold_repeats))
+                rows.append({"label": f"{name} {profile} whole process, 4 prompts", "wall": wall, "vs_ref": ref / wall})
+                print(f"{name:<4} {profile:<5} whole process, 4 prompts: {wall:6.2f} s  vs reference {ref / wall:5.2f}x",
+                      flush=True)
+        if args.only_ref:
+            return 0
     for profile in ("fast", "exact"):
         for jobs in (2, 1):
             warm(f"warm {profile} {jobs} job(s), 12x12 ctx512 x2, deflated", "deflated", profile, jobs)

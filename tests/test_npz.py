@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from pattern_lens._layout import layer_key
 from pattern_lens._pipeline import inflate as inflate_mod
 from pattern_lens._pipeline.npz import ActivationsError, ActivationsFile, peek_n_ctx
+from pattern_lens._pipeline import worker
 from pattern_lens._pipeline.planner import PromptWork, TaskPlanner
 from pattern_lens.figures import figures_main
 from pattern_lens.synthetic import write_synthetic_model
@@ -275,6 +276,7 @@ def test_a_layer_split_into_batches_is_read_once_per_process(tmp_path, monkeypat
     summary = figures_main(model_dir.name, tmp_path, None, False, "raw", n_jobs=1, layers=[1], progress=False, verbose=False)
     assert summary.ok and summary.n_rendered == 4
     assert calls == [1]
+    assert not worker._last_layer  # the run is over: the process no longer holds the layer
     # a rewritten file is read again, not taken from the worker's last layer
     npz = next((model_dir / "prompts").iterdir()) / "activations.npz"
     with np.load(npz) as f:

@@ -25,10 +25,15 @@ from pattern_lens._pipeline.transfer import FigureFuncs
 from pattern_lens._system import peak_rss_bytes
 from pattern_lens.profile import export_profile
 
-__all__ = ["Task", "run_task"]
+__all__ = ["Task", "run_task", "forget_layers"]
 
 _last_layer: dict[tuple[str, int, int, int, int | None], tuple[np.ndarray, dict[int, int]]] = {}
 "the last layer this process read, `(path, layer, mtime_ns, size, n_heads) -> (array, nonfinite_heads)`"
+
+
+def forget_layers() -> None:
+    """drop the layer this process kept (the end of a run that ran tasks in this process)"""
+    _last_layer.clear()
 
 
 def _read_layer_once(acts: ActivationsFile, layer: int) -> tuple[np.ndarray, dict[int, int]]:
@@ -46,7 +51,9 @@ def _read_layer_once(acts: ActivationsFile, layer: int) -> tuple[np.ndarray, dic
 
 @dataclass(frozen=True)
 class Task:
-    """what one worker call renders: `items` with `funcs` in `profile`; `estimate` seconds (prior)"""
+    """what one worker call renders: `items` with `funcs` in `profile`; `estimate` seconds (prior);
+    `keep_layer`: the planner split layers into batches of heads, keep the last layer read for the
+    next task (otherwise it is dropped when the task ends)"""
 
     funcs: FigureFuncs
     force: bool
@@ -54,6 +61,7 @@ class Task:
     n_heads: int
     items: tuple[Item, ...]
     estimate: float
+    keep_layer: bool = False
 
 
 def _render_item(
@@ -145,6 +153,8 @@ def run_task(task: Task) -> TaskResult:
             for acts in acts_cache.values():
                 if isinstance(acts, ActivationsFile):
                     acts.close()
+            if not task.keep_layer:
+                forget_layers()
     res.peak_rss = peak_rss_bytes()
     res.task_seconds = time.perf_counter() - t0
     return res
