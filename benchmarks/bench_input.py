@@ -98,6 +98,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--ref-python", type=Path, default=None, help="python of a venv with pattern-lens 0.6.0 (reference rows)")
     p.add_argument("--only-ref", action="store_true", help="only the reference rows")
+    p.add_argument("--only-cold", action="store_true", help="only the cold CLI rows and the warm one-prompt rows they are compared with")
     p.add_argument("--child", type=str, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -153,12 +154,17 @@ def main(argv=None) -> int:
             return 0
     for profile in ("fast", "exact"):
         for jobs in (2, 1):
-            warm(f"warm {profile} {jobs} job(s), 12x12 ctx512 x2, deflated", "deflated", profile, jobs)
-    warm("warm fast 2 jobs, 12x12 ctx512 x2, stored", "stored", "fast", 2)
-    ro = _run(REPO, {"kind": "render_only", "n_ctx": 512, "jobs": 2})
-    rows.append({"label": "render only (pattern_lens.bench) fast 2 jobs ctx512", "new": ro["heads_per_s"]})
-    print(f"{'render only (pattern_lens.bench) fast 2 jobs ctx512':<52} {ro['heads_per_s']:8.1f} heads/s", flush=True)
-    if args.long_ctx:
+            if not args.only_cold:
+                warm(f"warm {profile} {jobs} job(s), 12x12 ctx512 x2, deflated", "deflated", profile, jobs)
+    if args.only_cold:
+        for jobs in (1, 2):  # what a cold CLI run of one prompt is compared with: its overhead
+            warm(f"warm fast {jobs} job(s), 12x12 ctx512 x1 (s/run: 144 / heads/s)", "one prompt", "fast", jobs)
+    else:
+        warm("warm fast 2 jobs, 12x12 ctx512 x2, stored", "stored", "fast", 2)
+        ro = _run(REPO, {"kind": "render_only", "n_ctx": 512, "jobs": 2})
+        rows.append({"label": "render only (pattern_lens.bench) fast 2 jobs ctx512", "new": ro["heads_per_s"]})
+        print(f"{'render only (pattern_lens.bench) fast 2 jobs ctx512':<52} {ro['heads_per_s']:8.1f} heads/s", flush=True)
+    if args.long_ctx and not args.only_cold:
         for profile in ("fast", "exact"):
             for jobs in (1, 2):
                 warm(f"warm {profile} {jobs} job(s), 1 layer x 8 heads ctx{args.long_ctx}", "long", profile, jobs)
