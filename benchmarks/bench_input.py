@@ -90,7 +90,7 @@ def _timed(cmd: list[str], cwd: str, env: dict) -> float:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--base", type=Path, required=True, help="baseline checkout (e.g. git worktree of a8aff60)")
+    p.add_argument("--base", type=Path, default=None, help="baseline checkout (e.g. git worktree of a8aff60)")
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--cold-repeats", type=int, default=3)
     p.add_argument("--long-ctx", type=int, default=4096, help="n_ctx of the one-layer long-context rows (0: skip)")
@@ -104,6 +104,8 @@ def main(argv=None) -> int:
     if args.child:
         print(json.dumps(_child(json.loads(args.child))))
         return 0
+    if args.base is None:
+        p.error("--base (a baseline checkout) is required")
 
     from pattern_lens.synthetic import write_synthetic_model
 
