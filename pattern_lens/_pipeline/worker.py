@@ -2,9 +2,11 @@
 
 A task carries only paths and indices. The worker lists each head folder once, skips heads whose
 outputs all exist, and reads a layer from the `.npz` only when one of its heads has work left: a
-worker holds one layer at a time, the parent none. The last layer read stays in the worker between
-tasks, so when the planner splits a layer into batches of heads, a worker that runs several of them
-inflates it once (a stored member is memory-mapped: each batch reads only its heads' pages).
+worker holds one layer at a time, the parent none. When the planner splits layers into batches of
+heads (`Task.keep_layer`), the last layer read stays in the worker between tasks, so a worker that
+runs several batches of a layer inflates it once (a stored member is memory-mapped: each batch reads
+only its heads' pages); otherwise it is dropped at the end of the task. In threads (the threading
+backend) the cache is shared and only ever saves a read.
 """
 
 from __future__ import annotations
