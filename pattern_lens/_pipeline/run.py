@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import sys
 import time
+import uuid
 from collections.abc import Callable, Sequence
 
 from tqdm import tqdm
@@ -81,8 +82,14 @@ def render_prompts(
         if not session.in_process:
             funcs.blob()  # fail now, with advice, if a function cannot travel to the workers
         planner = TaskPlanner(prompts, layers, heads, len(funcs), session.n_workers, profile)
-        split = planner.split_parts > 1  # batches of one layer: a worker keeps it for its next batch
-        tasks = (Task(funcs, force, profile, n_heads, tuple(items), est, split) for items, est in planner)
+        run_id: str = uuid.uuid4().hex
+        split: bool = planner.split_parts > 1  # batches of heads of one layer: keep it for the next batch
+
+        def task(items: list, est: float) -> Task:
+            keep = split and items[-1][2][-1] != planner.heads[-1]  # not the layer's last batch
+            return Task(funcs, force, profile, n_heads, tuple(items), est, keep, run_id)
+
+        tasks = (task(items, est) for items, est in planner)
         total: int = len(prompts) * len(layers) * len(heads)
         t0: float = time.perf_counter()
         probed: list[TaskResult] = []

@@ -29,8 +29,8 @@ from pattern_lens.profile import export_profile
 
 __all__ = ["Task", "run_task", "forget_layers"]
 
-_last_layer: dict[tuple[str, int, int, int, int | None], tuple[np.ndarray, dict[int, int]]] = {}
-"the last layer this process read, `(path, layer, mtime_ns, size, n_heads) -> (array, nonfinite_heads)`"
+_last_layer: dict[tuple[str, str, int, int, int, int | None], tuple[np.ndarray, dict[int, int]]] = {}
+"the last layer this process read, `(run_id, path, layer, mtime_ns, size, n_heads) -> (array, nonfinite_heads)`"
 
 
 def forget_layers() -> None:
@@ -38,11 +38,11 @@ def forget_layers() -> None:
     _last_layer.clear()
 
 
-def _read_layer_once(acts: ActivationsFile, layer: int) -> tuple[np.ndarray, dict[int, int]]:
-    """`acts.read_layer(layer)` and its `nonfinite_heads`, or those this process read last when the
-    same file is unchanged"""
+def _read_layer_once(acts: ActivationsFile, layer: int, run_id: str) -> tuple[np.ndarray, dict[int, int]]:
+    """`acts.read_layer(layer)` and its `nonfinite_heads`, or those this process read last in the
+    same run when the file is unchanged"""
     st = acts.path.stat()
-    key = (str(acts.path), layer, st.st_mtime_ns, st.st_size, acts.n_heads)
+    key = (run_id, str(acts.path), layer, st.st_mtime_ns, st.st_size, acts.n_heads)
     found = _last_layer.get(key)
     if found is None:
         _last_layer.clear()  # one layer at a time: drop the old one before reading the new one
@@ -54,8 +54,9 @@ def _read_layer_once(acts: ActivationsFile, layer: int) -> tuple[np.ndarray, dic
 @dataclass(frozen=True)
 class Task:
     """what one worker call renders: `items` with `funcs` in `profile`; `estimate` seconds (prior);
-    `keep_layer`: the planner split layers into batches of heads, keep the last layer read for the
-    next task (otherwise it is dropped when the task ends)"""
+    `keep_layer`: more batches of the task's last layer follow (the planner split layers into
+    batches of heads): keep it for them, else drop it when the task ends; `run_id`: the run's, so
+    that a layer is kept only for the run that read it"""
 
     funcs: FigureFuncs
     force: bool
@@ -64,6 +65,7 @@ class Task:
     items: tuple[Item, ...]
     estimate: float
     keep_layer: bool = False
+    run_id: str = ""
 
 
 def _render_item(
@@ -110,7 +112,7 @@ def _render_item(
         res.read_seconds += time.perf_counter() - t_read
         return
     try:
-        patterns, bad = _read_layer_once(acts, layer)
+        patterns, bad = _read_layer_once(acts, layer, task.run_id)
     except (ActivationsError, OSError) as e:
         res.add_input_error(str(e), len(todo))
         return
