@@ -277,6 +277,9 @@ def test_a_layer_split_into_batches_is_read_once_per_process(tmp_path, monkeypat
     assert summary.ok and summary.n_rendered == 4
     assert calls == [1]
     assert not worker._last_layer  # the run is over: the process no longer holds the layer
+    figures_main(model_dir.name, tmp_path, None, True, "raw", n_jobs=1, layers=[1], progress=False, verbose=False)
+    assert calls == [1, 1]  # a new run reads the layer again
+    calls.clear()
     # a rewritten file is read again, not taken from the worker's last layer
     npz = next((model_dir / "prompts").iterdir()) / "activations.npz"
     with np.load(npz) as f:
