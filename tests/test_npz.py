@@ -287,4 +287,4 @@ def test_a_layer_split_into_batches_is_read_once_per_process(tmp_path, monkeypat
     arrays[layer_key(1)] = arrays[layer_key(1)][..., ::-1, :].copy()
     np.savez(npz, **arrays)
     summary = figures_main(model_dir.name, tmp_path, None, True, "raw", n_jobs=1, layers=[1], progress=False, verbose=False)
-    assert summary.n_rendered == 4 and calls == [1, 1]
+    assert summary.n_rendered == 4 and calls == [1]
