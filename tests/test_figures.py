@@ -211,14 +211,14 @@ def test_explicit_n_jobs_is_honoured_and_the_default_learns_the_cost_of_figures(
     if joblib.effective_n_jobs(-1) < 2:
         pytest.skip("the default's choice of workers needs 2 cores")
     kw = dict(progress=False, verbose=False)
-    a = _tiny(tmp_path / "a", n_ctx=16, n_layers=2, n_heads=4, n_prompts=1)
+    a = _tiny(tmp_path / "a", n_ctx=16, n_layers=4, n_heads=4, n_prompts=1)
     explicit = figures_main(a.name, a.parent, None, True, [ident], n_jobs=2, **kw)
-    assert explicit.backend == "loky" and explicit.n_jobs == 2 and explicit.n_rendered == 8
+    assert explicit.backend == "loky" and explicit.n_jobs == 2 and explicit.n_rendered == 16
     fast_default = figures_main(a.name, a.parent, None, True, [ident], **kw)
-    assert fast_default.backend == "sequential" and fast_default.n_rendered == 8
-    slow_default = figures_main(a.name, a.parent, None, True, [slow_ident], **kw)
+    assert fast_default.backend == "sequential" and fast_default.n_rendered == 16
+    slow_default = figures_main(a.name, a.parent, None, True, [slow_ident], **kw)  # 1.6 s of work
     assert slow_default.backend == "loky" and slow_default.n_jobs == joblib.effective_n_jobs(-1)
-    assert slow_default.ok and slow_default.n_rendered == 8
+    assert slow_default.ok and slow_default.n_rendered == 16
 
 
 def test_matplotlib_figure_functions_run_in_workers(tmp_path, use_workers):

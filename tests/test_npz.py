@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 from pattern_lens._layout import layer_key
 from pattern_lens._pipeline import inflate as inflate_mod
 from pattern_lens._pipeline.npz import ActivationsError, ActivationsFile, peek_n_ctx
-from pattern_lens._pipeline import worker
 from pattern_lens._pipeline.planner import PromptWork, TaskPlanner
 from pattern_lens.figures import figures_main
 from pattern_lens.synthetic import write_synthetic_model
@@ -265,26 +264,16 @@ def test_inflate_fallbacks_agree(monkeypatch, missing):
         importlib.reload(inflate_mod)
 
 
-def test_a_layer_split_into_batches_is_read_once_per_process(tmp_path, monkeypatch):
-    """one layer on one worker: the planner cuts it into batches of heads, the worker inflates it once"""
+def test_a_split_layer_is_read_once_per_worker(tmp_path, monkeypatch):
+    """one layer: cut into one batch of heads per worker (each batch inflates the whole layer), never more"""
+    for n_workers, n_heads, parts in ((1, 8, 1), (2, 8, 2), (3, 8, 3), (8, 4, 4)):
+        planner = TaskPlanner([PromptWork("p", 4096)], [0], range(n_heads), n_funcs=1, n_workers=n_workers, profile="fast")
+        assert len(list(planner)) == parts
+    two_layers = TaskPlanner([PromptWork("p", 4096)], [0, 1], range(8), n_funcs=1, n_workers=4, profile="exact")
+    assert len(list(two_layers)) == 4  # two batches per layer: each of the 4 workers reads one layer once
     model_dir = write_synthetic_model(tmp_path, n_layers=2, n_heads=4, n_ctx=16, n_prompts=1)
-    planner = TaskPlanner([PromptWork("p", 16)], [1], range(4), n_funcs=1, n_workers=1, profile="fast")
-    assert len(list(planner)) == 2  # the layer is cut in two batches of heads
     calls: list[int] = []
     real = ActivationsFile.read_layer
     monkeypatch.setattr(ActivationsFile, "read_layer", lambda self, layer: calls.append(layer) or real(self, layer))
     summary = figures_main(model_dir.name, tmp_path, None, False, "raw", n_jobs=1, layers=[1], progress=False, verbose=False)
-    assert summary.ok and summary.n_rendered == 4
-    assert calls == [1]
-    assert not worker._last_layer  # the run is over: the process no longer holds the layer
-    figures_main(model_dir.name, tmp_path, None, True, "raw", n_jobs=1, layers=[1], progress=False, verbose=False)
-    assert calls == [1, 1]  # a new run reads the layer again
-    calls.clear()
-    # a rewritten file is read again, not taken from the worker's last layer
-    npz = next((model_dir / "prompts").iterdir()) / "activations.npz"
-    with np.load(npz) as f:
-        arrays = {k: f[k] for k in f.files}
-    arrays[layer_key(1)] = arrays[layer_key(1)][..., ::-1, :].copy()
-    np.savez(npz, **arrays)
-    summary = figures_main(model_dir.name, tmp_path, None, True, "raw", n_jobs=1, layers=[1], progress=False, verbose=False)
-    assert summary.n_rendered == 4 and calls == [1]
+    assert summary.ok and summary.n_rendered == 4 and calls == [1]

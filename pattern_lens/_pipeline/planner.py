@@ -2,9 +2,9 @@
 
 The work is cut into tasks of whole layers (several layers, possibly of several prompts, when they
 are small) or, only when there are fewer layers than twice the workers (one prompt on many cores),
-batches of heads of one layer: a worker keeps the last layer it read, so the batches it runs cost
-one read, but every worker that runs a batch reads the layer once (in parallel, on cores that would
-otherwise wait), so layers are split only to keep cores busy.
+batches of heads of one layer, at most one per worker: each batch reads (inflates) the whole layer,
+which with the fast profile costs more than rendering it, so layers are split only to keep cores
+busy, and each worker reads a split layer once.
 A task's size comes from an estimate of its seconds: per head and function `a + b * n_ctx**2` (per
 export profile), scaled by what the finished tasks actually took, so slow user figure functions
 (matplotlib) get small tasks and fast ones big enough tasks. The aim is about `TASKS_PER_WORKER`
@@ -108,9 +108,10 @@ class TaskPlanner:
         self.a, self.b = HEAD_SECONDS.get(profile, HEAD_SECONDS["exact"])
         self.remaining: float = sum(self.layer_estimate(p) for p in self.prompts) * len(self.layers)
         n_layer_items: int = len(self.prompts) * len(self.layers)
-        # head batches per layer: >1 only when whole layers cannot keep every worker busy
+        # head batches per layer: >1 only when whole layers cannot keep every worker busy, and no more
+        # than the workers a layer gets (a batch reads the whole layer: one read per worker)
         self.split_parts: int = (
-            min(len(self.heads), math.ceil(2 * self.n_workers / n_layer_items))
+            min(len(self.heads), math.ceil(self.n_workers / n_layer_items))
             if 0 < n_layer_items < 2 * self.n_workers
             else 1
         )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import sys
 import time
-import uuid
 from collections.abc import Callable, Sequence
 
 from tqdm import tqdm
@@ -21,7 +20,7 @@ from pattern_lens._pipeline.planner import PromptWork, TaskPlanner
 from pattern_lens._pipeline.prestart import wait_prestarted
 from pattern_lens._pipeline.summary import RenderSummary, TaskResult
 from pattern_lens._pipeline.transfer import FigureFuncs
-from pattern_lens._pipeline.worker import Task, forget_layers, run_task
+from pattern_lens._pipeline.worker import Task, run_task
 from pattern_lens.profile import EXPORT_PROFILES
 
 __all__ = ["render_prompts", "SMALL_RUN_SECONDS"]
@@ -82,14 +81,7 @@ def render_prompts(
         if not session.in_process:
             funcs.blob()  # fail now, with advice, if a function cannot travel to the workers
         planner = TaskPlanner(prompts, layers, heads, len(funcs), session.n_workers, profile)
-        run_id: str = uuid.uuid4().hex
-        split: bool = planner.split_parts > 1  # batches of heads of one layer: keep it for the next batch
-
-        def task(items: list, est: float) -> Task:
-            keep = split and items[-1][2][-1] != planner.heads[-1]  # not the layer's last batch
-            return Task(funcs, force, profile, n_heads, tuple(items), est, keep, run_id)
-
-        tasks = (task(items, est) for items, est in planner)
+        tasks = (Task(funcs, force, profile, n_heads, tuple(items), est) for items, est in planner)
         total: int = len(prompts) * len(layers) * len(heads)
         t0: float = time.perf_counter()
         probed: list[TaskResult] = []
@@ -117,5 +109,4 @@ def render_prompts(
                     planner.observe(res.task_estimate * res.n_rendered / max(1, res.n_heads), res.task_seconds)
                 bar.update(res.n_heads)
         summary.elapsed += time.perf_counter() - t0
-    forget_layers()  # a layer kept by tasks that ran in this process
     return summary

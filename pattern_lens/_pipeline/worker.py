@@ -2,11 +2,11 @@
 
 A task carries only paths and indices. The worker lists each head folder once, skips heads whose
 outputs all exist, and reads a layer from the `.npz` only when one of its heads has work left: a
-worker holds one layer at a time, the parent none. When the planner splits layers into batches of
-heads (`Task.keep_layer`), the last layer read stays in the worker between tasks, so a worker that
-runs several batches of a layer inflates it once (a stored member is memory-mapped: each batch reads
-only its heads' pages); otherwise it is dropped at the end of the task. In threads (the threading
-backend) the cache is shared and only ever saves a read.
+worker holds one layer at a time, the parent none, and drops it when the task ends. (Keeping it for
+the worker's next task was measured and dropped: loky restarts a worker whose memory stays 300 MB
+above its size after its first task, so a kept 512 MiB layer cost a worker restart. The planner
+instead gives each worker at most one batch of a split layer.) A stored member is memory-mapped: a
+batch of heads reads only its heads' pages.
 """
 
 from __future__ import annotations
@@ -15,8 +15,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from pattern_lens._layout import error_file_name, head_dir, layer_key
 from pattern_lens._pipeline.npz import ActivationsError, ActivationsFile, nonfinite_heads
@@ -27,36 +25,11 @@ from pattern_lens._pipeline.transfer import FigureFuncs
 from pattern_lens._system import peak_rss_bytes
 from pattern_lens.profile import export_profile
 
-__all__ = ["Task", "run_task", "forget_layers"]
-
-_last_layer: dict[tuple[str, str, int, int, int, int | None], tuple[np.ndarray, dict[int, int]]] = {}
-"the last layer this process read, `(run_id, path, layer, mtime_ns, size, n_heads) -> (array, nonfinite_heads)`"
-
-
-def forget_layers() -> None:
-    """drop the layer this process kept (the end of a run that ran tasks in this process)"""
-    _last_layer.clear()
-
-
-def _read_layer_once(acts: ActivationsFile, layer: int, run_id: str) -> tuple[np.ndarray, dict[int, int]]:
-    """`acts.read_layer(layer)` and its `nonfinite_heads`, or those this process read last in the
-    same run when the file is unchanged"""
-    st = acts.path.stat()
-    key = (run_id, str(acts.path), layer, st.st_mtime_ns, st.st_size, acts.n_heads)
-    found = _last_layer.get(key)
-    if found is None:
-        _last_layer.clear()  # one layer at a time: drop the old one before reading the new one
-        patterns = acts.read_layer(layer)
-        found = _last_layer[key] = (patterns, nonfinite_heads(patterns))
-    return found
-
+__all__ = ["Task", "run_task"]
 
 @dataclass(frozen=True)
 class Task:
-    """what one worker call renders: `items` with `funcs` in `profile`; `estimate` seconds (prior);
-    `keep_layer`: more batches of the task's last layer follow (the planner split layers into
-    batches of heads): keep it for them, else drop it when the task ends; `run_id`: the run's, so
-    that a layer is kept only for the run that read it"""
+    """what one worker call renders: `items` with `funcs` in `profile`; `estimate` seconds (prior)"""
 
     funcs: FigureFuncs
     force: bool
@@ -64,8 +37,6 @@ class Task:
     n_heads: int
     items: tuple[Item, ...]
     estimate: float
-    keep_layer: bool = False
-    run_id: str = ""
 
 
 def _render_item(
@@ -112,8 +83,9 @@ def _render_item(
         res.read_seconds += time.perf_counter() - t_read
         return
     try:
-        patterns, bad = _read_layer_once(acts, layer, task.run_id)
-    except (ActivationsError, OSError) as e:
+        patterns = acts.read_layer(layer)
+        bad: dict[int, int] = nonfinite_heads(patterns)
+    except ActivationsError as e:
         res.add_input_error(str(e), len(todo))
         return
     finally:
@@ -157,8 +129,6 @@ def run_task(task: Task) -> TaskResult:
             for acts in acts_cache.values():
                 if isinstance(acts, ActivationsFile):
                     acts.close()
-            if not task.keep_layer:
-                forget_layers()
     res.peak_rss = peak_rss_bytes()
     res.task_seconds = time.perf_counter() - t0
     return res
