@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import sys
 import tempfile
 import time
 import zipfile
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's pattern_lens, not an installed one
 
 def _best(fn, k: int = 5) -> float:
     best = float("inf")
