@@ -4,7 +4,7 @@ An `.npz` is a zip archive with one `.npy` member per key. The reader parses the
 directory itself (`zipdir`), reads a member's compressed bytes in one call and inflates them in one
 call into the array's memory (`inflate`: libdeflate when installed), checks the CRC-32, and memory
 maps a stored (uncompressed) member instead of copying it, so a task that renders a few heads of it
-reads only their pages. That is 2.6x faster than `numpy.load` per compressed layer here
+reads only their pages. That is 2.4-2.7x faster than `numpy.load` per compressed layer here
 (benchmarks/README.md). An archive or member it does not cover (split archive, encryption, another
 compression method, a `.npy` format version 3 header) goes through `numpy.load` as before, with the
 same checks.

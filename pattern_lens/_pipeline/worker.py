@@ -27,6 +27,7 @@ from pattern_lens.profile import export_profile
 
 __all__ = ["Task", "run_task"]
 
+
 @dataclass(frozen=True)
 class Task:
     """what one worker call renders: `items` with `funcs` in `profile`; `estimate` seconds (prior)"""
