@@ -220,6 +220,9 @@ def _run_options(args: argparse.Namespace) -> dict:
 
 def run_render(args: argparse.Namespace) -> int:
     """render every model named in `args.model`; a model that fails does not stop the others"""
+    from pattern_lens._pipeline.prestart import prestart_workers
+
+    prestart_workers(args.jobs, args.backend, args.profile, args.imports)  # warm while we import and plan
     from pattern_lens.figures import figures_main
 
     _import_modules(args.imports)
@@ -378,6 +381,12 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="a small run: n_ctx 128,512, png, 2 rounds (options given explicitly still apply); about 6 s on 2 cores")
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results as JSON")
     p.add_argument("--plot", type=Path, default=None, metavar="PATH", help="also write a PNG chart of throughput against n_ctx")
+    p.add_argument(
+        "--pipeline", action="store_true",
+        help="instead: the whole pipeline on a synthetic 12 x 12 model (2 prompts, .npz read from disk), its heads/s and "
+        "where the time goes: read, render, other, idle, index (n_ctx: the first of --n-ctx, default 512)",
+    )
+    p.add_argument("--stored", action="store_true", help="with --pipeline: uncompressed .npz (np.savez) instead of deflated")
 
 
 def bench_config_from_args(args: argparse.Namespace):
@@ -389,6 +398,26 @@ def bench_config_from_args(args: argparse.Namespace):
     return BenchConfig(**{**(QUICK if args.quick else {}), **given})
 
 
+def _run_pipeline_bench(args: argparse.Namespace) -> int:
+    """`bench --pipeline`: see `pattern_lens._pipeline.stagebench`"""
+    import dataclasses
+    import json
+
+    from pattern_lens._pipeline.stagebench import format_stages, run_stage_bench
+    from pattern_lens._system import available_cpus
+
+    jobs = tuple(args.jobs) if args.jobs else tuple(sorted({1, available_cpus()}))
+    results = run_stage_bench(
+        n_ctx=args.n_ctx[0] if args.n_ctx else 512, jobs=jobs, stored=args.stored, repeat=args.repeat or 2,
+        progress=lambda line: print(f"  measuring {line}", file=sys.stderr, flush=True),
+    )
+    print(format_stages(results))
+    if args.json:
+        args.json.write_text(json.dumps([dataclasses.asdict(r) for r in results], indent=2))
+        print(f"results written to {args.json}")
+    return 0
+
+
 def run_bench(args: argparse.Namespace) -> int:
     """measure, then print the table, the estimates and a recommendation; 1 if an output was wrong"""
     import json
@@ -397,6 +426,8 @@ def run_bench(args: argparse.Namespace) -> int:
     from pattern_lens import bench
     from pattern_lens._system import available_cpus
 
+    if args.pipeline:
+        return _run_pipeline_bench(args)
     config = bench_config_from_args(args)
     started = time.perf_counter()
     try:

@@ -129,3 +129,17 @@ def test_verification_does_not_share_production_normalisation(monkeypatch, tmp_p
     monkeypatch.setattr(_colormap, "normalization", off_by_a_bit)
     with pytest.raises(AssertionError, match="differs from the reference"):
         bench._verify(method, fmt, bench._patterns(64, 1, 0)[0], tmp_path)
+
+
+
+def test_pipeline_stage_bench_accounts_for_the_workers_time():
+    from pattern_lens._pipeline.stagebench import format_stages, run_stage_bench
+
+    results = run_stage_bench(n_ctx=16, n_layers=2, n_heads=2, n_prompts=1, jobs=(1,), profiles=("fast",), stored=True, repeat=1)
+    (r,) = results
+    assert (r.profile, r.jobs, r.heads, r.stored) == ("fast", 1, 4, True)
+    assert r.stages["read"] > 0 and r.stages["render"] > 0
+    # one job: read + render + other + idle is the rendering's wall time, index the rest of figures_main
+    assert sum(r.stages.values()) == pytest.approx(r.seconds, rel=1e-6)
+    table = format_stages(results)
+    assert "bound by" in table.splitlines()[0] and table.splitlines()[1].split()[:4] == ["fast", "1", "16", "stored"]

@@ -275,3 +275,38 @@ def test_demo_options(tmp_path, capsys):
     assert main(["demo", "--out", str(out), "--shape", "small", "--n-layers", "2", "--n-ctx", "40", "--n-prompts", "1",
                  "--seed", "7", "--jobs", "1", "-q"]) == 0
     assert "8 already done" in capsys.readouterr().out
+
+
+def test_render_with_prestarted_workers_writes_what_one_process_writes(tmp_path):
+    """`--jobs 2` starts and warms the pool while the CLI imports (a user module imported there too)"""
+    (tmp_path / "my_figs.py").write_text(textwrap.dedent("""
+        from pattern_lens.attn_figure_funcs import register_attn_figure_func
+        from pattern_lens.figure_util import save_matrix_wrapper
+
+        @register_attn_figure_func
+        @save_matrix_wrapper(fmt="png", normalize=True)
+        def doubled(attn):
+            return attn * 2
+    """))
+    a, b = _model(tmp_path / "a"), _model(tmp_path / "b")
+    env = {**__import__("os").environ, "PYTHONPATH": f"{tmp_path}:{REPO}"}
+    for root, jobs in ((a, "1"), (b, "2")):
+        proc = subprocess.run(
+            [sys.executable, "-m", "pattern_lens.cli", "render", "-m", root.name, "-s", str(root.parent),
+             "--import", "my_figs", "--figure-funcs", "raw,doubled", "--profile", "fast", "--jobs", jobs, "-q"],
+            capture_output=True, text=True, timeout=300, cwd=REPO, env=env,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert f"[{jobs} jobs, {'loky' if jobs == '2' else 'sequential'}" in proc.stdout
+    files = sorted(p.relative_to(a) for p in a.rglob("*.png"))
+    assert len(files) == 2 * 2 * 2 * 2
+    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
+
+
+def test_warm_worker_renders_nothing_to_disk_and_tolerates_a_missing_module(tmp_path, monkeypatch):
+    from pattern_lens._pipeline.prestart import prestart_workers, warm_worker
+
+    monkeypatch.chdir(tmp_path)
+    warm_worker(("exact", "fast"), ("no_such_module_for_pattern_lens",))
+    assert list(tmp_path.iterdir()) == []
+    assert not prestart_workers(None, None) and not prestart_workers(1, None) and not prestart_workers(2, "threading")

@@ -6,8 +6,10 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
+import joblib
 import numpy as np
 import pytest
 
@@ -15,7 +17,6 @@ import pattern_lens.attn_figure_funcs as aff
 from conftest import SHARED
 import pattern_lens.figures as figures
 from pattern_lens._pipeline import planner as _planner
-from pattern_lens._pipeline import run as _run
 from pattern_lens._layout import layer_key
 from pattern_lens._pipeline.atomic import atomic_write_bytes, atomic_write_text
 from pattern_lens._pipeline.planner import PromptWork, TaskPlanner
@@ -192,9 +193,33 @@ def test_workers_write_what_one_process_writes(tmp_path, use_workers):
 
 @pytest.fixture
 def use_workers(monkeypatch):
-    """tiny runs normally stay in this process (starting workers costs more): make them use the pool"""
-    monkeypatch.setattr(_run, "MIN_TASK_SECONDS", 1e-6)
+    """a tiny run is normally one task: cut it into many, so that every worker of the pool gets some"""
     monkeypatch.setattr(_planner, "MIN_TASK_SECONDS", 1e-6)
+
+
+def slow_ident(attn, save_dir):
+    """`ident` at the cost of a matplotlib figure (the planner's prior does not know it)"""
+    time.sleep(0.1)
+    ident(attn, save_dir)
+
+
+slow_ident.figure_save_fmt = "bin"
+
+
+def test_explicit_n_jobs_is_honoured_and_the_default_learns_the_cost_of_figures(tmp_path, use_workers):
+    """a tiny run: `n_jobs=2` gets 2 workers; the default stays here for a fast figure function and
+    starts workers for a slow one once its first task measured the cost"""
+    if joblib.effective_n_jobs(-1) < 2:
+        pytest.skip("the default's choice of workers needs 2 cores")
+    kw = dict(progress=False, verbose=False)
+    a = _tiny(tmp_path / "a", n_ctx=16, n_layers=4, n_heads=4, n_prompts=1)
+    explicit = figures_main(a.name, a.parent, None, True, [ident], n_jobs=2, **kw)
+    assert explicit.backend == "loky" and explicit.n_jobs == 2 and explicit.n_rendered == 16
+    fast_default = figures_main(a.name, a.parent, None, True, [ident], **kw)
+    assert fast_default.backend == "sequential" and fast_default.n_rendered == 16
+    slow_default = figures_main(a.name, a.parent, None, True, [slow_ident], **kw)  # 1.6 s of work
+    assert slow_default.backend == "loky" and slow_default.n_jobs == joblib.effective_n_jobs(-1)
+    assert slow_default.ok and slow_default.n_rendered == 16
 
 
 def test_matplotlib_figure_functions_run_in_workers(tmp_path, use_workers):
@@ -487,3 +512,15 @@ def test_compute_and_save_figures_and_process_prompt(tmp_path):
     shutil.rmtree(npz.parent / "L0")
     process_prompt(prompt, cfg, tmp_path, [ident])
     assert _outputs(model_dir) == first
+
+
+def test_heads_per_s_counts_rendered_heads_and_skipped_ones_are_reported_apart(tmp_path):
+    model_dir = _tiny(tmp_path)
+    first = figures_main(model_dir.name, tmp_path, None, False, [ident], n_jobs=1, progress=False, verbose=False)
+    again = figures_main(model_dir.name, tmp_path, None, False, [ident], n_jobs=1, progress=False, verbose=False)
+    assert first.n_rendered == 12 and first.heads_per_s == pytest.approx(12 / first.elapsed)
+    assert again.n_rendered == 0 and again.n_skipped == 12 and again.heads_per_s == 0.0
+    assert "0 rendered (0.0 heads/s), 12 already done (skipped)" in again.format()
+    stages = first.stage_seconds
+    assert set(stages) == {"read", "render", "other", "idle"} and stages["read"] > 0 and stages["render"] > 0
+    assert sum(stages.values()) == pytest.approx(first.elapsed * first.n_jobs, rel=1e-6) or stages["idle"] == 0

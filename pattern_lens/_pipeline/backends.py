@@ -35,7 +35,7 @@ from joblib.parallel import get_active_backend
 
 from pattern_lens._errors import FigureFuncTransferError, PatternLensError, RunInterrupted
 
-__all__ = ["ParallelSession", "parallel_session", "run_all", "describe_failure", "TaskRaised", "WATCHDOG_PERIOD"]
+__all__ = ["ParallelSession", "parallel_session", "parallel_kwargs", "run_all", "describe_failure", "TaskRaised", "WATCHDOG_PERIOD"]
 
 WATCHDOG_PERIOD: float = 0.1
 "seconds between a worker's checks that the process that started it is still alive"
@@ -171,6 +171,14 @@ def parallel_session(
             in_process=in_process,
             supports_generator=bool(getattr(backend_obj, "supports_return_generator", False)),
         )
+
+
+def parallel_kwargs() -> dict:
+    """the `joblib.Parallel` options of every pool of a run (a prestarted pool must use the same, or
+    joblib would start another one)"""
+    # nothing is memory-mapped (tasks carry paths): with max_nbytes=None and a temp_folder outside
+    # /dev/shm joblib never creates its joblib_memmapping_folder_* (which a killed run would leave)
+    return dict(batch_size=1, max_nbytes=None, temp_folder=tempfile.gettempdir())
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -310,9 +318,7 @@ def run_all(
         for t in tasks:
             yield from _settle(t, alone(t), alone, on_error, split)
         return
-    # nothing is memory-mapped (tasks carry paths): with max_nbytes=None and a temp_folder outside
-    # /dev/shm joblib never creates its joblib_memmapping_folder_* (which a killed run would leave)
-    parallel_kw = dict(batch_size=1, max_nbytes=None, temp_folder=tempfile.gettempdir())
+    parallel_kw = parallel_kwargs()
 
     def alone(t):  # on a fresh or idle pool, nothing else running: a death is this task's
         return joblib.Parallel(n_jobs=session.n_jobs, **parallel_kw)([joblib.delayed(guarded)(0, t)])[0][1]

@@ -2,8 +2,9 @@
 
 The work is cut into tasks of whole layers (several layers, possibly of several prompts, when they
 are small) or, only when there are fewer layers than twice the workers (one prompt on many cores),
-batches of heads of one layer: every batch inflates the whole layer from the `.npz` again, which
-costs as much as rendering it with the fast profile, so layers are split only to keep cores busy.
+batches of heads of one layer, at most one per worker: each batch reads (inflates) the whole layer,
+which with the fast profile costs more than rendering it, so layers are split only to keep cores
+busy, and each worker reads a split layer once.
 A task's size comes from an estimate of its seconds: per head and function `a + b * n_ctx**2` (per
 export profile), scaled by what the finished tasks actually took, so slow user figure functions
 (matplotlib) get small tasks and fast ones big enough tasks. The aim is about `TASKS_PER_WORKER`
@@ -29,13 +30,13 @@ __all__ = [
 ]
 
 HEAD_SECONDS: dict[str, tuple[float, float]] = {
-    "exact": (3.5e-4, 7.3e-8),
-    "fast": (3.3e-4, 1.6e-8),
+    "exact": (3.5e-4, 6.5e-8),
+    "fast": (3.3e-4, 7.5e-9),
 }
 """prior cost of one figure on one head, `(a, b)` in `a + b * n_ctx**2` seconds, per export profile:
 the default `raw` on one core takes 0.7 ms at n_ctx 64 and 14 ms at 512 exact, 0.35 and 1.0 ms fast,
-plus about 1.3e-8 s per value to inflate a compressed `.npz` layer. The planner corrects it with the
-measured time of finished tasks."""
+plus about 4.5e-9 s per value to read and inflate a compressed `.npz` layer with libdeflate. The
+planner corrects it with the measured time of finished tasks (a matplotlib figure costs ~100x)."""
 
 MIN_TASK_SECONDS: float = 0.05
 "smallest task aimed for: joblib's per-task cost (~1 ms) stays near 2% of it"
@@ -107,9 +108,10 @@ class TaskPlanner:
         self.a, self.b = HEAD_SECONDS.get(profile, HEAD_SECONDS["exact"])
         self.remaining: float = sum(self.layer_estimate(p) for p in self.prompts) * len(self.layers)
         n_layer_items: int = len(self.prompts) * len(self.layers)
-        # head batches per layer: >1 only when whole layers cannot keep every worker busy
+        # head batches per layer: >1 only when whole layers cannot keep every worker busy, and no more
+        # than the workers a layer gets (a batch reads the whole layer: one read per worker)
         self.split_parts: int = (
-            min(len(self.heads), math.ceil(2 * self.n_workers / n_layer_items))
+            min(len(self.heads), math.ceil(self.n_workers / n_layer_items))
             if 0 < n_layer_items < 2 * self.n_workers
             else 1
         )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import itertools
 import sys
 import threading
 import time
@@ -24,13 +25,18 @@ from pattern_lens._errors import PatternLensError, RunInterrupted
 from pattern_lens._pipeline.backends import parallel_session, run_all
 from pattern_lens._pipeline.outputs import check_output_names
 from pattern_lens._pipeline.recovery import split_task, task_failed
-from pattern_lens._pipeline.planner import MIN_TASK_SECONDS, PromptWork, TaskPlanner
-from pattern_lens._pipeline.summary import RenderSummary
+from pattern_lens._pipeline.planner import PromptWork, TaskPlanner
+from pattern_lens._pipeline.prestart import wait_prestarted
+from pattern_lens._pipeline.summary import RenderSummary, TaskResult
 from pattern_lens._pipeline.transfer import FigureFuncs
 from pattern_lens._pipeline.worker import Task, run_task
 from pattern_lens.profile import EXPORT_PROFILES
 
-__all__ = ["render_prompts", "stop_on_signals"]
+__all__ = ["render_prompts", "stop_on_signals", "SMALL_RUN_SECONDS"]
+
+SMALL_RUN_SECONDS: float = 0.5
+"""a run whose work is estimated under this (about one worker process's start-up) runs in this
+process when the number of workers is the default's choice; an explicit `n_jobs` is always honoured"""
 
 
 @contextlib.contextmanager
@@ -122,25 +128,35 @@ def render_prompts(
         if not session.in_process:
             funcs.blob()  # fail now, with advice, if a function cannot travel to the workers
         planner = TaskPlanner(prompts, layers, heads, len(funcs), session.n_workers, profile)
-        if planner.remaining < MIN_TASK_SECONDS and not session.in_process and session.backend_name != "dask":
-            # one small task: starting worker processes (~0.5 s) would cost more than it saves
-            session = session.as_sequential()
+        tasks = (Task(funcs, force, profile, n_heads, tuple(items), est, timeout, root) for items, est in planner)
+        total: int = len(prompts) * len(layers) * len(heads)
+        t0: float = time.perf_counter()
+        probed: list[TaskResult] = []
+        if (
+            n_jobs is None and planner.remaining < SMALL_RUN_SECONDS
+            and not session.in_process and session.backend_name != "dask"
+        ):
+            # the default's choice on a run the prior calls small: starting workers (~0.5 s each) may
+            # cost more than they save. The prior knows only the built-in figures (a matplotlib one
+            # costs ~100x more), so run the first task here and decide on what it took.
+            probed = [run_task(t) for t in itertools.islice(tasks, 1)]
+            rate = sum(r.task_seconds for r in probed) / max(1e-9, sum(r.task_estimate for r in probed))
+            if planner.remaining * rate < SMALL_RUN_SECONDS:
+                session = session.as_sequential()
         summary.n_jobs = session.n_workers
         summary.backend = session.backend_name
         if timeout is not None and (session.backend_name in ("threading", "dask") or (
                 session.in_process and threading.current_thread() is not threading.main_thread())):
             warnings.warn(f"timeout={timeout} is not enforced on {session.backend_name} workers (it needs "
                           "SIGALRM in a process's main thread)", stacklevel=2)
-        tasks = (Task(funcs, force, profile, n_heads, tuple(items), est, timeout, root) for items, est in planner)
-        total: int = len(prompts) * len(layers) * len(heads)
-        t0: float = time.perf_counter()
+        wait_prestarted()  # the pool the CLI started early: warm by now, or soon
         with tqdm(
             total=total, unit="head", desc=desc or None, disable=not progress, file=sys.stderr,
             dynamic_ncols=True, smoothing=0.1,
         ) as bar:
             try:
                 with contextlib.closing(run_all(session, run_task, tasks, on_error=task_failed, split=split_task)) as results:
-                    for res in results:
+                    for res in itertools.chain(probed, results):
                         summary.merge(res)
                         if res.n_rendered:  # calibrate on rendered heads only: skipped ones cost ~nothing
                             planner.observe(res.task_estimate * res.n_rendered / max(1, res.n_heads), res.task_seconds)

@@ -224,7 +224,7 @@ def run_main(
         if not session.in_process:
             bundle.blob()  # fail now, with advice, if a function cannot travel to the workers
         total_estimate = sum(planner_prior.layer_estimate(PromptWork("", p.seq_len)) for p in prepared) * len(layer_sel)
-        if total_estimate < MIN_TASK_SECONDS and not session.in_process and session.backend_name != "dask":
+        if n_jobs is None and total_estimate < MIN_TASK_SECONDS and not session.in_process and session.backend_name != "dask":
             session = session.as_sequential()  # as render_prompts: starting workers would cost more than it saves
         summary.n_jobs = session.n_workers
         summary.backend = session.backend_name

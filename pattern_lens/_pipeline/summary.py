@@ -49,6 +49,10 @@ class TaskResult:
     "time the task took in its worker"
     task_estimate: float = 0.0
     "the planner's prior estimate of the task, seconds (fed back to size later tasks)"
+    read_seconds: float = 0.0
+    "seconds spent reading layers: listing head folders, reading and inflating, the finiteness check"
+    render_seconds: float = 0.0
+    "seconds spent in the figure functions: rendering and writing the files"
 
     def add_failure(self, func_name: str, message: str, where: str) -> None:
         """count one failure of `func_name`"""
@@ -109,6 +113,8 @@ class RenderSummary(TaskResult):
         self.repaired.extend(res.repaired)
         self.peak_rss = max(self.peak_rss, res.peak_rss)
         self.busy_seconds += res.task_seconds
+        self.read_seconds += res.read_seconds
+        self.render_seconds += res.render_seconds
 
     @property
     def ok(self) -> bool:
@@ -122,16 +128,26 @@ class RenderSummary(TaskResult):
 
     @property
     def heads_per_s(self) -> float:
-        """heads covered (rendered or skipped) per wall second"""
-        return self.n_heads / self.elapsed if self.elapsed > 0 else 0.0
+        """heads rendered per wall second (skipped heads, whose outputs existed, are not counted)"""
+        return self.n_rendered / self.elapsed if self.elapsed > 0 else 0.0
+
+    @property
+    def stage_seconds(self) -> dict[str, float]:
+        """where the workers' time went, summed over workers: `read` (listing and reading layers),
+        `render` (figure functions, file writes included), `other` (the rest of the tasks: skipping,
+        folders, error files), `idle` (worker wall time outside tasks: start-up, scheduling, waiting)"""
+        other = max(0.0, self.busy_seconds - self.read_seconds - self.render_seconds)
+        idle = max(0.0, self.elapsed * self.n_jobs - self.busy_seconds)
+        return {"read": self.read_seconds, "render": self.render_seconds, "other": other, "idle": idle}
 
     def format(self) -> str:
         """a few lines for people: counts, speed, then failures per function and input errors"""
         lines: list[str] = [
             f"{self.model_name}: {self.n_heads} heads ({self.n_prompts} prompts x {self.n_layers} layers"
-            f" x {self.n_heads_per_layer} heads) in {self.elapsed:.2f} s, {self.heads_per_s:.1f} heads/s"
-            f" [{self.n_jobs} jobs, {self.backend}, profile {self.profile}]: {self.n_rendered} rendered,"
-            f" {self.n_skipped} already done, {self.n_outputs} figures written"
+            f" x {self.n_heads_per_layer} heads) in {self.elapsed:.2f} s"
+            f" [{self.n_jobs} jobs, {self.backend}, profile {self.profile}]: {self.n_rendered} rendered"
+            f" ({self.heads_per_s:.1f} heads/s), {self.n_skipped} already done (skipped),"
+            f" {self.n_outputs} figures written"
         ]
         if self.failures:
             lines.append(f"figure functions failed on {sum(s.count for s in self.failures.values())} heads:")

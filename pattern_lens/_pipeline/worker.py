@@ -2,7 +2,11 @@
 
 A task carries only paths and indices. The worker lists each head folder once, skips heads whose
 outputs all exist, and reads a layer from the `.npz` only when one of its heads has work left: a
-worker holds one layer at a time, the parent none.
+worker holds one layer at a time, the parent none, and drops it when the task ends. (Keeping it for
+the worker's next task was measured and dropped: loky restarts a worker whose memory stays 300 MB
+above its size after its first task, so a kept 512 MiB layer cost a worker restart. The planner
+instead gives each worker at most one batch of a split layer.) A stored member is memory-mapped: a
+batch of heads reads only its heads' pages.
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ def _render_item(
     res: TaskResult,
     in_memory: _InMemoryLayer | None = None,
 ) -> None:
+    t_read = time.perf_counter()
     res.n_heads += len(heads)
     todo: list[tuple[int, Path, set[str], list[Callable]]] = []
     for h in heads:
@@ -82,6 +87,7 @@ def _render_item(
         else:
             res.n_skipped += 1
     if not todo:
+        res.read_seconds += time.perf_counter() - t_read
         return  # resumed: nothing to do here, and the layer is never read
 
     # one open archive per prompt and task (items arrive grouped by prompt)
@@ -98,13 +104,16 @@ def _render_item(
         acts_cache[prompt_dir] = acts
     if isinstance(acts, ActivationsError):
         res.add_input_error(str(acts), len(todo))
+        res.read_seconds += time.perf_counter() - t_read
         return
     try:
         patterns = acts.read_layer(layer)
+        bad: dict[int, int] = nonfinite_heads(patterns)
     except ActivationsError as e:
         res.add_input_error(str(e), len(todo))
         return
-    bad: dict[int, int] = nonfinite_heads(patterns)
+    finally:
+        res.read_seconds += time.perf_counter() - t_read
 
     for h, d, listing, funcs in todo:
         if h in bad:
@@ -119,7 +128,9 @@ def _render_item(
         except OSError as e:
             res.add_input_error(f"{d}: cannot create the head folder ({type(e).__name__}: {e})", 1)
             continue
+        t_render = time.perf_counter()
         status = run_figure_funcs(patterns[h], d, funcs, listing, force_overwrite=task.force, timeout=task.timeout, pending=funcs)
+        res.render_seconds += time.perf_counter() - t_render
         res.n_rendered += 1
         for name, st in status.items():
             if st is True:
