@@ -5,5 +5,6 @@ fallbacks live in the calling Python modules, never here.
 """
 
 from .colormap import lut_indices, lut_rgb
+from .head_stats import HEAD_STAT_NAMES, head_summary, strict_upper_nonzero
 
-__all__ = ["lut_indices", "lut_rgb"]
+__all__ = ["lut_indices", "lut_rgb", "HEAD_STAT_NAMES", "head_summary", "strict_upper_nonzero"]

@@ -1,4 +1,4 @@
-"""the one jit decorator every kernel uses
+"""the jit decorator every kernel uses, and its one variant for reductions
 
 nopython (no silent object-mode fallback), error_model="numpy" (x / 0 is inf or NaN as in numpy, not
 a ZeroDivisionError: a constant matrix normalises to 0 / 0), nogil (joblib's threading backend and dask workers can run
@@ -10,6 +10,13 @@ Kernels are `typing.no_type_check`: runtime type checkers (beartype, typeguard, 
 hook, which the reference's test setup runs on the whole package) must leave them alone. The import
 hook wraps every function it compiles before the decorators run, and numba cannot compile (or cache)
 that wrapper, so `jit` compiles the function the wrapper wraps.
+
+`jit_reduce` is the same plus `fastmath={"reassoc"}` and nothing else: LLVM vectorises a float sum
+(`s += x[j]`) only when it may reorder the additions. Measured on a causal 1024 x 1024 float32
+pattern, row sums took 0.44 ms without it, 0.17 ms with eight hand-kept partial sums, 0.05 ms with
+it. Only for kernels whose results are statistics (a different summation order changes the last
+bits); never for the colormap kernels, whose outputs must equal matplotlib's bit for bit. NaN and
+inf still propagate (no `nnan` / `ninf`).
 
 numba's on-disk cache is keyed on the kernel's own source file: after changing the options here,
 delete `kernels/__pycache__/*.nbi` and `*.nbc`, or the old compiled kernels keep being loaded.
@@ -34,7 +41,7 @@ from pathlib import Path
 import numba
 from numba.core import config as _numba_config
 
-__all__ = ["jit", "CACHE"]
+__all__ = ["jit", "jit_reduce", "CACHE"]
 
 
 def _probe():  # a function defined in this folder, to ask numba's locators about it
@@ -106,8 +113,14 @@ CACHE: bool = _choose_cache()
 "whether compiled kernels are cached on disk in this process"
 
 _njit = numba.njit(nogil=True, cache=CACHE, error_model="numpy")
+_njit_reduce = numba.njit(nogil=True, cache=CACHE, error_model="numpy", fastmath={"reassoc"})
 
 
 def jit(func):
     """compile `func` as a kernel (see the module docstring), marked `typing.no_type_check`"""
     return _njit(typing.no_type_check(inspect.unwrap(func)))
+
+
+def jit_reduce(func):
+    """`jit` allowing float sums to be reordered (see the module docstring): statistics kernels only"""
+    return _njit_reduce(typing.no_type_check(inspect.unwrap(func)))
