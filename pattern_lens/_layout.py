@@ -8,6 +8,8 @@
 <save_path>/<model>/prompts/<hash>/L<layer>/H<head>/<func>.<fig>.<fmt>  each figure of a multi-figure one
 <save_path>/<model>/prompts/<hash>/L<layer>/H<head>/<func>.error.txt    a function that failed there
 <save_path>/index.html, pattern_lens_gallery/                            the offline gallery (`pattern-lens gallery`)
+<save_path>/<model>/prompts/<hash>/L<layer>/H<head>/preview.png         the head's preview (summaries)
+<save_path>/<model>/prompts/<hash>/head_stats.json                      statistics of the prompt's heads
 ```
 
 Temporary files (atomic writes) are `.<final name>.pl<pid>@<host>.<random>.tmp` beside their final
@@ -32,6 +34,9 @@ __all__ = [
     "TMP_SUFFIX",
     "GALLERY_INDEX",
     "GALLERY_DIR",
+    "PREVIEW_NAME",
+    "PREVIEW_FILE",
+    "HEAD_STATS_FILE",
     "layer_key",
     "prompt_dir",
     "head_dir",
@@ -56,6 +61,15 @@ ERROR_SUFFIX: str = ".error.txt"
 
 TMP_SUFFIX: str = ".tmp"
 "suffix of temporary files of atomic writes"
+
+PREVIEW_NAME: str = "preview"
+"the name of a head's preview among its figures (`figures.jsonl`); no figure function may take it"
+
+PREVIEW_FILE: str = f"{PREVIEW_NAME}.png"
+"a head's preview image in its head folder (`pattern_lens._pipeline.summaries`)"
+
+HEAD_STATS_FILE: str = "head_stats.json"
+"the statistics of every summarised head of a prompt, in its prompt folder (`pattern_lens._pipeline.summaries`)"
 
 
 GALLERY_INDEX: str = "index.html"

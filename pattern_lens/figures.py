@@ -49,9 +49,11 @@ from pattern_lens._pipeline.inputs import (
     read_prompt_index,
 )
 from pattern_lens._pipeline.npz import ActivationsFile
-from pattern_lens._layout import head_dir, layer_key
+from pattern_lens._layout import PREVIEW_NAME, head_dir, layer_key
 from pattern_lens._pipeline.outputs import check_output_names, figure_func_name, list_head_dir, run_figure_funcs
 from pattern_lens._pipeline.run import render_prompts, stop_on_signals
+from pattern_lens._pipeline.stats import PREVIEW_SIZE
+from pattern_lens._pipeline.summaries import summary_spec
 from pattern_lens._pipeline.summary import FailureStat, RenderSummary
 from pattern_lens._spinner import SpinnerContext
 from pattern_lens.attn_figure_funcs import ATTENTION_MATRIX_FIGURE_FUNCS
@@ -270,6 +272,9 @@ def figures_main(
     progress: bool = True,
     verbose: bool = True,
     timeout: float | None = None,
+    summaries: bool = True,
+    summaries_only: bool = False,
+    preview_size: int = PREVIEW_SIZE,
 ) -> RenderSummary:
     """render figures for every head of a model's prompts, on every core, resuming what exists
 
@@ -296,6 +301,12 @@ def figures_main(
      - `timeout : float | None` seconds one figure function may take on one head; past it, that is
        the function's failure there (`FigureTimeout`) and the run goes on. Needs process workers or
        one job (SIGALRM) (defaults to `None`: no limit)
+     - `summaries : bool` also summarise every head rendered, from the same read: statistics into
+       `prompts/<hash>/head_stats.json` and a preview `L*/H*/preview.png`
+       (`pattern_lens._pipeline.summaries`) (defaults to `True`)
+     - `summaries_only : bool` only the summaries, no figures (`figure_funcs_select` is ignored)
+       (defaults to `False`)
+     - `preview_size : int` largest preview side, pixels (defaults to `PREVIEW_SIZE`, 64)
 
     # Returns:
      - `RenderSummary` counts, speed, failures per function, input errors (`.ok` when none)
@@ -319,7 +330,13 @@ def figures_main(
     prompts = read_prompt_index(model_dir / "prompts.jsonl")
     if n_samples is not None:
         prompts = prompts[:n_samples]
-    funcs = select_attn_figure_funcs(figure_funcs_select)
+    funcs = [] if summaries_only else select_attn_figure_funcs(figure_funcs_select)
+    spec = summary_spec(cfg, preview_size) if summaries or summaries_only else None
+    if spec is not None and PREVIEW_NAME in {figure_func_name(f) for f in funcs}:
+        raise PatternLensError(
+            f"a figure function named {PREVIEW_NAME!r} would overwrite the heads' previews: rename it "
+            "or pass summaries=False (--no-summaries)"
+        )
     cfg_path = model_dir / "model_cfg.json"
     layer_sel = check_layers(layers, cfg.n_layers, "layer", cfg_path)
     head_sel = check_layers(heads, cfg.n_heads, "head", cfg_path)
@@ -342,6 +359,11 @@ def figures_main(
     heads_per_prompt = len(layer_sel) * len(head_sel)
     work = prompt_work(prompts, model_dir, summary, heads_per_prompt)
     summary.n_heads += (len(prompts) - len(work)) * heads_per_prompt
+    listed = list(funcs)  # what figures.jsonl lists besides the registered functions
+    if spec is not None:
+        from pattern_lens.head_stats import preview
+
+        listed.append(preview)
     with stop_on_signals():
         try:
             render_prompts(
@@ -360,11 +382,12 @@ def figures_main(
                 summary=summary,
                 timeout=timeout,
                 root=str(save_path.resolve()),
+                summaries=spec,
             )
         except RunInterrupted as e:
-            write_indexes(save_path, model_dir, funcs, summary)
+            write_indexes(save_path, model_dir, listed, summary)
             raise RunInterrupted(e.signum, _interrupted_line(e.signum, summary, len(prompts) * heads_per_prompt)) from None
-        write_indexes(save_path, model_dir, funcs, summary)
+        write_indexes(save_path, model_dir, listed, summary)
     if verbose:
         print(summary.format())
     return summary

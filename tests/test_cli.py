@@ -299,7 +299,7 @@ def test_render_with_prestarted_workers_writes_what_one_process_writes(tmp_path)
         assert proc.returncode == 0, proc.stderr
         assert f"[{jobs} jobs, {'loky' if jobs == '2' else 'sequential'}" in proc.stdout
     files = sorted(p.relative_to(a) for p in a.rglob("*.png"))
-    assert len(files) == 2 * 2 * 2 * 2
+    assert len(files) == 2 * 2 * 2 * (2 + 1)  # prompts x layers x heads x (raw, doubled, preview)
     assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
 
 

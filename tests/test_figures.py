@@ -229,7 +229,7 @@ def test_matplotlib_figure_functions_run_in_workers(tmp_path, use_workers):
     s2 = figures_main(b.name, b.parent, None, False, [mpl_heat, mpl_sums], n_jobs=2, progress=False, verbose=False)
     assert s1.ok and s2.ok and s2.backend == "loky"
     head = _prompt_dirs(b)[0] / "L0" / "H1"
-    assert sorted(p.name for p in head.iterdir()) == ["mpl_heat.png", "mpl_sums.cols.png", "mpl_sums.rows.png"]
+    assert sorted(p.name for p in head.iterdir()) == ["mpl_heat.png", "mpl_sums.cols.png", "mpl_sums.rows.png", "preview.png"]
     assert _outputs(a) == _outputs(b)
     assert figures_main(b.name, b.parent, None, False, [mpl_heat, mpl_sums], n_jobs=2, progress=False, verbose=False).n_skipped == 2
 
@@ -253,7 +253,7 @@ def test_multi_figure_function_outputs_and_index(tmp_path):
     model_dir = _tiny(tmp_path)
     figures_main(model_dir.name, tmp_path, None, False, [multi], n_jobs=1, progress=False, verbose=False)
     head = _prompt_dirs(model_dir)[0] / "L1" / "H2"
-    assert sorted(p.name for p in head.iterdir()) == ["multi.first.bin", "multi.second.bin"]
+    assert sorted(p.name for p in head.iterdir()) == ["multi.first.bin", "multi.second.bin", "preview.png"]
     rows = [json.loads(x) for x in (tmp_path / "figures.jsonl").read_text().splitlines()]
     names = [r["name"] for r in rows]
     assert "multi.first" in names and "multi.second" in names and "raw" in names
@@ -340,9 +340,9 @@ def test_figures_main_selects_by_glob_and_set(tmp_path, monkeypatch):
     model_dir = _tiny(tmp_path)
     figures_main(model_dir.name, tmp_path, None, False, "mul*", n_jobs=1, progress=False, verbose=False)
     head = _prompt_dirs(model_dir)[0] / "L0" / "H0"
-    assert sorted(p.name for p in head.iterdir()) == ["multi.first.bin", "multi.second.bin"]
+    assert sorted(p.name for p in head.iterdir()) == ["multi.first.bin", "multi.second.bin", "preview.png"]
     figures_main(model_dir.name, tmp_path, None, False, {"ident"}, n_jobs=1, progress=False, verbose=False)
-    assert sorted(p.name for p in head.iterdir()) == ["ident.bin", "multi.first.bin", "multi.second.bin"]
+    assert sorted(p.name for p in head.iterdir()) == ["ident.bin", "multi.first.bin", "multi.second.bin", "preview.png"]
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -247,9 +247,9 @@ def test_stale_error_file_after_a_failed_forced_rerun_is_removed(tmp_path):
         _FLAKY_STATE["fail"] = True
         assert not _run(tmp_path, model, [flaky], force=True).ok
         head = next(model.rglob("H0"))
-        assert sorted(p.name for p in head.iterdir()) == ["flaky.bin", "flaky.error.txt"]
+        assert sorted(p.name for p in head.iterdir()) == ["flaky.bin", "flaky.error.txt", "preview.png"]
         assert _run(tmp_path, model, [flaky]).ok  # the output is there: done, and the error is stale
-        assert sorted(p.name for p in head.iterdir()) == ["flaky.bin"]
+        assert sorted(p.name for p in head.iterdir()) == ["flaky.bin", "preview.png"]
     finally:
         _FLAKY_STATE["fail"] = True
 

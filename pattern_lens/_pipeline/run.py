@@ -27,6 +27,7 @@ from pattern_lens._pipeline.outputs import check_output_names
 from pattern_lens._pipeline.recovery import split_task, task_failed
 from pattern_lens._pipeline.planner import PromptWork, TaskPlanner
 from pattern_lens._pipeline.prestart import wait_prestarted
+from pattern_lens._pipeline.summaries import PromptStatsWriter, SummarySpec
 from pattern_lens._pipeline.summary import RenderSummary, TaskResult
 from pattern_lens._pipeline.transfer import FigureFuncs
 from pattern_lens._pipeline.worker import Task, run_task
@@ -83,6 +84,7 @@ def render_prompts(
     summary: RenderSummary | None = None,
     timeout: float | None = None,
     root: str | None = None,
+    summaries: SummarySpec | None = None,
 ) -> RenderSummary:
     """render `layers` x `heads` of every prompt with every figure function, on all workers
 
@@ -102,6 +104,8 @@ def render_prompts(
        (POSIX), not on thread or dask workers (a warning says so) (defaults to `None`: no limit)
      - `root : str | None` the save path: no head folder leading outside it (through a symlink)
        is written to (defaults to `None`: not checked)
+     - `summaries : SummarySpec | None` also summarise every head rendered: preview files and
+       each prompt's `head_stats.json` (`pattern_lens._pipeline.summaries`) (defaults to `None`: no)
 
     # Returns:
      - `RenderSummary`
@@ -128,7 +132,11 @@ def render_prompts(
         if not session.in_process:
             funcs.blob()  # fail now, with advice, if a function cannot travel to the workers
         planner = TaskPlanner(prompts, layers, heads, len(funcs), session.n_workers, profile)
-        tasks = (Task(funcs, force, profile, n_heads, tuple(items), est, timeout, root) for items, est in planner)
+        tasks = (Task(funcs, force, profile, n_heads, tuple(items), est, timeout, root, summaries) for items, est in planner)
+        stats_writer = (
+            PromptStatsWriter(summaries, (p.prompt_dir for p in prompts), len(layers) * len(heads))
+            if summaries is not None else None
+        )
         total: int = len(prompts) * len(layers) * len(heads)
         t0: float = time.perf_counter()
         probed: list[TaskResult] = []
@@ -158,9 +166,13 @@ def render_prompts(
                 with contextlib.closing(run_all(session, run_task, tasks, on_error=task_failed, split=split_task)) as results:
                     for res in itertools.chain(probed, results):
                         summary.merge(res)
+                        if stats_writer is not None:
+                            stats_writer.add(res)
                         if res.n_rendered:  # calibrate on rendered heads only: skipped ones cost ~nothing
                             planner.observe(res.task_estimate * res.n_rendered / max(1, res.n_heads), res.task_seconds)
                         bar.update(res.n_heads)
             finally:
+                if stats_writer is not None:
+                    stats_writer.close()  # each prompt's file once all its heads are back, atomically
                 summary.elapsed += time.perf_counter() - t0
     return summary

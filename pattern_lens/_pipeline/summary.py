@@ -53,6 +53,10 @@ class TaskResult:
     "seconds spent reading layers: listing head folders, reading and inflating, the finiteness check"
     render_seconds: float = 0.0
     "seconds spent in the figure functions: rendering and writing the files"
+    head_stats: dict[str, list[dict]] = field(default_factory=dict)
+    "prompt folder -> statistics rows of the heads summarised (`pattern_lens._pipeline.summaries`)"
+    heads_covered: dict[str, int] = field(default_factory=dict)
+    "prompt folder -> heads of it the task covered (rendered, skipped or failed)"
 
     def add_failure(self, func_name: str, message: str, where: str) -> None:
         """count one failure of `func_name`"""

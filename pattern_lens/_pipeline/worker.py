@@ -21,6 +21,7 @@ import numpy as np
 
 from pattern_lens._layout import error_file_name, head_dir, layer_key
 from pattern_lens._pipeline.inputs import leaves_root
+from pattern_lens._pipeline import summaries
 from pattern_lens._pipeline.npz import ActivationsError, ActivationsFile, nonfinite_heads
 from pattern_lens._pipeline.outputs import list_head_dir, pending_funcs, run_figure_funcs
 from pattern_lens._pipeline.planner import Item
@@ -46,6 +47,8 @@ class Task:
     "seconds one figure function may take on one head (`None`: no limit)"
     root: str | None = None
     "the save path, resolved: head folders that lead outside it (symlinks) are refused"
+    summaries: summaries.SummarySpec | None = None
+    "statistics and previews to compute for every head rendered (`None`: none)"
 
 
 class _InMemoryLayer:
@@ -70,6 +73,7 @@ def _render_item(
 ) -> None:
     t_read = time.perf_counter()
     res.n_heads += len(heads)
+    res.heads_covered[prompt_dir] = res.heads_covered.get(prompt_dir, 0) + len(heads)
     todo: list[tuple[int, Path, set[str], list[Callable]]] = []
     for h in heads:
         d: Path = head_dir(prompt_dir, layer, h)
@@ -82,7 +86,7 @@ def _render_item(
             res.add_input_error(f"{d}: cannot list the head folder ({type(e).__name__}: {e})", 1)
             continue
         funcs = pending_funcs(task.funcs, d, listing, task.force, broken=res.repaired)
-        if funcs:
+        if funcs or summaries.head_pending(task.summaries, prompt_dir, layer, h, listing, task.force):
             todo.append((h, d, listing, funcs))
         else:
             res.n_skipped += 1
@@ -131,6 +135,7 @@ def _render_item(
         t_render = time.perf_counter()
         status = run_figure_funcs(patterns[h], d, funcs, listing, force_overwrite=task.force, timeout=task.timeout, pending=funcs)
         res.render_seconds += time.perf_counter() - t_render
+        summaries.add_head(task.summaries, res, prompt_dir, layer, h, d, patterns[h], listing, task.force)
         res.n_rendered += 1
         for name, st in status.items():
             if st is True:

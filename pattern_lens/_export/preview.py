@@ -1,0 +1,31 @@
+"""a head's preview matrix -> PNG bytes: coloured like the default `raw` figure, with the fast encoder
+
+The preview (block averages, `pattern_lens._pipeline.stats`) is min-max normalised and looked up in
+the colormap's table exactly as `save_matrix_wrapper(normalize=True)` does for a full figure, then
+written as an indexed PNG (`fast_png`). A preview of a pattern with `n_ctx <= S` is the pattern
+itself, so its PNG decodes to the same pixels as the `raw` figure's.
+"""
+
+import numpy as np
+from matplotlib.colors import Colormap
+
+from pattern_lens._export import colormap as _colormap
+from pattern_lens._export.fast_png import fast_png
+
+__all__ = ["PREVIEW_CMAP", "preview_png"]
+
+PREVIEW_CMAP: str = "Blues"
+"the default preview colormap: the default `raw` figure's"
+
+
+def preview_png(preview: np.ndarray, cmap: str | Colormap = PREVIEW_CMAP) -> bytes:
+    """PNG bytes of a preview matrix, min-max normalised and coloured with `cmap`
+
+    # Parameters:
+     - `preview : np.ndarray` 2D float matrix
+     - `cmap : str | Colormap` (defaults to `PREVIEW_CMAP`, `"Blues"`)
+
+    # Returns:
+     - `bytes` an indexed PNG (RGB where the colours do not fit a palette)
+    """
+    return fast_png(preview, _colormap.normalization(preview, normalize=True), cmap)

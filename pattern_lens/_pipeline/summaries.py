@@ -1,0 +1,257 @@
+"""head summaries in the render pass: statistics and a preview of every head, from the layer read for its figures
+
+A worker that renders a head also summarises it (`add_head`), from the same pattern in memory: it
+writes the head's preview (`L<layer>/H<head>/preview.png`) and sends the head's statistics back in its
+`TaskResult`. The parent (`PromptStatsWriter`) collects them and writes one file per prompt,
+`<prompt_dir>/head_stats.json`, once every selected head of that prompt is accounted for, merged with
+the heads the file already holds (other layers / heads of earlier runs). Only the parent writes it,
+atomically (temporary file + rename), so tasks rendering different layers of one prompt at the same
+time never race on it and a killed run never leaves it half-written.
+
+Resuming, like the figures: a head is summarised when its preview is missing or the prompt's file
+(with this run's settings) lacks it, or with `force`. After a kill the heads of the prompts in flight
+have previews but no statistics on disk: the rerun reads those layers again and writes the same
+bytes an uninterrupted run writes (values are deterministic; rows are sorted).
+
+# `head_stats.json` (format version 1)
+
+One JSON object:
+
+```
+{"format": "pattern_lens.head_stats", "version": 1,
+ "statistics": ["entropy", "prev_token", ...],        # the statistic keys, in this order
+ "local_window": 8,                                   # w of the `local` statistic
+ "preview": {"file": "preview.png", "size": 64, "cmap": "Blues"},
+ "heads": [
+  {"layer": 0, "head": 0, "n_ctx": 256, "causal": true, "entropy": 0.81, ..., "key_max_position": 0},
+  ...
+ ]}
+```
+
+- `heads`: one object per summarised head, sorted by `(layer, head)`, one per line. Keys: `layer`,
+  `head` (ints), `n_ctx` (int, the pattern's side), `causal` (bool: measured with the causal mask),
+  then every key of `statistics`: a float (7 significant digits), or `null` where undefined (no row with a choice);
+  `key_max_position` is an int. Definitions: `pattern_lens._pipeline.stats`.
+- the preview of head `(L, H)` is `L<L>/H<H>/<preview.file>` beside the file: a PNG of at most
+  `size` x `size` pixels (exactly `n_ctx` x `n_ctx`, and the same pixels as the `raw` figure, when
+  `n_ctx <= size`), coloured with `cmap` after min-max normalisation. `figures.jsonl` lists it as
+  the figure `preview` (format `png`), so a viewer finds it like any figure.
+- a reader should check `format` and `version`, and take the statistic names from `statistics`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pattern_lens._errors import PatternLensError
+from pattern_lens._export.preview import PREVIEW_CMAP, preview_png
+from pattern_lens._layout import HEAD_STATS_FILE, PREVIEW_FILE
+from pattern_lens._pipeline.atomic import atomic_write_bytes, write_text_if_changed
+from pattern_lens._pipeline.stats import LOCAL_WINDOW, PREVIEW_SIZE, STATISTICS, HeadSummary, summarize_head
+from pattern_lens._pipeline.summary import TaskResult
+
+__all__ = [
+    "HEAD_STATS_FORMAT",
+    "HEAD_STATS_VERSION",
+    "SUMMARY_FAILURE_NAME",
+    "SummarySpec",
+    "summary_spec",
+    "head_row",
+    "head_pending",
+    "add_head",
+    "read_head_stats_file",
+    "format_head_stats",
+    "PromptStatsWriter",
+]
+
+HEAD_STATS_FORMAT: str = "pattern_lens.head_stats"
+HEAD_STATS_VERSION: int = 1
+
+SUMMARY_FAILURE_NAME: str = "summaries"
+"the name under which a head that could not be summarised is counted in the run's failures"
+
+
+@dataclass(frozen=True)
+class SummarySpec:
+    """what to summarise and how; carried by every task
+
+    # Fields:
+     - `preview_size : int` largest preview side (defaults to `PREVIEW_SIZE`)
+     - `local_window : int` `w` of the `local` statistic (defaults to `LOCAL_WINDOW`)
+     - `cmap : str` preview colormap (defaults to `PREVIEW_CMAP`)
+     - `causal : bool | None` measure with the causal mask; `None` decides per head from its values
+       (defaults to `None`; the pipeline passes the model config's `attention_dir`)
+    """
+
+    preview_size: int = PREVIEW_SIZE
+    local_window: int = LOCAL_WINDOW
+    cmap: str = PREVIEW_CMAP
+    causal: bool | None = None
+
+    def header(self) -> dict:
+        """the file's fields other than `heads`: a file whose header differs is stale"""
+        return {
+            "format": HEAD_STATS_FORMAT,
+            "version": HEAD_STATS_VERSION,
+            "statistics": list(STATISTICS),
+            "local_window": self.local_window,
+            "preview": {"file": PREVIEW_FILE, "size": self.preview_size, "cmap": self.cmap},
+        }
+
+
+def summary_spec(model_cfg: object, preview_size: int = PREVIEW_SIZE) -> SummarySpec:
+    """the run's `SummarySpec`: causal from the model config's `attention_dir` when it says
+
+    `"causal"` -> measured with the causal mask, `"bidirectional"` -> full rows; absent or another
+    value -> decided per head from its values (`pattern_lens._pipeline.stats.is_causal`).
+
+    # Raises:
+     - `PatternLensError` for a `preview_size` below 1
+    """
+    if isinstance(preview_size, bool) or not isinstance(preview_size, (int, np.integer)) or preview_size < 1:
+        raise PatternLensError(f"preview_size must be a positive number of pixels, got {preview_size!r}")
+    direction = getattr(model_cfg, "attention_dir", None)
+    causal = {"causal": True, "bidirectional": False}.get(direction) if isinstance(direction, str) else None
+    return SummarySpec(preview_size=int(preview_size), causal=causal)
+
+
+def _json_number(value: float) -> float | None:
+    # 7 significant digits: the statistics are accurate to about 1e-6 relative (float32 logs)
+    return None if math.isnan(value) else float(f"{value:.7g}")
+
+
+def head_row(layer: int, head: int, summary: HeadSummary) -> dict:
+    """the `heads` entry of one head"""
+    row: dict = {"layer": int(layer), "head": int(head), "n_ctx": summary.n_ctx, "causal": summary.causal}
+    for name, value in summary.stats.items():
+        row[name] = _json_number(value)
+    if row["key_max_position"] is not None:
+        row["key_max_position"] = int(row["key_max_position"])
+    return row
+
+
+def format_head_stats(spec: SummarySpec, rows: Iterable[dict]) -> str:
+    """the file's text: the header, then `heads` sorted by `(layer, head)`, one per line"""
+    ordered = sorted(rows, key=lambda r: (r["layer"], r["head"]))
+    head = json.dumps(spec.header())[:-1]  # without the closing brace
+    body = ",\n".join(json.dumps(r) for r in ordered)
+    return f'{head}, "heads": [\n{body}\n]}}\n' if ordered else f'{head}, "heads": []}}\n'
+
+
+def read_head_stats_file(path: Path | str) -> dict | None:
+    """a prompt's `head_stats.json` as a dict, or `None` when missing, unreadable or not this format"""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(data, dict) or data.get("format") != HEAD_STATS_FORMAT or not isinstance(data.get("heads"), list):
+        return None
+    return data
+
+
+def _rows_for(data: dict | None, spec: SummarySpec) -> dict[tuple[int, int], dict]:
+    """the file's rows when it was written with `spec`'s settings, by `(layer, head)`"""
+    if data is None or {k: data.get(k) for k in spec.header()} != spec.header():
+        return {}
+    return {(r["layer"], r["head"]): r for r in data["heads"] if isinstance(r, dict) and "layer" in r and "head" in r}
+
+
+@functools.lru_cache(maxsize=16)
+def _done_heads(path: str, mtime_ns: int, size: int, spec: SummarySpec) -> frozenset[tuple[int, int]]:
+    del mtime_ns, size  # part of the cache key only: a rewritten file is read again
+    return frozenset(_rows_for(read_head_stats_file(path), spec))
+
+
+def _heads_in_file(prompt_dir: str, spec: SummarySpec) -> frozenset[tuple[int, int]]:
+    path = os.path.join(prompt_dir, HEAD_STATS_FILE)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return frozenset()
+    return _done_heads(path, st.st_mtime_ns, st.st_size, spec)
+
+
+def head_pending(
+    spec: SummarySpec | None, prompt_dir: str, layer: int, head: int, listing: set[str], force: bool
+) -> bool:
+    """whether a head still needs its summary: preview missing, statistics not in the prompt's file, or `force`"""
+    if spec is None:
+        return False
+    return force or PREVIEW_FILE not in listing or (layer, head) not in _heads_in_file(prompt_dir, spec)
+
+
+def add_head(
+    spec: SummarySpec | None,
+    res: TaskResult,
+    prompt_dir: str,
+    layer: int,
+    head: int,
+    save_dir: Path,
+    pattern: np.ndarray,
+    listing: set[str],
+    force: bool,
+) -> None:
+    """summarise one head if pending: write its preview, put its statistics into `res.head_stats`
+
+    A pattern that cannot be summarised (negative values, ...) or a preview that cannot be written
+    counts as a failure named `SUMMARY_FAILURE_NAME`; the figures are not affected.
+    """
+    if not head_pending(spec, prompt_dir, layer, head, listing, force):
+        return
+    try:
+        summary = summarize_head(pattern, spec.causal, spec.local_window, spec.preview_size)
+        atomic_write_bytes(Path(save_dir) / PREVIEW_FILE, preview_png(summary.preview, spec.cmap))
+    except (ValueError, TypeError, OSError) as e:
+        res.add_failure(SUMMARY_FAILURE_NAME, f"{type(e).__name__}: {e}", str(save_dir))
+        return
+    res.head_stats.setdefault(prompt_dir, []).append(head_row(layer, head, summary))
+
+
+class PromptStatsWriter:
+    """the parent's side: collect the statistics from task results, write each prompt's file when complete
+
+    # Parameters:
+     - `spec : SummarySpec`
+     - `prompt_dirs : Iterable[str]` the prompts of the run
+     - `heads_per_prompt : int` selected heads per prompt (layers x heads)
+    """
+
+    def __init__(self, spec: SummarySpec, prompt_dirs: Iterable[str], heads_per_prompt: int) -> None:
+        self.spec = spec
+        self.heads_per_prompt = heads_per_prompt
+        self._covered: dict[str, int] = {p: 0 for p in prompt_dirs}
+        self._rows: dict[str, list[dict]] = {}
+        self.written: list[Path] = []
+        "the files written (or found up to date) so far"
+
+    def add(self, res: TaskResult) -> None:
+        """take one task's result; write the files of the prompts it completed"""
+        for prompt_dir, rows in res.head_stats.items():
+            self._rows.setdefault(prompt_dir, []).extend(rows)
+        for prompt_dir, n in res.heads_covered.items():
+            self._covered[prompt_dir] = self._covered.get(prompt_dir, 0) + n
+            if self._covered[prompt_dir] >= self.heads_per_prompt:
+                self._write(prompt_dir)
+
+    def close(self) -> None:
+        """write what is left (prompts some of whose heads never came back)"""
+        for prompt_dir in list(self._rows):
+            self._write(prompt_dir)
+
+    def _write(self, prompt_dir: str) -> None:
+        new = self._rows.pop(prompt_dir, [])
+        path = Path(prompt_dir) / HEAD_STATS_FILE
+        if not new:
+            return  # nothing summarised here: the file (if any) already holds every head
+        rows = _rows_for(read_head_stats_file(path), self.spec)
+        rows.update({(r["layer"], r["head"]): r for r in new})
+        write_text_if_changed(path, format_head_stats(self.spec, rows.values()))
+        self.written.append(path)
