@@ -1,5 +1,5 @@
-"""the `pattern-lens` command: `render` a model's heads, a synthetic `demo`, `bench` the export, look at
-the heads in a `gallery` (also from disk) or `serve` it
+"""the `pattern-lens` command: `render` a model's heads, a synthetic `demo`, `bench` the export, rank heads
+(`stats`), look at the heads in a `gallery` (also from disk) or `serve` it
 
 Each subcommand is one entry of `COMMANDS`: a help line, a function adding its arguments and a
 function running it (returning the exit code). Adding a subcommand is adding one entry.
@@ -123,6 +123,12 @@ def _add_selection_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layers", type=parse_index_list, default=None, help="layers to render, e.g. '0,2,5-7' (default: all)")
     p.add_argument("--heads", type=parse_index_list, default=None, help="heads to render in each layer (default: all)")
     p.add_argument(
+        "--no-summaries", dest="summaries", action="store_false",
+        help="skip the head summaries (statistics in prompts/<hash>/head_stats.json, L*/H*/preview.png)",
+    )
+    p.add_argument("--summaries-only", action="store_true", help="only the head summaries, no figures (a quick look at a huge run)")
+    p.add_argument("--preview-size", type=_positive_int, default=64, metavar="S", help="largest preview side, pixels (default: 64)")
+    p.add_argument(
         "--import", dest="imports", action="append", default=[], metavar="MODULE",
         help="import MODULE first (repeatable): a module registering figure functions, looked up in the "
         "current folder first (as `python -m` does), then on sys.path",
@@ -215,6 +221,9 @@ def _run_options(args: argparse.Namespace) -> dict:
         heads=args.heads,
         progress=not args.quiet,
         timeout=args.timeout,
+        summaries=args.summaries,
+        summaries_only=args.summaries_only,
+        preview_size=args.preview_size,
     )
 
 
@@ -309,6 +318,11 @@ def run_demo(args: argparse.Namespace) -> int:
     )
     print(summary.format())
     print(f"figures: {model_dir / 'prompts'}/<hash>/L<layer>/H<head>/")
+    if args.summaries or args.summaries_only:
+        print(
+            f"summaries: {model_dir / 'prompts'}/<hash>/head_stats.json and L<layer>/H<head>/preview.png;"
+            f" rank heads: pattern-lens stats -m {model_dir.name} -s {out}"
+        )
     print(f"indexes: {out / 'figures.jsonl'}, {out / 'models.jsonl'}, {model_dir / 'prompts.jsonl'}")
     print(f"speed: {summary.heads_per_s:.1f} heads/s on {summary.n_jobs} workers")
     gallery_code = _refresh_gallery(out, quiet=True)
@@ -534,6 +548,12 @@ def _server():
     return server
 
 
+def _head_stats():
+    from pattern_lens import head_stats  # imported when used
+
+    return head_stats
+
+
 COMMANDS: dict[str, Command] = {
     "render": Command("render every head of saved attention patterns", add_render_arguments, run_render),
     "demo": Command("write a synthetic model and render every head", add_demo_arguments, run_demo),
@@ -557,6 +577,11 @@ COMMANDS: dict[str, Command] = {
         "measure export throughput: reference algorithm vs exact and fast profiles",
         add_bench_arguments,
         run_bench,
+    ),
+    "stats": Command(
+        "rank heads by a statistic of their patterns (entropy, prev_token, ...), averaged over prompts",
+        lambda p: _head_stats().add_arguments(p),
+        lambda args: _head_stats().run_from_args(args),
     ),
 }
 "subcommands by name; add an entry to add a subcommand"

@@ -1,0 +1,116 @@
+"""the head summaries' cost: per head in memory, and end to end against the runs they ride along with
+
+Part 1, one core, in memory, per head (median over heads of the best of `--repeat` runs each), on
+synthetic float32 causal patterns (`pattern_lens.bench._patterns`: every head kind):
+
+- summary:  statistics + block-averaged preview (`summarize_head`, causal known, as the pipeline
+            passes it from the model config's `attention_dir`), one kernel pass
+- +detect:  the same with `causal=None` (the mask decided from the values above the diagonal)
+- preview png: colouring + encoding the preview (`preview_png`)
+- np.log:   numpy's SIMD log over the whole matrix, the yardstick of the issue (0.48 ms at 1024)
+- fast, exact: the `raw` figure's file bytes in the fast and exact profiles
+
+Part 2, end to end (`figures_main`, one job, reading a deflated `.npz`, files written, `--force`):
+the same synthetic model rendered with and without summaries, interleaved, best of `--repeat`.
+
+    flock /tmp/pattern_lens_bench.lock python benchmarks/bench_summaries.py
+    python benchmarks/bench_summaries.py --n-ctx 1024 --repeat 3 --no-pipeline
+"""
+
+import argparse
+import statistics
+import tempfile
+import time
+
+import numpy as np
+
+from pattern_lens import export_profile
+from pattern_lens._export.encode import matrix_file_bytes
+from pattern_lens._export.preview import preview_png
+from pattern_lens._pipeline.stats import summarize_head
+from pattern_lens.bench import _patterns
+
+
+def _best(fn, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def per_head(n_ctx: int, heads: int, repeat: int, with_exact: bool) -> dict[str, float]:
+    pats = _patterns(n_ctx, heads, seed=1)
+    summaries = [summarize_head(p, causal=True) for p in pats]  # also compiles / loads the kernels
+    methods = {
+        "summary": lambda p: summarize_head(p, causal=True),
+        "+detect": lambda p: summarize_head(p),
+        "np.log": lambda p: np.log(p + np.float32(1e-30)),  # + 1e-30: no log(0) warnings
+        "fast": lambda p: _file(p, "fast"),
+    }
+    if with_exact:
+        methods["exact"] = lambda p: _file(p, "exact")
+    out: dict[str, float] = {}
+    for name, fn in methods.items():
+        fn(pats[0])
+        out[name] = 1e3 * statistics.median(_best(lambda p=p: fn(p), repeat) for p in pats)
+    preview_png(summaries[0].preview)
+    out["preview png"] = 1e3 * statistics.median(_best(lambda s=s: preview_png(s.preview), repeat) for s in summaries)
+    return out
+
+
+def _file(p: np.ndarray, profile: str) -> bytes:
+    with export_profile(profile):
+        return matrix_file_bytes(p, "png", True, "Blues")
+
+
+def end_to_end(n_ctx: int, n_layers: int, n_heads: int, repeat: int, profile: str) -> tuple[float, float]:
+    from pattern_lens.figures import figures_main
+    from pattern_lens.synthetic import write_synthetic_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        model = write_synthetic_model(tmp, n_layers=n_layers, n_heads=n_heads, n_ctx=n_ctx, n_prompts=1)
+        times = {True: float("inf"), False: float("inf")}
+        for k in range(repeat + 1):
+            for summaries in (False, True):
+                t0 = time.perf_counter()
+                s = figures_main(model.name, tmp, None, True, "raw", n_jobs=1, profile=profile, progress=False,
+                                 verbose=False, summaries=summaries)
+                dt = time.perf_counter() - t0
+                assert s.ok
+                if k:  # the first round warms the caches and the kernels
+                    times[summaries] = min(times[summaries], dt)
+        return times[False], times[True]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n-ctx", default="512,1024,4096")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--no-pipeline", action="store_true")
+    args = ap.parse_args()
+    print("| n_ctx | summary ms | +detect ms | preview png ms | np.log ms | fast ms | exact ms | summary+png / fast | summary+png / exact |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n in map(int, args.n_ctx.split(",")):
+        heads = 4 if n >= 4096 else 8
+        r = per_head(n, heads, args.repeat if n < 4096 else 2, with_exact=n <= 1024)
+        both = r["summary"] + r["preview png"]
+        exact = r.get("exact")
+        print(
+            f"| {n} | {r['summary']:.3f} | {r['+detect']:.3f} | {r['preview png']:.3f} | {r['np.log']:.3f} | "
+            f"{r['fast']:.3f} | {exact if exact is None else f'{exact:.2f}'} | {both / r['fast']:.3f} | "
+            f"{'-' if exact is None else f'{both / exact:.4f}'} |",
+            flush=True,
+        )
+    if args.no_pipeline:
+        return
+    print("\n| end to end, n_ctx 1024, 2 x 8 heads, 1 job | without summaries s | with s | ratio |")
+    print("|---|---:|---:|---:|")
+    for profile in ("fast", "exact"):
+        off, on = end_to_end(1024, 2, 8, 3 if profile == "fast" else 2, profile)
+        print(f"| {profile} | {off:.3f} | {on:.3f} | {on / off:.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,247 @@
+"""per-head statistics and previews: compute them for one pattern, read a run's, rank heads
+
+The render pass (`pattern-lens render`, `figures_main`) writes, unless told not to, each prompt's
+`head_stats.json` and each head's `preview.png` (format: `pattern_lens._pipeline.summaries`;
+definitions of the statistics: `pattern_lens._pipeline.stats`). This module reads them back as a tidy
+table (a list of dicts, one per prompt and head) and ranks heads by a statistic averaged over prompts,
+which is what `pattern-lens stats` prints.
+
+```python
+from pattern_lens.head_stats import head_stats, load_head_stats, rank_heads
+head_stats(attn)                                  # {"entropy": 0.41, "prev_token": 0.02, ...}
+rows = load_head_stats("gpt2", "attn_data")       # [{"prompt": hash, "layer": 0, "head": 3, ...}, ...]
+rank_heads("gpt2", "attn_data", "prev_token", top=5)  # [{"layer", "head", "mean", "std", ...}, ...]
+```
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from pattern_lens._export.preview import preview_png
+from pattern_lens._layout import HEAD_STATS_FILE, PREVIEW_FILE, PROMPTS_INDEX, prompt_dir
+from pattern_lens._pipeline.atomic import atomic_write_bytes
+from pattern_lens._pipeline.indexes import sanitize_model_name
+from pattern_lens._pipeline.inputs import read_prompt_index
+from pattern_lens._pipeline.stats import LOCAL_WINDOW, PREVIEW_SIZE, STATISTICS, summarize_head
+from pattern_lens._pipeline.summaries import read_head_stats_file
+from pattern_lens.consts import DATA_DIR
+
+__all__ = [
+    "STATISTICS",
+    "LOCAL_WINDOW",
+    "PREVIEW_SIZE",
+    "head_stats",
+    "head_preview",
+    "preview",
+    "load_head_stats",
+    "rank_heads",
+    "add_arguments",
+    "run_from_args",
+]
+
+def head_stats(
+    attn_matrix: np.ndarray, causal: bool | None = None, local_window: int = LOCAL_WINDOW
+) -> dict[str, float]:
+    """every statistic of `STATISTICS` for one head's pattern
+
+    # Parameters:
+     - `attn_matrix : np.ndarray` `(n_ctx, n_ctx)` pattern, finite values >= 0
+     - `causal : bool | None` measure with the causal mask; `None` decides from the values above the
+       diagonal (defaults to `None`)
+     - `local_window : int` `w` of the `local` statistic (defaults to `LOCAL_WINDOW`)
+
+    # Returns:
+     - `dict[str, float]` statistic -> value (NaN where undefined)
+
+    # Raises:
+     - `ValueError` for a non-square pattern or a negative, NaN or inf value; `TypeError` for a non-array
+    """
+    return summarize_head(attn_matrix, causal, local_window).stats
+
+
+def head_preview(attn_matrix: np.ndarray, size: int = PREVIEW_SIZE, causal: bool | None = None) -> np.ndarray:
+    """the pattern block-averaged to at most `size` x `size` (the pattern itself when `n_ctx <= size`)
+
+    # Parameters:
+     - `attn_matrix : np.ndarray` `(n_ctx, n_ctx)` pattern
+     - `size : int` largest side (defaults to `PREVIEW_SIZE`)
+     - `causal : bool | None` average only `j <= i` in each block (defaults to `None`: decided
+       from the values above the diagonal)
+
+    # Returns:
+     - `np.ndarray` `(k, k)`, `k = min(n_ctx, size)`
+    """
+    return summarize_head(attn_matrix, causal, LOCAL_WINDOW, size).preview
+
+
+def preview(attn_matrix: np.ndarray, save_dir: Path | str) -> None:
+    """the head's preview: block averages of at most 64 x 64, min-max normalised, "Blues" (as `raw`)
+
+    Written by the render pass for every head it summarises; listed in `figures.jsonl` as `preview`.
+    Usable as a figure function, but not registered: the render pass makes it from the same pass as
+    the statistics.
+    """
+    atomic_write_bytes(Path(save_dir) / PREVIEW_FILE, preview_png(head_preview(attn_matrix)))
+
+
+preview.figure_save_fmt = "png"  # type: ignore[attr-defined]
+
+
+def _model_dir(model_name: str, save_path: Path | str) -> Path:
+    return Path(save_path) / sanitize_model_name(model_name)
+
+
+def load_head_stats(
+    model_name: str, save_path: Path | str = DATA_DIR, n_samples: int | None = None
+) -> list[dict]:
+    """the statistics of every summarised head of every prompt, as a tidy table
+
+    # Parameters:
+     - `model_name : str`, `save_path : Path | str` the model folder `<save_path>/<model_name>`
+       (defaults to `DATA_DIR`)
+     - `n_samples : int | None` only the first `n_samples` prompts of `prompts.jsonl` (defaults to `None`: all)
+
+    # Returns:
+     - `list[dict]` one row per (prompt, head), in prompt order then `(layer, head)`: `prompt` (hash),
+       `layer`, `head`, `n_ctx`, `causal`, and every statistic (`None` where undefined). Prompts
+       without a `head_stats.json` are absent.
+
+    # Raises:
+     - `InputError` when `prompts.jsonl` is missing or unreadable
+    """
+    model_dir = _model_dir(model_name, save_path)
+    prompts = [p for p in read_prompt_index(model_dir / PROMPTS_INDEX) if isinstance(p, dict)]  # bad lines: render reports them
+    if n_samples is not None:
+        prompts = prompts[:n_samples]
+    rows: list[dict] = []
+    for prompt in prompts:
+        h = prompt.get("hash")
+        if not isinstance(h, str):
+            continue
+        data = read_head_stats_file(prompt_dir(model_dir, h) / HEAD_STATS_FILE)
+        if data is None:
+            continue
+        rows.extend({"prompt": h, **row} for row in data["heads"] if isinstance(row, dict))
+    return rows
+
+
+def rank_heads(
+    model_name: str,
+    save_path: Path | str = DATA_DIR,
+    stat: str = "entropy",
+    lowest: bool = False,
+    top: int | None = None,
+    n_samples: int | None = None,
+    rows: list[dict] | None = None,
+) -> list[dict]:
+    """heads ranked by a statistic averaged over prompts, with its spread
+
+    # Parameters:
+     - `model_name : str`, `save_path : Path | str`, `n_samples : int | None`: see `load_head_stats`
+     - `stat : str` a key of `STATISTICS` (defaults to `"entropy"`)
+     - `lowest : bool` lowest mean first (defaults to `False`: highest first)
+     - `top : int | None` keep the first `top` (defaults to `None`: all)
+     - `rows : list[dict] | None` a table from `load_head_stats` to rank instead of reading the files
+       (defaults to `None`)
+
+    # Returns:
+     - `list[dict]` per head: `layer`, `head`, `stat`, `mean`, `std` (population, over prompts),
+       `min`, `max`, `n_prompts` (prompts where the statistic is defined). Heads where it is never
+       defined come last. Ties keep `(layer, head)` order.
+
+    # Raises:
+     - `ValueError` for an unknown statistic; `InputError` as `load_head_stats`
+    """
+    if stat not in STATISTICS:
+        raise ValueError(f"unknown statistic {stat!r}: expected one of {list(STATISTICS)}")
+    if rows is None:
+        rows = load_head_stats(model_name, save_path, n_samples)
+    values: dict[tuple[int, int], list[float]] = {}
+    for row in rows:
+        v = row.get(stat)
+        values.setdefault((int(row["layer"]), int(row["head"])), [])
+        if v is not None:
+            values[(int(row["layer"]), int(row["head"]))].append(float(v))
+    table: list[dict] = []
+    for (layer, head), vs in sorted(values.items()):
+        arr = np.asarray(vs, dtype=np.float64)
+        defined = len(arr) > 0
+        table.append({
+            "layer": layer,
+            "head": head,
+            "stat": stat,
+            "mean": float(arr.mean()) if defined else None,
+            "std": float(arr.std()) if defined else None,
+            "min": float(arr.min()) if defined else None,
+            "max": float(arr.max()) if defined else None,
+            "n_prompts": len(arr),
+        })
+    sign = 1.0 if lowest else -1.0
+    table.sort(key=lambda r: (r["mean"] is None, sign * r["mean"] if r["mean"] is not None else 0.0))
+    return table[:top] if top is not None else table
+
+
+# ---------------------------------------------------------------------------------------------------
+# `pattern-lens stats`
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """the options of `pattern-lens stats`"""
+    p.add_argument("--model", "-m", type=str, required=True, help="model name")
+    p.add_argument("--save-path", "-s", type=str, default=DATA_DIR, help=f"root folder (default: {DATA_DIR})")
+    p.add_argument("--n-samples", "-n", type=int, default=None, help="only the first N prompts (default: all)")
+    p.add_argument(
+        "--stat", choices=list(STATISTICS), default=None,
+        help="rank by this statistic (default: the top heads of every statistic)",
+    )
+    p.add_argument("--lowest", action="store_true", help="lowest first (default: highest first)")
+    p.add_argument("--top", type=int, default=None, help="heads to show (default: 20 with --stat, else 5 per statistic)")
+    p.add_argument("--json", action="store_true", help="print JSON (a list of rows) instead of a table")
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else (f"{v:.4g}" if abs(v) >= 1000 else f"{v:.4f}")
+
+
+def _table_lines(ranked: list[dict]) -> list[str]:
+    lines = [f"{'rank':>4} {'layer':>5} {'head':>4} {'mean':>9} {'std':>9} {'min':>9} {'max':>9} {'prompts':>7}"]
+    for k, r in enumerate(ranked, start=1):
+        lines.append(
+            f"{k:>4} {r['layer']:>5} {r['head']:>4} {_fmt(r['mean']):>9} {_fmt(r['std']):>9} "
+            f"{_fmt(r['min']):>9} {_fmt(r['max']):>9} {r['n_prompts']:>7}"
+        )
+    return lines
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """print the ranking(s); exit 1 when the model has no statistics yet"""
+    rows = load_head_stats(args.model, args.save_path, args.n_samples)
+    if not rows:
+        model_dir = _model_dir(args.model, args.save_path)
+        print(
+            f"error: no head statistics under {model_dir / 'prompts'}/*/{HEAD_STATS_FILE}: render with summaries "
+            f"first (pattern-lens render -m {args.model} -s {args.save_path}, or --summaries-only)",
+            file=sys.stderr,
+        )
+        return 1
+    stats = [args.stat] if args.stat else list(STATISTICS)
+    top = args.top if args.top is not None else (20 if args.stat else 5)
+    n_prompts = len({r["prompt"] for r in rows})
+    order = "lowest" if args.lowest else "highest"
+    if args.json:
+        out = []
+        for stat in stats:
+            out.extend(rank_heads(args.model, stat=stat, lowest=args.lowest, top=top, rows=rows))
+        print(json.dumps(out, indent=1))
+        return 0
+    for stat in stats:
+        print(f"{args.model}: {stat} ({STATISTICS[stat]}), {order} first, over {n_prompts} prompts")
+        print("\n".join(_table_lines(rank_heads(args.model, stat=stat, lowest=args.lowest, top=top, rows=rows))))
+        print()
+    return 0
