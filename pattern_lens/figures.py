@@ -49,11 +49,11 @@ from pattern_lens._pipeline.inputs import (
     read_prompt_index,
 )
 from pattern_lens._pipeline.npz import ActivationsFile
-from pattern_lens._layout import PREVIEW_NAME, head_dir, layer_key
+from pattern_lens._layout import ACTIVATIONS_FILE, FIGURES_INDEX, MODELS_INDEX, MODEL_CFG_FILE, PROMPTS_INDEX, head_dir, layer_key
 from pattern_lens._pipeline.outputs import check_output_names, figure_func_name, list_head_dir, run_figure_funcs
 from pattern_lens._pipeline.run import render_prompts, stop_on_signals
 from pattern_lens._pipeline.stats import PREVIEW_SIZE
-from pattern_lens._pipeline.summaries import summary_spec
+from pattern_lens._pipeline.summaries import indexed_funcs, summary_spec
 from pattern_lens._pipeline.summary import FailureStat, RenderSummary
 from pattern_lens._spinner import SpinnerContext
 from pattern_lens.attn_figure_funcs import ATTENTION_MATRIX_FIGURE_FUNCS
@@ -140,7 +140,7 @@ def process_single_head(
     head_idx: int,
     attn_pattern: AttentionMatrix,
     save_dir: Path,
-    figure_funcs: Sequence[Callable],
+    figure_funcs: Sequence[Callable] | None = None,
     force_overwrite: bool = False,
 ) -> dict[str, bool | Exception]:
     """run the figure functions on one head's pattern, in this process
@@ -153,7 +153,8 @@ def process_single_head(
      - `layer_idx : int`, `head_idx : int` where the head is (for the warning)
      - `attn_pattern : AttentionMatrix` the pattern, `(n_ctx, n_ctx)`
      - `save_dir : Path` the head folder (created if missing)
-     - `figure_funcs : Sequence[Callable]` the functions to run
+     - `figure_funcs : Sequence[Callable] | None` the functions to run (defaults to `None`: every
+       registered one, `ATTENTION_MATRIX_FIGURE_FUNCS`)
      - `force_overwrite : bool` redo existing outputs (defaults to `False`)
 
     # Returns:
@@ -162,6 +163,7 @@ def process_single_head(
     # Raises:
      - `PatternLensError` when a function's file names are not plain names (`check_output_names`)
     """
+    figure_funcs = _or_registered(figure_funcs)
     check_output_names(figure_funcs)
     save_dir = Path(save_dir)
     save_dir.mkdir(parents=True, exist_ok=True)
@@ -172,11 +174,16 @@ def process_single_head(
     return status
 
 
+def _or_registered(figure_funcs: Sequence[Callable] | None) -> Sequence[Callable]:
+    # read through this module at call time, so that a test patching ATTENTION_MATRIX_FIGURE_FUNCS here is seen
+    return list(ATTENTION_MATRIX_FIGURE_FUNCS) if figure_funcs is None else figure_funcs
+
+
 def compute_and_save_figures(
     model_cfg: HTConfigMock,
     activations_path: Path,
     cache: ActivationCacheNp | np.ndarray,
-    figure_funcs: Sequence[Callable],
+    figure_funcs: Sequence[Callable] | None = None,
     save_path: Path = Path(DATA_DIR),
     force_overwrite: bool = False,
     track_results: bool = False,
@@ -188,7 +195,7 @@ def compute_and_save_figures(
      - `activations_path : Path` the prompt's `activations.npz`; figures go beside it in `L*/H*/`
      - `cache : dict | np.ndarray` `{"blocks.<L>.attn.hook_pattern": (1, n_heads, n, n)}` or an
        array `(n_layers, n_heads, n, n)`
-     - `figure_funcs : Sequence[Callable]`
+     - `figure_funcs : Sequence[Callable] | None` (defaults to `None`: every registered one)
      - `save_path : Path` root holding `<model>/prompts.jsonl`, rebuilt at the end like the
        reference, by one call of this module's `generate_prompts_jsonl` (defaults to `Path(DATA_DIR)`)
      - `force_overwrite : bool` (defaults to `False`)
@@ -198,6 +205,7 @@ def compute_and_save_figures(
      - `None`, or with `track_results` `{func_name: {(layer, head): True | Exception}}`
     """
     model_dir = model_folder(save_path, model_cfg.model_name)  # refuse a name leaving the save path first
+    figure_funcs = _or_registered(figure_funcs)
     prompt_dir = Path(activations_path).parent
     results: dict[str, dict[tuple[int, int], bool | Exception]] = {}
     for layer in range(model_cfg.n_layers):
@@ -222,7 +230,7 @@ def process_prompt(
     prompt: dict,
     model_cfg: HTConfigMock,
     save_path: Path,
-    figure_funcs: Sequence[Callable],
+    figure_funcs: Sequence[Callable] | None = None,
     force_overwrite: bool = False,
 ) -> None:
     """render every head of one prompt in this process, reading one layer at a time
@@ -231,7 +239,7 @@ def process_prompt(
      - `prompt : dict` with `"hash"`: the prompt folder is `<save_path>/<model>/prompts/<hash>`
      - `model_cfg : HTConfigMock`
      - `save_path : Path`
-     - `figure_funcs : Sequence[Callable]`
+     - `figure_funcs : Sequence[Callable] | None` (defaults to `None`: every registered one)
      - `force_overwrite : bool` (defaults to `False`)
 
     # Raises:
@@ -240,11 +248,12 @@ def process_prompt(
        `save_path` through a symbolic link
     """
     model_dir = model_folder(save_path, model_cfg.model_name)
+    figure_funcs = _or_registered(figure_funcs)
     prompt_dir = model_dir / "prompts" / check_prompt_hash(prompt.get("hash"))
     root = Path(save_path).resolve()
     if (outside := leaves_root(prompt_dir, root)) is not None:
         raise InputError(outside)
-    with ActivationsFile(prompt_dir / "activations.npz", n_heads=model_cfg.n_heads) as acts:
+    with ActivationsFile(prompt_dir / ACTIVATIONS_FILE, n_heads=model_cfg.n_heads) as acts:
         for layer in range(model_cfg.n_layers):
             patterns = acts.read_layer(layer)
             for head in range(model_cfg.n_heads):
@@ -327,17 +336,13 @@ def figures_main(
     save_path = Path(save_path)
     model_dir = model_folder(save_path, model_name)
     cfg = load_model_cfg(model_dir)
-    prompts = read_prompt_index(model_dir / "prompts.jsonl")
+    prompts = read_prompt_index(model_dir / PROMPTS_INDEX)
     if n_samples is not None:
         prompts = prompts[:n_samples]
     funcs = [] if summaries_only else select_attn_figure_funcs(figure_funcs_select)
     spec = summary_spec(cfg, preview_size) if summaries or summaries_only else None
-    if spec is not None and PREVIEW_NAME in {figure_func_name(f) for f in funcs}:
-        raise PatternLensError(
-            f"a figure function named {PREVIEW_NAME!r} would overwrite the heads' previews: rename it "
-            "or pass summaries=False (--no-summaries)"
-        )
-    cfg_path = model_dir / "model_cfg.json"
+    listed = indexed_funcs(funcs, spec)
+    cfg_path = model_dir / MODEL_CFG_FILE
     layer_sel = check_layers(layers, cfg.n_layers, "layer", cfg_path)
     head_sel = check_layers(heads, cfg.n_heads, "head", cfg_path)
     if n_jobs is None and parallel is not True:
@@ -348,8 +353,8 @@ def figures_main(
         print(f"{model_dir}: {len(prompts)} prompts, {len(layer_sel)} layers x {len(head_sel)} heads")
         print(f"{len(funcs)} figure functions: {', '.join(figure_func_name(f) for f in funcs)}")
 
-    clean_index_temp(model_dir, ["prompts.jsonl"])
-    clean_index_temp(save_path, ["models.jsonl", "figures.jsonl"])
+    clean_index_temp(model_dir, [PROMPTS_INDEX])
+    clean_index_temp(save_path, [MODELS_INDEX, FIGURES_INDEX])
     summary = RenderSummary(
         model_name=model_dir.name,
         n_prompts=len(prompts),
@@ -359,11 +364,6 @@ def figures_main(
     heads_per_prompt = len(layer_sel) * len(head_sel)
     work = prompt_work(prompts, model_dir, summary, heads_per_prompt)
     summary.n_heads += (len(prompts) - len(work)) * heads_per_prompt
-    listed = list(funcs)  # what figures.jsonl lists besides the registered functions
-    if spec is not None:
-        from pattern_lens.head_stats import preview
-
-        listed.append(preview)
     with stop_on_signals():
         try:
             render_prompts(
@@ -399,9 +399,9 @@ def write_indexes(save_path: Path, model_dir: Path, funcs: Sequence[Callable], s
     written is bad input in `summary`, not a traceback"""
     registered = _registered_funcs()
     writes = (
-        (model_dir / "prompts.jsonl", lambda: generate_prompts_jsonl(model_dir)),
-        (save_path / "models.jsonl", lambda: write_models_jsonl(save_path)),
-        (save_path / "figures.jsonl", lambda: write_figures_jsonl(save_path, [*registered, *(f for f in funcs if f not in registered)])),
+        (model_dir / PROMPTS_INDEX, lambda: generate_prompts_jsonl(model_dir)),
+        (save_path / MODELS_INDEX, lambda: write_models_jsonl(save_path)),
+        (save_path / FIGURES_INDEX, lambda: write_figures_jsonl(save_path, [*registered, *(f for f in funcs if f not in registered)])),
     )
     for path, write in writes:
         try:

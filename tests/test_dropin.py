@@ -67,7 +67,7 @@ def test_multifunc_stacked_on_multifigure_saver_renders_and_resumes(tmp_path, re
     first = figures.figures_main(model_dir.name, tmp_path, None, False, "stats", n_jobs=1, progress=False, verbose=False)
     assert first.ok and first.n_rendered == 2, first.format()
     heads = sorted(model_dir.glob("prompts/*/L0/H*"))
-    assert [sorted(p.name for p in h.iterdir()) for h in heads] == [["stats.heatmap.png", "stats.hist.png"]] * 2
+    assert [sorted(p.name for p in h.iterdir()) for h in heads] == [["preview.png", "stats.heatmap.png", "stats.hist.png"]] * 2
     for png in model_dir.rglob("stats.*.png"):
         assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
@@ -133,6 +133,49 @@ def test_figures_module_names_the_reference_patches(tmp_path):
             )
             assert mock_head.call_count == 4
             mock_gen.assert_called_once_with(tmp_path / "test-model")
+
+
+def test_compute_and_save_figures_without_figure_funcs_runs_the_registry(tmp_path):
+    """the reference's published `test_compute_and_save_figures` omits `figure_funcs`: the registry is meant"""
+
+    class MockConfig:
+        n_layers, n_heads, model_name = 1, 2, "test-model"
+
+    prompt_dir = tmp_path / "test-model" / "prompts" / "test-hash"
+    prompt_dir.mkdir(parents=True)
+
+    @save_matrix_wrapper(fmt="png")
+    def only_fig(matrix):
+        return matrix
+
+    with mock.patch("pattern_lens.figures.ATTENTION_MATRIX_FIGURE_FUNCS", [only_fig]):
+        figures.compute_and_save_figures(
+            model_cfg=MockConfig(), activations_path=prompt_dir / "activations.npz",
+            cache=np.stack([_causal(4), _causal(4)])[None], save_path=tmp_path, force_overwrite=True,
+        )
+    assert sorted(p.relative_to(prompt_dir).as_posix() for p in prompt_dir.rglob("*.png")) == ["L0/H0/only_fig.png", "L0/H1/only_fig.png"]
+
+
+def test_indexes_module_rebuilds_what_a_run_wrote(tmp_path):
+    """the reference's `pattern_lens.indexes` functions, called as its `figures_main` called them"""
+    from pattern_lens import indexes
+
+    model_dir = write_synthetic_model(tmp_path, n_layers=1, n_heads=2, n_ctx=8, n_prompts=2, seed=3)
+    assert figures.figures_main(model_dir.name, tmp_path, None, False, "raw", n_jobs=1, progress=False, verbose=False).ok
+    written = {p: p.read_bytes() for p in (model_dir / "prompts.jsonl", tmp_path / "models.jsonl")}
+    for p in written:
+        p.unlink()
+    (tmp_path / "figures.jsonl").unlink()
+    indexes.generate_prompts_jsonl(model_dir)
+    indexes.generate_models_jsonl(tmp_path)
+    indexes.generate_functions_jsonl(tmp_path)
+    # the same rows (without the old index to keep its order, prompts come in folder-name order)
+    assert {p: sorted(p.read_bytes().splitlines()) for p in written} == {p: sorted(b.splitlines()) for p, b in written.items()}
+    rows = read_jsonl(tmp_path / "figures.jsonl")
+    assert {r["name"] for r in rows} == set(aff.get_all_figure_names())
+    assert indexes.get_func_metadata(aff.raw)[0]["name"] == "raw" and "def raw" in indexes.get_func_metadata(aff.raw)[0]["code"]
+    indexes.write_html_index(tmp_path)
+    assert (tmp_path / "index.html").is_file()
 
 
 def test_spinner_context_is_muutils_compatible():
@@ -257,4 +300,4 @@ def test_package_runs_under_jaxtyping_import_hook_with_beartype(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     lines = out.stdout.strip().splitlines()
     assert lines[0].startswith("checked: ") and "TypeCheckError" in lines[0], out.stdout
-    assert lines[-1] == "one.png raw.png squared.svgz two.a.png two.b.png"
+    assert lines[-1] == "one.png preview.png raw.png squared.svgz two.a.png two.b.png"  # summaries ran under the hook too

@@ -274,7 +274,7 @@ def test_backend_reported() -> None:
         assert _png_fast.DEFLATE_BACKEND == "zlib"
     else:
         assert _png_fast.DEFLATE_BACKEND == "isal"
-    assert set(_png_fast.__all__) == {"encode_indexed_png", "encode_rgb_png", "gzip_bytes", "DEFLATE_BACKEND"}
+    assert set(_png_fast.__all__) == {"encode_indexed_png", "encode_rgb_png", "gzip_bytes", "with_text", "read_text", "DEFLATE_BACKEND", "PNG_SIGNATURE", "PNG_IEND"}
 
 
 @settings(
@@ -294,3 +294,41 @@ def test_stdlib_fallback(stdlib_backend, image: tuple[np.ndarray, np.ndarray]) -
     check_structure(data, indices.shape[1], indices.shape[0], 2, None)
     check_decodes_to(data, rgb)
     assert gzip.decompress(stdlib_backend.gzip_bytes(indices.tobytes())) == indices.tobytes()
+
+
+# ----------------------------------------------------------------------------- text chunks
+
+
+@SETTINGS
+@given(indexed_images(max_side=40), st.text(st.characters(min_codepoint=32, max_codepoint=255), max_size=300))
+def test_with_text_adds_one_valid_chunk_that_decoders_read_and_ignore(image, text):
+    indices, palette = image
+    plain = _png_fast.encode_indexed_png(indices, palette)
+    data = _png_fast.with_text(plain, "pattern_lens.test", text)
+    chunks = parse_chunks(data)  # every length and CRC checked independently of the code under test
+    assert [t for t, _ in chunks] == [b"IHDR", b"tEXt", b"PLTE", b"IDAT", b"IEND"]
+    assert chunks[1][1] == b"pattern_lens.test\0" + text.encode("latin-1")
+    assert [c for c in chunks if c[0] != b"tEXt"] == parse_chunks(plain)
+    check_decodes_to(data, palette[indices])
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.info["pattern_lens.test"] == text
+    assert _png_fast.read_text(data, "pattern_lens.test") == text
+    assert _png_fast.read_text(data, "other") is None and _png_fast.read_text(plain, "pattern_lens.test") is None
+
+
+def test_read_text_refuses_damaged_or_truncated_chunks():
+    data = _png_fast.with_text(_png_fast.encode_indexed_png(np.zeros((2, 2), np.uint8), np.zeros((1, 3), np.uint8)), "k", "value")
+    at = data.index(b"value")
+    assert _png_fast.read_text(data, "k") == "value"
+    assert _png_fast.read_text(data[:at] + b"valuf" + data[at + 5 :], "k") is None  # CRC no longer matches
+    assert _png_fast.read_text(data[: at + 2], "k") is None  # file cut inside the chunk
+    assert _png_fast.read_text(b"not a png", "k") is None
+
+
+@pytest.mark.parametrize("keyword", ["", " lead", "trail ", "dou  ble", "x" * 80, "tab\there"])
+def test_with_text_refuses_keywords_the_png_spec_forbids(keyword):
+    plain = _png_fast.encode_indexed_png(np.zeros((1, 1), np.uint8), np.zeros((1, 3), np.uint8))
+    with pytest.raises(ValueError, match="keyword"):
+        _png_fast.with_text(plain, keyword, "v")
+    with pytest.raises(ValueError, match="Latin-1"):
+        _png_fast.with_text(plain, "k", "\u20ac")

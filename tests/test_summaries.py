@@ -132,14 +132,43 @@ def test_runs_over_different_layers_merge_into_the_same_file(tmp_path):
     figures_main(model.name, whole, None, False, None, **opts)
     name = f"prompts/{_prompt_dirs(model)[0].name}/head_stats.json"
     assert (split / model.name / name).read_bytes() == (whole / model.name / name).read_bytes()
-    # a head whose statistics vanished from the file is summarised again, and only that head
+    # a head whose row vanished from the file gets it back from its preview, without reading its layer
     path = split / model.name / name
     data = json.loads(path.read_text())
     data["heads"] = [r for r in data["heads"] if (r["layer"], r["head"]) != (1, 0)]
     path.write_text(json.dumps(data))
     again = figures_main(model.name, split, None, False, None, **opts)
-    assert again.n_rendered == 1 and again.n_skipped == 5
+    assert (again.n_rendered, again.n_summarised, again.n_skipped) == (0, 0, 6)
     assert path.read_bytes() == (whole / model.name / name).read_bytes()
+    # without the preview too (or with a preview that is not a complete PNG) it is summarised again,
+    # and only that head
+    path.write_text(json.dumps(data))
+    (path.parent / "L1" / "H0" / "preview.png").unlink()
+    (path.parent / "L0" / "H1" / "preview.png").write_bytes(b"\x89PNG\r\n\x1a\n")  # truncated
+    again = figures_main(model.name, split, None, False, None, **opts)
+    assert (again.n_rendered, again.n_summarised, again.n_skipped) == (2, 2, 4)
+    assert len(again.repaired) == 1 and "L0/H1/preview.png: truncated PNG" in again.repaired[0]
+    assert path.read_bytes() == (whole / model.name / name).read_bytes()
+    tree = {p.relative_to(split): p.read_bytes() for p in (split / model.name / "prompts").rglob("preview.png")}
+    assert tree == {p.relative_to(whole): p.read_bytes() for p in (whole / model.name / "prompts").rglob("preview.png")}
+
+
+def test_a_preview_carries_its_row_and_settings(tmp_path):
+    """the row in the preview's text chunk is the file's row; other settings make it stale"""
+    model = write_synthetic_model(tmp_path, n_layers=1, n_heads=2, n_ctx=24, n_prompts=1, seed=4)
+    opts = dict(n_jobs=1, progress=False, verbose=False, summaries_only=True)
+    assert figures_main(model.name, tmp_path, None, False, None, preview_size=8, **opts).ok
+    pdir = _prompt_dirs(model)[0]
+    rows = json.loads((pdir / "head_stats.json").read_text())["heads"]
+    for row in rows:
+        image = Image.open(pdir / f"L{row['layer']}" / f"H{row['head']}" / "preview.png")
+        carried = json.loads(image.info["pattern_lens.head_stats"])  # Pillow reads the chunk as a decoder would
+        assert carried["row"] == row and carried["header"]["preview"]["size"] == 8
+        assert image.size == (8, 8)
+    (pdir / "head_stats.json").unlink()
+    other = figures_main(model.name, tmp_path, None, False, None, preview_size=12, **opts)
+    assert other.n_summarised == 2  # previews of another size: recomputed, not recovered
+    assert Image.open(pdir / "L0" / "H0" / "preview.png").size == (12, 12)
 
 
 def test_a_pattern_that_cannot_be_summarised_is_a_failure_not_a_crash(tmp_path):
@@ -166,7 +195,7 @@ def test_sigkill_never_leaves_a_half_written_file_and_rerun_is_identical(tmp_pat
 
     def cmd(root):
         return [sys.executable, "-m", "pattern_lens.cli", "render", "--model", model.name, "--save-path", str(root),
-                "--summaries-only", "--jobs", "2", "--quiet"]
+                "--summaries-only", "--jobs", "2", "--no-index-html"]
 
     proc = subprocess.Popen(cmd(killed_root), cwd=REPO, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -191,6 +220,8 @@ def test_sigkill_never_leaves_a_half_written_file_and_rerun_is_identical(tmp_pat
 
     rerun = subprocess.run(cmd(killed_root), cwd=REPO, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    # every head with a preview is done: rows the parent never wrote come back from the previews
+    assert f"{n_previews} already done" in rerun.stdout and f"{6 * 36 - n_previews} heads summarised" in rerun.stdout
     clean = figures_main(model.name, clean_root, None, False, None, n_jobs=2, progress=False, verbose=False,
                          summaries_only=True)
     assert clean.ok

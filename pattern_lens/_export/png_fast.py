@@ -54,10 +54,10 @@ _ISAL_LEVEL: int = 1
 # replace. RGB pixels repeat at distance 3 and more, and base64 text has no structure: full window.
 _ISAL_HIST_BITS: dict[str, int] = {"indexed": 1, "rgb": 15, "gzip": 15}
 
-__all__ = ["encode_indexed_png", "encode_rgb_png", "gzip_bytes", "DEFLATE_BACKEND"]
+__all__ = ["encode_indexed_png", "encode_rgb_png", "gzip_bytes", "with_text", "read_text", "DEFLATE_BACKEND", "PNG_SIGNATURE", "PNG_IEND"]
 
-_PNG_SIGNATURE: bytes = b"\x89PNG\r\n\x1a\n"
-_IEND: bytes = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # empty chunk, its CRC is a constant
+PNG_SIGNATURE: bytes = b"\x89PNG\r\n\x1a\n"
+PNG_IEND: bytes = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # empty chunk, its CRC is a constant
 
 
 def _chunk(tag: bytes, data: bytes) -> bytes:
@@ -80,7 +80,7 @@ def _png(width: int, height: int, colour_type: int, plte: bytes | None, idat: by
     # bit depth 8; compression, filter method and interlace 0 (the only standard values / none)
     ihdr = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
     plte_chunk = b"" if plte is None else _chunk(b"PLTE", plte)
-    return b"".join((_PNG_SIGNATURE, _chunk(b"IHDR", ihdr), plte_chunk, _chunk(b"IDAT", idat), _IEND))
+    return b"".join((PNG_SIGNATURE, _chunk(b"IHDR", ihdr), plte_chunk, _chunk(b"IDAT", idat), PNG_IEND))
 
 
 def _unfiltered_rows(pixels: np.ndarray) -> np.ndarray:
@@ -185,3 +185,59 @@ def gzip_bytes(data: bytes) -> bytes:
     header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x04\xff"
     trailer = struct.pack("<II", _crc32(data), memoryview(data).nbytes & 0xFFFFFFFF)
     return b"".join((header, body, trailer))
+
+
+# ----------------------------------------------------------------------------------------------------
+# text chunks: a few bytes of metadata that travel inside the image (the head summaries' previews
+# carry their head's statistics this way, so a resumed run recovers them without reading the layer)
+
+_IHDR_END: int = len(PNG_SIGNATURE) + 8 + 13 + 4  # signature, then IHDR: length + type, 13 data bytes, CRC
+
+
+def with_text(png: bytes, keyword: str, text: str) -> bytes:
+    """`png` with a `tEXt` chunk `keyword` = `text` right after its IHDR (before the image data)
+
+    # Parameters:
+     - `png : bytes` a PNG file, e.g. from `encode_indexed_png`
+     - `keyword : str` 1-79 printable Latin-1 characters, no leading, trailing or double spaces (PNG spec)
+     - `text : str` Latin-1 text (JSON from `json.dumps` is ASCII)
+
+    # Returns:
+     - `bytes` the PNG with the chunk; decoders ignore it (ancillary), Pillow shows it in `Image.info`
+
+    # Raises:
+     - `ValueError` for a keyword or text the chunk cannot hold, or bytes that do not start with a PNG's IHDR
+    """
+    if not (1 <= len(keyword) <= 79) or keyword != keyword.strip() or "  " in keyword or not keyword.isprintable():
+        raise ValueError(f"PNG text keyword must be 1-79 printable characters without edge or double spaces, got {keyword!r}")
+    if png[: len(PNG_SIGNATURE)] != PNG_SIGNATURE or png[len(PNG_SIGNATURE) + 4 : len(PNG_SIGNATURE) + 8] != b"IHDR":
+        raise ValueError("not a PNG starting with its IHDR chunk")
+    try:
+        data = keyword.encode("latin-1") + b"\0" + text.encode("latin-1")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"PNG tEXt holds Latin-1 text only: {e}") from None
+    return b"".join((png[:_IHDR_END], _chunk(b"tEXt", data), png[_IHDR_END:]))
+
+
+def read_text(data: bytes, keyword: str) -> str | None:
+    """the text of the first `tEXt` chunk named `keyword` before the image data of a PNG, or `None`
+
+    Reads the chunks in order up to the first IDAT (where `with_text` puts them); a chunk that runs
+    past the end or whose CRC-32 does not match ends the search (`None`): a damaged file tells nothing.
+    """
+    if data[: len(PNG_SIGNATURE)] != PNG_SIGNATURE:
+        return None
+    pos, key = len(PNG_SIGNATURE), keyword.encode("latin-1") + b"\0"
+    while pos + 12 <= len(data):
+        (length,) = struct.unpack_from(">I", data, pos)
+        tag = data[pos + 4 : pos + 8]
+        end = pos + 8 + length
+        if tag == b"IDAT" or end + 4 > len(data):
+            return None
+        body = data[pos + 8 : end]
+        if struct.unpack_from(">I", data, end)[0] != _crc32(body, _crc32(tag)):
+            return None
+        if tag == b"tEXt" and body.startswith(key):
+            return body[len(key) :].decode("latin-1")
+        pos = end + 4
+    return None

@@ -34,7 +34,8 @@ from pathlib import Path
 import numpy as np
 
 from pattern_lens._errors import PatternLensError, RunInterrupted
-from pattern_lens._layout import error_file_name, figure_file_name, figure_names, is_temp_name
+from pattern_lens._layout import FIGURE_NAMES_ATTR, error_file_name, figure_file_name, figure_names, is_temp_name
+from pattern_lens._export.png_fast import PNG_IEND, PNG_SIGNATURE
 from pattern_lens._pipeline.atomic import atomic_write_text, remove_stale_temp
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "expected_outputs",
     "is_complete",
     "output_problem",
+    "discard_broken",
     "check_output_names",
     "list_head_dir",
     "run_figure_funcs",
@@ -98,7 +100,7 @@ def check_output_names(figure_funcs: Iterable[Callable]) -> None:
         fmt = getattr(func, "figure_save_fmt", None)
         if fmt is not None:
             parts.append(("figure_save_fmt", str(fmt)))
-        parts.extend(("figure name", str(f)) for f in getattr(func, "_figure_names", None) or ())
+        parts.extend(("figure name", str(f)) for f in getattr(func, FIGURE_NAMES_ATTR, None) or ())
         for what, part in parts:
             if not part.strip() or part in (".", "..") or any(c in part for c in _UNSAFE_IN_NAME):
                 raise PatternLensError(
@@ -107,8 +109,6 @@ def check_output_names(figure_funcs: Iterable[Callable]) -> None:
                 )
 
 
-_PNG_SIGNATURE: bytes = b"\x89PNG\r\n\x1a\n"
-_PNG_END: bytes = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk: length 0, type, CRC
 
 
 def _gzip_problem(path: Path) -> str | None:
@@ -151,11 +151,11 @@ def output_problem(path: Path | str) -> str | None:
         if suffix == ".png":
             with open(path, "rb") as f:
                 head = f.read(8)
-                f.seek(max(0, st.st_size - len(_PNG_END)))
+                f.seek(max(0, st.st_size - len(PNG_IEND)))
                 tail = f.read()
-            if head != _PNG_SIGNATURE:
+            if head != PNG_SIGNATURE:
                 return "not a PNG (bad signature)"
-            if tail != _PNG_END:
+            if tail != PNG_IEND:
                 return "truncated PNG (no IEND chunk at the end)"
         elif suffix in (".svgz", ".gz"):
             return _gzip_problem(path)
@@ -169,7 +169,7 @@ def output_problem(path: Path | str) -> str | None:
     return None
 
 
-def _discard_broken(save_dir: Path, name: str, listing: set[str], broken: list[str] | None) -> bool:
+def discard_broken(save_dir: Path, name: str, listing: set[str], broken: list[str] | None) -> bool:
     """check one output; a broken one is deleted (not a folder), dropped from `listing` and reported"""
     problem = output_problem(save_dir / name)
     if problem is None:
@@ -203,7 +203,7 @@ def is_complete(
         candidates = list(expected)
     if save_dir is None:
         return bool(candidates)
-    ok = [n for n in candidates if not _discard_broken(Path(save_dir), n, listing, broken)]  # type: ignore[arg-type]
+    ok = [n for n in candidates if not discard_broken(Path(save_dir), n, listing, broken)]  # type: ignore[arg-type]
     return len(ok) == len(candidates) if expected is not None else bool(ok)
 
 

@@ -31,11 +31,12 @@ from tqdm import tqdm
 
 from pattern_lens._layout import ACTIVATIONS_FILE, head_dir, layer_key, prompt_dir as _prompt_dir
 from pattern_lens._pipeline.backends import parallel_session, run_all
-from pattern_lens._pipeline.inputs import model_folder
-from pattern_lens._pipeline.inputs import check_layers
+from pattern_lens._pipeline.inputs import check_layers, load_model_cfg, model_folder
 from pattern_lens._pipeline.outputs import list_head_dir, pending_funcs
 from pattern_lens._pipeline.planner import MIN_TASK_SECONDS, PromptWork, TaskPlanner
-from pattern_lens._pipeline.summary import FailureStat, RenderSummary  # noqa: F401 -- StreamSummary.__init__ annotations resolve here
+from pattern_lens._pipeline.stats import PREVIEW_SIZE
+from pattern_lens._pipeline.summaries import PromptStatsWriter, SummarySpec, indexed_funcs, summary_needed, summary_spec
+from pattern_lens._pipeline.summary import FailureStat, RenderSummary, TaskResult  # noqa: F401 -- StreamSummary.__init__ annotations resolve here
 from pattern_lens._pipeline.transfer import FigureFuncs
 from pattern_lens._pipeline.worker import InMemoryTask, Task, run_in_memory_task
 from pattern_lens.consts import DATA_DIR
@@ -92,13 +93,22 @@ class StreamSummary(RenderSummary):
         )
 
 
-def _heads_done(prompt_dir: Path, layers: Sequence[int], heads: Sequence[int], funcs: Sequence) -> bool:
+def _heads_done(
+    prompt_dir: Path, layers: Sequence[int], heads: Sequence[int], funcs: Sequence, spec: SummarySpec | None
+) -> TaskResult | None:
+    """the prompt's resumed result when every selected head is done (no forward pass needed), else `None`
+
+    Its `head_stats` holds the rows that previews carry but the prompt's `head_stats.json` lacks.
+    """
+    res = TaskResult()
     for layer in layers:
         for h in heads:
             d = head_dir(prompt_dir, layer, h)
-            if pending_funcs(funcs, d, list_head_dir(d, clean_temp=False), False):
-                return False
-    return True
+            listing = list_head_dir(d, clean_temp=False)
+            if pending_funcs(funcs, d, listing, False) or summary_needed(spec, res, str(prompt_dir), layer, h, d, listing, False):
+                return None
+    res.heads_covered[str(prompt_dir)] = len(layers) * len(heads)
+    return res
 
 
 def run_main(
@@ -127,6 +137,9 @@ def run_main(
     timeout: float | None = None,
     progress: bool = True,
     verbose: bool = True,
+    summaries: bool = True,
+    summaries_only: bool = False,
+    preview_size: int = PREVIEW_SIZE,
 ) -> StreamSummary:
     """run a model on prompts and render every selected head as each layer is computed
 
@@ -147,6 +160,8 @@ def run_main(
        forward pass waits (defaults to `None`: the number of workers, at least 2)
      - `timeout : float | None` seconds one figure function may take on one head (defaults to `None`: no limit)
      - `verbose : bool` print what is loaded and the summary (defaults to `True`)
+     - `summaries`, `summaries_only`, `preview_size`: the head summaries, as `figures_main`
+       (defaults to `True`, `False`, `PREVIEW_SIZE`)
 
     # Returns:
      - `StreamSummary` (`.ok` when every head rendered and no input was bad)
@@ -174,7 +189,10 @@ def run_main(
     cfg_path = write_model_cfg(model_dir, pm)
     layer_sel = check_layers(layers, pm.n_layers, "layer", cfg_path)
     head_sel = check_layers(heads, pm.n_heads, "head", cfg_path)
-    funcs = select_attn_figure_funcs(figure_funcs_select)
+    funcs = [] if summaries_only else select_attn_figure_funcs(figure_funcs_select)
+    # from the config file as written, so that `render` of the same folder decides the same way
+    spec = summary_spec(load_model_cfg(model_dir), preview_size) if summaries or summaries_only else None
+    listed = indexed_funcs(funcs, spec)
     bundle = FigureFuncs(funcs)
     heads_per_prompt = len(layer_sel) * len(head_sel)
 
@@ -196,13 +214,17 @@ def run_main(
     dirs = {id(p): _prompt_dir(model_dir, p.prompt["hash"]) for p in prepared}
     for p in prepared:
         write_prompt_json(dirs[id(p)], p.prompt)
-    if not force:  # resume: a prompt whose figures all exist needs no forward pass
+    stats_writer = PromptStatsWriter(spec, (str(d) for d in dirs.values()), heads_per_prompt) if spec is not None else None
+    if not force:  # resume: a prompt whose figures and summaries all exist needs no forward pass
         todo = []
         for p in prepared:
             d = dirs[id(p)]
-            if _heads_done(d, layer_sel, head_sel, funcs) and (not save_activations or (d / ACTIVATIONS_FILE).exists()):
+            done = _heads_done(d, layer_sel, head_sel, funcs, spec)
+            if done is not None and (not save_activations or (d / ACTIVATIONS_FILE).exists()):
                 summary.n_heads += heads_per_prompt
                 summary.n_skipped += heads_per_prompt
+                if stats_writer is not None:
+                    stats_writer.add(done)  # rows only the previews held go into the prompt's file
             else:
                 todo.append(p)
         prepared = todo
@@ -273,7 +295,7 @@ def run_main(
                             est = planner_prior.layer_estimate(PromptWork(d, p.seq_len))
                             task = Task(
                                 bundle, force, profile, pm.n_heads, ((d, layer, tuple(head_sel)),), est,
-                                timeout=timeout, root=str(Path(save_path).resolve()),
+                                timeout=timeout, root=str(Path(save_path).resolve()), summaries=spec,
                             )
                             handed: np.ndarray | str = arr
                             if spill_dir is not None:  # worker processes: a file they map and delete
@@ -316,10 +338,14 @@ def run_main(
             try:
                 for res in run_all(session, run_in_memory_task, iter(handoff.get, _DONE)):
                     summary.merge(res)
+                    if stats_writer is not None:
+                        stats_writer.add(res)
                     bar.update(res.n_heads)
             finally:
                 stop.set()
                 producer.join()
+                if stats_writer is not None:
+                    stats_writer.close()  # each prompt's file once all its heads are back, atomically
         t_end = time.perf_counter()
         summary.elapsed += t_end - t0
         summary.forward_wall_seconds = forward_end[0] - t0
@@ -333,7 +359,7 @@ def run_main(
     summary.copy_out_seconds = times.copy_out
     summary.n_batches = times.n_batches
 
-    write_indexes(save_path, model_dir, funcs, summary)
+    write_indexes(save_path, model_dir, listed, summary)
     if verbose:
         print(summary.format())
     return summary

@@ -8,10 +8,12 @@ the heads the file already holds (other layers / heads of earlier runs). Only th
 atomically (temporary file + rename), so tasks rendering different layers of one prompt at the same
 time never race on it and a killed run never leaves it half-written.
 
-Resuming, like the figures: a head is summarised when its preview is missing or the prompt's file
-(with this run's settings) lacks it, or with `force`. After a kill the heads of the prompts in flight
-have previews but no statistics on disk: the rerun reads those layers again and writes the same
-bytes an uninterrupted run writes (values are deterministic; rows are sorted).
+Resuming, like the figures: a head is summarised when its preview is missing or broken, or the
+prompt's file (with this run's settings) lacks its row, or with `force`. Each preview also carries
+its head's row in a PNG text chunk (`PREVIEW_TEXT_KEY`): after a kill, the heads whose previews were
+written but whose rows never reached the parent are completed from their previews, without reading
+their layers again, and the rerun writes the same bytes an uninterrupted run writes (values are
+deterministic; rows are sorted).
 
 # `head_stats.json` (format version 1)
 
@@ -45,16 +47,18 @@ import functools
 import json
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from pattern_lens._errors import PatternLensError
+from pattern_lens._export.png_fast import read_text
 from pattern_lens._export.preview import PREVIEW_CMAP, preview_png
-from pattern_lens._layout import HEAD_STATS_FILE, PREVIEW_FILE
+from pattern_lens._layout import HEAD_STATS_FILE, PREVIEW_FILE, PREVIEW_NAME
 from pattern_lens._pipeline.atomic import atomic_write_bytes, write_text_if_changed
+from pattern_lens._pipeline.outputs import discard_broken, figure_func_name
 from pattern_lens._pipeline.stats import LOCAL_WINDOW, PREVIEW_SIZE, STATISTICS, HeadSummary, summarize_head
 from pattern_lens._pipeline.summary import TaskResult
 
@@ -64,8 +68,10 @@ __all__ = [
     "SUMMARY_FAILURE_NAME",
     "SummarySpec",
     "summary_spec",
+    "indexed_funcs",
+    "PREVIEW_TEXT_KEY",
     "head_row",
-    "head_pending",
+    "summary_needed",
     "add_head",
     "read_head_stats_file",
     "format_head_stats",
@@ -77,6 +83,12 @@ HEAD_STATS_VERSION: int = 1
 
 SUMMARY_FAILURE_NAME: str = "summaries"
 "the name under which a head that could not be summarised is counted in the run's failures"
+
+PREVIEW_TEXT_KEY: str = "pattern_lens.head_stats"
+"""keyword of the preview's `tEXt` chunk: `{"header": <the file's header>, "row": <the head's row>}`
+as JSON, so a run killed before the parent wrote `head_stats.json` loses no statistics"""
+
+_PREVIEW_TEXT_READ: int = 1 << 16  # the chunk comes right after IHDR: the first 64 KiB hold it
 
 
 @dataclass(frozen=True)
@@ -179,40 +191,101 @@ def _heads_in_file(prompt_dir: str, spec: SummarySpec) -> frozenset[tuple[int, i
     return _done_heads(path, st.st_mtime_ns, st.st_size, spec)
 
 
-def head_pending(
-    spec: SummarySpec | None, prompt_dir: str, layer: int, head: int, listing: set[str], force: bool
-) -> bool:
-    """whether a head still needs its summary: preview missing, statistics not in the prompt's file, or `force`"""
-    if spec is None:
-        return False
-    return force or PREVIEW_FILE not in listing or (layer, head) not in _heads_in_file(prompt_dir, spec)
+def _preview_text(spec: SummarySpec, row: dict) -> str:
+    """what a preview carries: the head's row and the settings it was computed with"""
+    return json.dumps({"header": spec.header(), "row": row}, separators=(",", ":"))
 
 
-def add_head(
+def _row_in_preview(path: Path, spec: SummarySpec, layer: int, head: int) -> dict | None:
+    """the statistics row a complete preview carries, if computed with `spec`'s settings for this head"""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_PREVIEW_TEXT_READ)
+        carried = json.loads(read_text(data, PREVIEW_TEXT_KEY) or "null")
+    except (OSError, ValueError):  # unreadable, or JSON that is not
+        return None
+    if not isinstance(carried, dict) or carried.get("header") != spec.header():
+        return None
+    row = carried.get("row")
+    if not isinstance(row, dict) or row.get("layer") != layer or row.get("head") != head:
+        return None
+    return row
+
+
+def summary_needed(
     spec: SummarySpec | None,
     res: TaskResult,
     prompt_dir: str,
     layer: int,
     head: int,
     save_dir: Path,
-    pattern: np.ndarray,
     listing: set[str],
     force: bool,
+) -> bool:
+    """whether a head must be summarised now (its layer read); a row it already has goes into `res`
+
+    Needed: with `force`, when its preview is missing or not a complete PNG (a broken one is deleted
+    and reported in `res.repaired`, like a broken figure), or when the prompt's file lacks its row
+    and the preview does not carry one computed with these settings. A row carried by the preview
+    (a run killed before the parent wrote the prompt's file) is put into `res.head_stats`, so the
+    file is completed without reading the layer again.
+    """
+    if spec is None:
+        return False
+    if force or PREVIEW_FILE not in listing or discard_broken(save_dir, PREVIEW_FILE, listing, res.repaired):
+        return True
+    if (layer, head) in _heads_in_file(prompt_dir, spec):
+        return False
+    row = _row_in_preview(save_dir / PREVIEW_FILE, spec, layer, head)
+    if row is None:
+        return True
+    res.head_stats.setdefault(prompt_dir, []).append(row)
+    return False
+
+
+def add_head(
+    spec: SummarySpec,
+    res: TaskResult,
+    prompt_dir: str,
+    layer: int,
+    head: int,
+    save_dir: Path,
+    pattern: np.ndarray,
 ) -> None:
-    """summarise one head if pending: write its preview, put its statistics into `res.head_stats`
+    """summarise one head: write its preview (carrying its row), put its statistics into `res.head_stats`
 
     A pattern that cannot be summarised (negative values, ...) or a preview that cannot be written
     counts as a failure named `SUMMARY_FAILURE_NAME`; the figures are not affected.
     """
-    if not head_pending(spec, prompt_dir, layer, head, listing, force):
-        return
     try:
         summary = summarize_head(pattern, spec.causal, spec.local_window, spec.preview_size)
-        atomic_write_bytes(Path(save_dir) / PREVIEW_FILE, preview_png(summary.preview, spec.cmap))
+        row = head_row(layer, head, summary)
+        png = preview_png(summary.preview, spec.cmap, (PREVIEW_TEXT_KEY, _preview_text(spec, row)))
+        atomic_write_bytes(Path(save_dir) / PREVIEW_FILE, png)
     except (ValueError, TypeError, OSError) as e:
         res.add_failure(SUMMARY_FAILURE_NAME, f"{type(e).__name__}: {e}", str(save_dir))
         return
-    res.head_stats.setdefault(prompt_dir, []).append(head_row(layer, head, summary))
+    res.n_summarised += 1
+    res.head_stats.setdefault(prompt_dir, []).append(row)
+
+
+def indexed_funcs(funcs: Sequence[Callable], spec: SummarySpec | None) -> list[Callable]:
+    """what `figures.jsonl` lists besides the registered functions: `funcs`, and with summaries the
+    heads' `preview`
+
+    # Raises:
+     - `PatternLensError` when summaries are on and a figure function is named like the preview
+    """
+    if spec is None:
+        return list(funcs)
+    if PREVIEW_NAME in {figure_func_name(f) for f in funcs}:
+        raise PatternLensError(
+            f"a figure function named {PREVIEW_NAME!r} would overwrite the heads' previews: rename it "
+            "or pass summaries=False (--no-summaries)"
+        )
+    from pattern_lens.head_stats import preview  # the preview's entry: its name, doc and format
+
+    return [*funcs, preview]
 
 
 class PromptStatsWriter:

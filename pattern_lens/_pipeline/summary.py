@@ -32,9 +32,11 @@ class TaskResult:
     n_skipped: int = 0
     "heads whose outputs all existed already"
     n_rendered: int = 0
-    "heads on which at least one figure function ran"
+    "heads on which a figure function ran or whose summary was computed (their layer was read)"
+    n_summarised: int = 0
+    "heads whose statistics and preview were computed (`pattern_lens._pipeline.summaries`)"
     n_outputs: int = 0
-    "figure function runs that succeeded"
+    "figure files written (a multi-figure function's run writes several)"
     n_input_error_heads: int = 0
     "heads not rendered because of bad input"
     failures: dict[str, FailureStat] = field(default_factory=dict)
@@ -103,6 +105,7 @@ class RenderSummary(TaskResult):
         self.n_heads += res.n_heads
         self.n_skipped += res.n_skipped
         self.n_rendered += res.n_rendered
+        self.n_summarised += res.n_summarised
         self.n_outputs += res.n_outputs
         self.n_input_error_heads += res.n_input_error_heads
         for name, stat in res.failures.items():
@@ -151,7 +154,7 @@ class RenderSummary(TaskResult):
             f" x {self.n_heads_per_layer} heads) in {self.elapsed:.2f} s"
             f" [{self.n_jobs} jobs, {self.backend}, profile {self.profile}]: {self.n_rendered} rendered"
             f" ({self.heads_per_s:.1f} heads/s), {self.n_skipped} already done (skipped),"
-            f" {self.n_outputs} figures written"
+            f" {self.n_outputs} figures written" + (f", {self.n_summarised} heads summarised" if self.n_summarised else "")
         ]
         if self.failures:
             lines.append(f"figure functions failed on {sum(s.count for s in self.failures.values())} heads:")

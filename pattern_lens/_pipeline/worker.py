@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pattern_lens._layout import error_file_name, head_dir, layer_key
+from pattern_lens._layout import ACTIVATIONS_FILE, error_file_name, figure_names, head_dir, layer_key
 from pattern_lens._pipeline.inputs import leaves_root
 from pattern_lens._pipeline import summaries
 from pattern_lens._pipeline.npz import ActivationsError, ActivationsFile, nonfinite_heads
-from pattern_lens._pipeline.outputs import list_head_dir, pending_funcs, run_figure_funcs
+from pattern_lens._pipeline.outputs import figure_func_name, list_head_dir, pending_funcs, run_figure_funcs
 from pattern_lens._pipeline.planner import Item
 from pattern_lens._pipeline.summary import TaskResult
 from pattern_lens._pipeline.transfer import FigureFuncs
@@ -74,7 +74,7 @@ def _render_item(
     t_read = time.perf_counter()
     res.n_heads += len(heads)
     res.heads_covered[prompt_dir] = res.heads_covered.get(prompt_dir, 0) + len(heads)
-    todo: list[tuple[int, Path, set[str], list[Callable]]] = []
+    todo: list[tuple[int, Path, set[str], list[Callable], bool]] = []
     for h in heads:
         d: Path = head_dir(prompt_dir, layer, h)
         if (outside := leaves_root(d, task.root)) is not None:
@@ -86,8 +86,9 @@ def _render_item(
             res.add_input_error(f"{d}: cannot list the head folder ({type(e).__name__}: {e})", 1)
             continue
         funcs = pending_funcs(task.funcs, d, listing, task.force, broken=res.repaired)
-        if funcs or summaries.head_pending(task.summaries, prompt_dir, layer, h, listing, task.force):
-            todo.append((h, d, listing, funcs))
+        summarise = summaries.summary_needed(task.summaries, res, prompt_dir, layer, h, d, listing, task.force)
+        if funcs or summarise:
+            todo.append((h, d, listing, funcs, summarise))
         else:
             res.n_skipped += 1
     if not todo:
@@ -102,7 +103,7 @@ def _render_item(
                 old.close()
         acts_cache.clear()
         try:
-            acts = ActivationsFile(Path(prompt_dir) / "activations.npz", n_heads=task.n_heads)
+            acts = ActivationsFile(Path(prompt_dir) / ACTIVATIONS_FILE, n_heads=task.n_heads)
         except ActivationsError as e:
             acts = e
         acts_cache[prompt_dir] = acts
@@ -119,7 +120,7 @@ def _render_item(
     finally:
         res.read_seconds += time.perf_counter() - t_read
 
-    for h, d, listing, funcs in todo:
+    for h, d, listing, funcs, summarise in todo:
         if h in bad:
             res.add_input_error(
                 f"{acts.path}: key {layer_key(layer)!r} head {h} has {bad[h]} non-finite values "
@@ -134,12 +135,15 @@ def _render_item(
             continue
         t_render = time.perf_counter()
         status = run_figure_funcs(patterns[h], d, funcs, listing, force_overwrite=task.force, timeout=task.timeout, pending=funcs)
+        if summarise:  # after the figures: it reads the rows their pass left in cache (benchmarks/README.md)
+            summaries.add_head(task.summaries, res, prompt_dir, layer, h, d, patterns[h])
         res.render_seconds += time.perf_counter() - t_render
-        summaries.add_head(task.summaries, res, prompt_dir, layer, h, d, patterns[h], listing, task.force)
         res.n_rendered += 1
-        for name, st in status.items():
+        for func in funcs:
+            name = figure_func_name(func)
+            st = status[name]
             if st is True:
-                res.n_outputs += 1
+                res.n_outputs += len(figure_names(func))  # files: a multi-figure function writes several
             else:
                 res.add_failure(name, f"{type(st).__name__}: {st}", str(d / error_file_name(name)))
 
