@@ -13,10 +13,9 @@ import os
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
 
 from pattern_lens._layout import TMP_SUFFIX, temp_owner, temp_prefix, this_host
 
@@ -90,48 +89,59 @@ _FILE_MODE: int = 0o666 & ~_umask()
 
 
 @contextmanager
+def _temp_beside(path: Path) -> Iterator[tuple[int, Path]]:
+    """an open temporary file beside `path` with the final file's mode: `(fd, tmp_path)`; renamed to
+    `path` on success, deleted on error. The caller owns `fd` and must close it (closing it here
+    after the caller did could close a descriptor another thread has opened since)."""
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name, owned=True), suffix=TMP_SUFFIX, dir=path.parent)
+    tmp_path = Path(tmp)
+    try:
+        try:
+            try:
+                mode = stat.S_IMODE(os.stat(path).st_mode)
+            except FileNotFoundError:
+                mode = _FILE_MODE
+            if hasattr(os, "fchmod"):
+                os.fchmod(fd, mode)
+            else:  # Windows
+                os.chmod(tmp_path, mode)
+        except BaseException:
+            os.close(fd)
+            raise
+        yield fd, tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
     """yield a temporary path beside `path`; on success rename it to `path`, on error delete it
 
     The file renamed into place keeps the mode of the file it replaces, or else gets 0666 less
     the umask, as `open(path, "w")` would give it.
     """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name, owned=True), suffix=TMP_SUFFIX, dir=path.parent)
-    tmp_path = Path(tmp)
-    try:
-        try:
-            mode = stat.S_IMODE(os.stat(path).st_mode)
-        except FileNotFoundError:
-            mode = _FILE_MODE
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, mode)
-        else:  # Windows
-            os.chmod(tmp_path, mode)
+    with _temp_beside(Path(path)) as (fd, tmp_path):
         os.close(fd)
-        fd = -1
         yield tmp_path
-        os.replace(tmp_path, path)
-    except BaseException:
-        if fd != -1:
-            os.close(fd)
-        tmp_path.unlink(missing_ok=True)
-        raise
 
 
-def _atomic_write(path: Path | str, mode: str, write: Callable[[IO], object], **open_kw) -> None:
-    with atomic_path(path) as tmp, open(tmp, mode, **open_kw) as f:
-        write(f)
+def _atomic_write(path: Path | str, mode: str, data: bytes | str, **open_kw) -> None:
+    # written through the descriptor mkstemp opened: creating a file is the expensive part of a small
+    # write on these disks (~0.27 ms measured), so the temporary file is not opened a second time
+    with _temp_beside(Path(path)) as (fd, _), os.fdopen(fd, mode, **open_kw) as f:
+        f.write(data)
 
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
     """write `data` to `path` atomically"""
-    _atomic_write(path, "wb", lambda f: f.write(data))
+    _atomic_write(path, "wb", data)
 
 
 def atomic_write_text(path: Path | str, text: str, encoding: str = "utf-8") -> None:
     """write `text` to `path` atomically"""
-    _atomic_write(path, "w", lambda f: f.write(text), encoding=encoding)
+    _atomic_write(path, "w", text, encoding=encoding)
 
 
 def write_text_if_changed(path: Path | str, text: str) -> None:
