@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import itertools
 import sys
 import threading
 import time
@@ -28,7 +27,7 @@ from pattern_lens._pipeline.recovery import split_task, task_failed
 from pattern_lens._pipeline.planner import PromptWork, TaskPlanner
 from pattern_lens._pipeline.prestart import wait_prestarted
 from pattern_lens._pipeline.summaries import PromptStatsWriter, SummarySpec
-from pattern_lens._pipeline.summary import RenderSummary, TaskResult
+from pattern_lens._pipeline.summary import RenderSummary
 from pattern_lens._pipeline.transfer import FigureFuncs
 from pattern_lens._pipeline.worker import Task, run_task
 from pattern_lens.profile import EXPORT_PROFILES
@@ -36,8 +35,9 @@ from pattern_lens.profile import EXPORT_PROFILES
 __all__ = ["render_prompts", "stop_on_signals", "SMALL_RUN_SECONDS"]
 
 SMALL_RUN_SECONDS: float = 0.5
-"""a run whose work is estimated under this (about one worker process's start-up) runs in this
-process when the number of workers is the default's choice; an explicit `n_jobs` is always honoured"""
+"""a run of the package's own figure functions whose work is estimated under this (about one worker
+process's start-up) runs in this process when the number of workers is the default's choice; an
+explicit `n_jobs`, or any other figure function, always gets the workers"""
 
 
 @contextlib.contextmanager
@@ -65,6 +65,19 @@ def stop_on_signals() -> Iterator[None]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old if old is not None else signal.SIG_DFL)
+
+
+def _prior_knows(funcs: FigureFuncs) -> bool:
+    """whether the planner's prior cost holds for `funcs`: only the package's own figure functions
+
+    Another function may cost 100x a built-in one (matplotlib: ~50 ms a head) or crash its process,
+    so a run with one never stays in this process by default. (Running its first task here to time
+    it was tried: an exception or a crash there escaped the recovery that workers get.)
+    """
+    return all(getattr(f, "__module__", None) == _BUILTIN_FIGURES for f in funcs.funcs)
+
+
+_BUILTIN_FIGURES: str = "pattern_lens.attn_figure_funcs"
 
 
 def render_prompts(
@@ -139,18 +152,13 @@ def render_prompts(
         )
         total: int = len(prompts) * len(layers) * len(heads)
         t0: float = time.perf_counter()
-        probed: list[TaskResult] = []
         if (
-            n_jobs is None and planner.remaining < SMALL_RUN_SECONDS
+            n_jobs is None and planner.remaining < SMALL_RUN_SECONDS and _prior_knows(funcs)
             and not session.in_process and session.backend_name != "dask"
         ):
-            # the default's choice on a run the prior calls small: starting workers (~0.5 s each) may
-            # cost more than they save. The prior knows only the built-in figures (a matplotlib one
-            # costs ~100x more), so run the first task here and decide on what it took.
-            probed = [run_task(t) for t in itertools.islice(tasks, 1)]
-            rate = sum(r.task_seconds for r in probed) / max(1e-9, sum(r.task_estimate for r in probed))
-            if planner.remaining * rate < SMALL_RUN_SECONDS:
-                session = session.as_sequential()
+            # the default's choice on a run the prior calls small: starting workers (~0.5 s each)
+            # would cost more than they save
+            session = session.as_sequential()
         summary.n_jobs = session.n_workers
         summary.backend = session.backend_name
         if timeout is not None and (session.backend_name in ("threading", "dask") or (
@@ -164,7 +172,7 @@ def render_prompts(
         ) as bar:
             try:
                 with contextlib.closing(run_all(session, run_task, tasks, on_error=task_failed, split=split_task)) as results:
-                    for res in itertools.chain(probed, results):
+                    for res in results:
                         summary.merge(res)
                         if stats_writer is not None:
                             stats_writer.add(res)
