@@ -244,6 +244,34 @@ def test_hostile_header_costs_only_its_prompt_in_a_run(tmp_path):
     assert "header declares" in summary.input_errors[0]
 
 
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+def test_bytes_after_the_array_are_ignored_as_numpy_load_ignores_them(tmp_path, compression):
+    arr = np.random.default_rng(5).random((1, 2, 6, 6)).astype(np.float32)
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, arr)
+    path = tmp_path / "activations.npz"
+    _zip_member(path, KEY0 + ".npy", buf.getvalue() + b"\0" * 8, compression)
+    assert _same(_oracle(path, 0, 2), arr[0]) and _same(_ours(path, 0, 2), arr[0])
+    with ActivationsFile(path, n_heads=2) as acts:
+        assert acts.layer_shape(0) == (1, 2, 6, 6)
+
+
+@pytest.mark.parametrize("pad", range(1, 8))
+def test_stored_members_at_odd_offsets_give_aligned_writable_arrays(tmp_path, pad):
+    """`np.savez` puts members wherever the previous ones end: the reader's arrays are aligned like numpy.load's"""
+    arr = np.random.default_rng(6).random((1, 2, 5, 5))
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, arr)
+    path = tmp_path / "activations.npz"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
+        zf.writestr("pad.npy", b"x" * pad)
+        zf.writestr(KEY0 + ".npy", buf.getvalue())
+    with ActivationsFile(path, n_heads=2) as acts:
+        assert acts._members is not None
+        layer = acts.read_layer(0)
+    assert layer.flags.aligned and layer.flags.writeable and _same(layer, arr[0])
+
+
 @pytest.mark.parametrize("missing", [(), ("deflate",), ("deflate", "isal")])
 def test_inflate_fallbacks_agree(monkeypatch, missing):
     """without libdeflate the reader uses ISA-L, without both zlib: the same bytes and checksums"""
@@ -255,7 +283,8 @@ def test_inflate_fallbacks_agree(monkeypatch, missing):
     try:
         mod = importlib.reload(inflate_mod)
         assert mod.INFLATE_LIBRARY == {0: "libdeflate", 1: "isal", 2: "zlib"}[len(missing)]
-        assert bytes(mod.inflate(stream, len(raw))) == raw
+        out = mod.inflate(stream, len(raw))
+        assert bytes(out) == raw and not isinstance(out, bytes)  # writable, as numpy.load's arrays
         assert mod.crc32(raw) == zlib.crc32(raw)
         with pytest.raises(mod.INFLATE_ERRORS):
             mod.inflate(stream[:-20] + b"\xff" * 20, len(raw))

@@ -18,12 +18,13 @@ INFLATE_ERRORS: tuple[type[BaseException], ...] = (zlib.error,)
 "exceptions a corrupted stream raises in `inflate`"
 
 
-def _zlib_inflate(data, size: int) -> bytes | bytearray:
-    return zlib.decompress(data, -15, max(size, 1))
+def _zlib_inflate(data, size: int) -> bytearray:
+    # a bytearray, as libdeflate returns: arrays over it are writable, like numpy.load's
+    return bytearray(zlib.decompress(data, -15, max(size, 1)))
 
 
-inflate: Callable[[object, int], bytes | bytearray] = _zlib_inflate
-"`inflate(raw_deflate_bytes, size)` -> the inflated bytes (`size`: the expected length, exact)"
+inflate: Callable[[object, int], bytearray] = _zlib_inflate
+"`inflate(raw_deflate_bytes, size)` -> the inflated bytes, writable (`size`: the expected length, exact)"
 crc32: Callable[[object], int] = zlib.crc32
 "`crc32(buffer)` -> the CRC-32 of the bytes"
 INFLATE_LIBRARY: str = "zlib"
@@ -38,15 +39,15 @@ except ImportError:  # optional: fall back to isal, then zlib
         pass
     else:
 
-        def _isal_inflate(data, size: int) -> bytes | bytearray:
-            return _isal_zlib.decompress(data, -15, max(size, 1))
+        def _isal_inflate(data, size: int) -> bytearray:
+            return bytearray(_isal_zlib.decompress(data, -15, max(size, 1)))
 
         inflate = _isal_inflate
         INFLATE_ERRORS = (zlib.error, _isal_zlib.error)
         INFLATE_LIBRARY = "isal"
 else:
 
-    def _libdeflate_inflate(data, size: int) -> bytes | bytearray:
+    def _libdeflate_inflate(data, size: int) -> bytearray:
         # libdeflate needs an output at least as long as the result: it is the member's size
         return _deflate.deflate_decompress(data, max(size, 1))
 

@@ -67,6 +67,9 @@ _READ_ERRORS: tuple[type[BaseException], ...] = (
 _MAX_DEFLATE_RATIO: int = 1032
 "deflate cannot expand a byte into more than ~1032: a member claiming more is corrupted"
 
+_HEADER_PREFIX: int = 1 << 16
+"compressed bytes read for a header alone: more than any header allowed (`_NPY_MAX_HEADER`) takes deflated"
+
 _NPY_MAGIC: bytes = b"\x93NUMPY"
 _NPY_MAX_HEADER: int = 10_000
 "numpy's own limit on a `.npy` header's length (`max_header_size`)"
@@ -263,7 +266,7 @@ class ActivationsFile:
         if member is None or not member.covered:
             return self._numpy_header(key).shape
         try:
-            h = self._member_header(member, zipdir.member_data_offset(self._file, member, self._size))[0]
+            h = self._member_header(member, zipdir.member_data_offset(self._file, member, self._size), header_only=True)[0]
         except _READ_ERRORS as e:
             raise self._cannot_read(key, e) from e
         self._check_header(key, h, member.size)
@@ -309,7 +312,7 @@ class ActivationsFile:
         if len(shape) != 4 or shape[0] != 1 or shape[2] != shape[3] or shape[2] == 0 or not heads_ok:
             expected: str = f"(1, {self.n_heads if self.n_heads is not None else 'n_heads'}, n_ctx, n_ctx)"
             raise ActivationsError(self.path, f"key {key!r} has shape {shape}, expected {expected}")
-        if h.data_offset + h.nbytes != size:
+        if h.data_offset + h.nbytes > size:  # more bytes after the array are ignored, as numpy.load does
             raise ActivationsError(
                 self.path,
                 f"cannot read key {key!r}: its .npy header declares {h.dtype} of shape {shape} "
@@ -317,8 +320,11 @@ class ActivationsFile:
                 "(a corrupted or truncated file)",
             )
 
-    def _member_header(self, m: zipdir.Member, start: int) -> tuple[_NpyHeader, memoryview | None]:
-        """a member's `.npy` header, and its compressed bytes when they were read for it"""
+    def _member_header(
+        self, m: zipdir.Member, start: int, header_only: bool = False
+    ) -> tuple[_NpyHeader, memoryview | None]:
+        """a member's `.npy` header, and its compressed bytes when they were read for it (all of them,
+        unless `header_only`: then a prefix, enough for any header numpy writes)"""
         if m.method == zipdir.STORED:
             if m.size != m.compressed_size:
                 raise ValueError(f"stored member of {m.compressed_size} bytes claims {m.size} bytes")
@@ -330,8 +336,9 @@ class ActivationsFile:
         if m.size > m.compressed_size * _MAX_DEFLATE_RATIO + 64:
             raise ValueError(f"{m.compressed_size} deflated bytes cannot inflate to the {m.size} bytes claimed")
         self._file.seek(start)
-        comp = memoryview(self._file.read(m.compressed_size))
-        if len(comp) != m.compressed_size:
+        want = min(m.compressed_size, _HEADER_PREFIX) if header_only else m.compressed_size
+        comp = memoryview(self._file.read(want))
+        if len(comp) != want:
             raise EOFError(f"read {len(comp)} of the member's {m.compressed_size} bytes")
         n = _npy_header_length(_inflate_prefix(comp, 12))
         return _parse_npy_header(_inflate_prefix(comp, n)), comp
@@ -357,6 +364,10 @@ class ActivationsFile:
             if crc32(data) != m.crc:
                 raise zipfile.BadZipFile(f"Bad CRC-32 for file {m.name!r}: the data is corrupted")
             arr = np.frombuffer(mm, dtype=h.dtype, count=count, offset=offset)
+            if not arr.flags.aligned or not arr.flags.writeable:
+                # a stored member at an odd offset in the zip maps unaligned (numpy.load gives aligned
+                # arrays; kernels and torch may assume it), and the isal / zlib fallbacks return bytes
+                arr = arr.copy()
         except _READ_ERRORS as e:
             raise self._cannot_read(key, e) from e
         if h.fortran_order:
