@@ -27,6 +27,8 @@ from pathlib import Path
 
 __all__ = [
     "ACTIVATIONS_FILE",
+    "MODELS_INDEX",
+    "FIGURES_INDEX",
     "PROMPT_FILE",
     "MODEL_CFG_FILE",
     "PROMPTS_INDEX",
@@ -55,6 +57,8 @@ ACTIVATIONS_FILE: str = "activations.npz"
 PROMPT_FILE: str = "prompt.json"
 MODEL_CFG_FILE: str = "model_cfg.json"
 PROMPTS_INDEX: str = "prompts.jsonl"
+MODELS_INDEX: str = "models.jsonl"
+FIGURES_INDEX: str = "figures.jsonl"
 
 ERROR_SUFFIX: str = ".error.txt"
 "suffix of the file a failing figure function leaves in the head folder: `<func>.error.txt`"

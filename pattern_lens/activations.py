@@ -476,14 +476,9 @@ def add_activations_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m pattern_lens.activations --model M --prompts P [...]`; returns the exit code"""
-    parser = argparse.ArgumentParser(prog="python -m pattern_lens.activations", description="compute and save attention patterns")
-    add_activations_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run_from_args(args)
-    except PatternLensError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    from pattern_lens.cli import command_main  # the one place errors and Ctrl-C become exit codes
+
+    return command_main("activations", argv, prog="python -m pattern_lens.activations")
 
 
 if __name__ == "__main__":

@@ -151,17 +151,23 @@ def _add_execution_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _import_modules(names: Sequence[str]) -> None:
-    """import the `--import` modules, the current folder first on `sys.path` as `python -m` puts it
+def _search_current_folder(names: Sequence[str]) -> None:
+    """with `--import` modules, put the current folder first on `sys.path`, as `python -m` does
 
-    The console script, unlike `python -m`, does not put the current folder on `sys.path`. Worker
-    processes get the parent's `sys.path` (loky, multiprocessing), so they find the module too.
+    The console script, unlike `python -m`, does not. Worker processes get the parent's `sys.path`
+    as it is when they start (loky, multiprocessing): so this comes before any worker is started.
     """
+    cwd = os.getcwd()
+    if names and not any(p in ("", cwd) or (p and os.path.abspath(p) == cwd) for p in sys.path):
+        sys.path.insert(0, cwd)
+
+
+def _import_modules(names: Sequence[str]) -> None:
+    """import the `--import` modules, looked up in the current folder first (`_search_current_folder`)"""
     if not names:
         return
+    _search_current_folder(names)
     cwd = os.getcwd()
-    if not any(p in ("", cwd) or (p and os.path.abspath(p) == cwd) for p in sys.path):
-        sys.path.insert(0, cwd)
     for name in names:
         try:
             importlib.import_module(name)
@@ -231,6 +237,7 @@ def run_render(args: argparse.Namespace) -> int:
     """render every model named in `args.model`; a model that fails does not stop the others"""
     from pattern_lens._pipeline.prestart import prestart_workers
 
+    _search_current_folder(args.imports)  # before the workers start: they take sys.path as it is then
     prestart_workers(args.jobs, args.backend, args.profile, args.imports)  # warm while we import and plan
     from pattern_lens.figures import figures_main
 

@@ -70,14 +70,9 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 
 def _cli(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pattern_lens.server", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    try:
-        return run_from_args(args)
-    except PatternLensError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    from pattern_lens.cli import command_main  # the one place errors and Ctrl-C become exit codes
+
+    return command_main("serve", argv, prog="python -m pattern_lens.server")
 
 
 if __name__ == "__main__":

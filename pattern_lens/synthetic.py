@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pattern_lens._layout import layer_key
+from pattern_lens._layout import ACTIVATIONS_FILE, MODEL_CFG_FILE, PROMPTS_INDEX, PROMPT_FILE, layer_key
 from pattern_lens._pipeline.atomic import atomic_path, atomic_write_text, write_text_if_changed
 
 __all__ = [
@@ -263,17 +263,17 @@ def write_synthetic_model(
         "original_architecture": "synthetic",
         "seed": seed,
     }
-    write_text_if_changed(model_dir / "model_cfg.json", json.dumps(cfg, indent=2))
+    write_text_if_changed(model_dir / MODEL_CFG_FILE, json.dumps(cfg, indent=2))
     prompts = [synthetic_prompt(k, n_ctx, seed) for k in range(n_prompts)]
     for k, prompt in enumerate(prompts):
         prompt_dir = model_dir / "prompts" / prompt["hash"]
         prompt_dir.mkdir(parents=True, exist_ok=True)
-        if overwrite or not (prompt_dir / "prompt.json").exists():
-            atomic_write_text(prompt_dir / "prompt.json", json.dumps(prompt))
-        npz = prompt_dir / "activations.npz"
+        if overwrite or not (prompt_dir / PROMPT_FILE).exists():
+            atomic_write_text(prompt_dir / PROMPT_FILE, json.dumps(prompt))
+        npz = prompt_dir / ACTIVATIONS_FILE
         if overwrite or not npz.exists():
             _write_npz_streaming(
                 npz, n_layers, lambda L, k=k: synthetic_layer(L, n_layers, n_heads, n_ctx, seed, k), compress
             )
-    write_text_if_changed(model_dir / "prompts.jsonl", "".join(json.dumps(p) + "\n" for p in prompts))
+    write_text_if_changed(model_dir / PROMPTS_INDEX, "".join(json.dumps(p) + "\n" for p in prompts))
     return model_dir

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from pattern_lens._layout import figure_names
+from pattern_lens._layout import FIGURES_INDEX, MODELS_INDEX, MODEL_CFG_FILE, PROMPTS_INDEX, PROMPT_FILE, figure_names
 from pattern_lens._pipeline.atomic import write_text_if_changed
 from pattern_lens._pipeline.outputs import figure_func_name
 from pattern_lens.consts import sanitize_name_str
@@ -98,12 +98,12 @@ def write_prompts_jsonl(model_dir: Path) -> Path:
     # Returns:
      - `Path` of the index
     """
-    index_path: Path = model_dir / "prompts.jsonl"
+    index_path: Path = model_dir / PROMPTS_INDEX
     on_disk: dict[str, dict] = {}
     prompts_root: Path = model_dir / "prompts"
     if prompts_root.is_dir():
         for prompt_dir in sorted(prompts_root.iterdir()):
-            prompt_file: Path = prompt_dir / "prompt.json"
+            prompt_file: Path = prompt_dir / PROMPT_FILE
             if prompt_file.is_file():
                 try:
                     on_disk[prompt_dir.name] = json.loads(prompt_file.read_text(encoding="utf-8"))
@@ -134,7 +134,7 @@ def write_models_jsonl(save_path: Path) -> Path:
     """
     rows: list[dict] = []
     for model_dir in sorted(p for p in save_path.iterdir() if p.is_dir()):
-        cfg_path: Path = model_dir / "model_cfg.json"
+        cfg_path: Path = model_dir / MODEL_CFG_FILE
         if not cfg_path.is_file():
             continue
         try:
@@ -142,7 +142,7 @@ def write_models_jsonl(save_path: Path) -> Path:
         except (json.JSONDecodeError, UnicodeDecodeError, OSError):
             continue
         rows.append({**cfg, "sanitized_name": model_dir.name})
-    out: Path = save_path / "models.jsonl"
+    out: Path = save_path / MODELS_INDEX
     write_text_if_changed(out, _jsonl(rows))
     return out
 
@@ -183,7 +183,7 @@ def write_figures_jsonl(save_path: Path, figure_funcs: Iterable[Callable]) -> Pa
     # Returns:
      - `Path` of the index
     """
-    path: Path = save_path / "figures.jsonl"
+    path: Path = save_path / FIGURES_INDEX
     rows: dict[str, dict] = {}
     try:
         for row in read_jsonl(path):

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from pattern_lens._errors import InputError
-from pattern_lens._layout import MODEL_CFG_FILE, PROMPT_FILE, TMP_SUFFIX, temp_prefix
+from pattern_lens._layout import ACTIVATIONS_FILE, MODEL_CFG_FILE, PROMPTS_INDEX, PROMPT_FILE, TMP_SUFFIX, temp_prefix
 from pattern_lens._pipeline.atomic import remove_stale_temp
 from pattern_lens._pipeline.indexes import find_model_dir, parse_jsonl_line, sanitize_model_name
 from pattern_lens._pipeline.npz import peek_n_ctx
@@ -178,7 +178,7 @@ def prompt_work(
     `prompts` as from `read_prompt_index` (a string is a bad line's message). A prompt whose
     `prompt.json` is missing is rendered and reported (the viewer cannot list it).
     """
-    index = model_dir / "prompts.jsonl"
+    index = model_dir / PROMPTS_INDEX
     root = model_dir.parent.resolve()
     out: list[PromptWork] = []
     for i, prompt in enumerate(prompts, start=1):
@@ -198,7 +198,7 @@ def prompt_work(
         if (outside := leaves_root(prompt_dir, root)) is not None:
             summary.add_input_error(outside, heads_per_prompt)
             continue
-        npz = prompt_dir / "activations.npz"
+        npz = prompt_dir / ACTIVATIONS_FILE
         if not npz.is_file():
             summary.add_input_error(f"{npz}: activations file not found (prompt {i} of {index})", heads_per_prompt)
             continue

@@ -17,10 +17,7 @@ import functools
 import os
 from collections.abc import Callable, Sequence
 
-try:  # joblib >= 1.6 depends on cloudpickle; older joblib vendors it
-    import cloudpickle
-except ImportError:  # pragma: no cover
-    from joblib.externals import cloudpickle  # type: ignore[no-redef]
+import cloudpickle  # a dependency of its own: joblib >= 1.6 no longer vendors it
 
 from pattern_lens._errors import FigureFuncTransferError
 from pattern_lens._pipeline.outputs import figure_func_name
