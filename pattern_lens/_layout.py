@@ -39,6 +39,8 @@ __all__ = [
     "PREVIEW_NAME",
     "PREVIEW_FILE",
     "HEAD_STATS_FILE",
+    "HEAD_STATS_FORMAT",
+    "HEAD_STATS_VERSION",
     "layer_key",
     "prompt_dir",
     "head_dir",
@@ -74,6 +76,12 @@ PREVIEW_FILE: str = f"{PREVIEW_NAME}.png"
 
 HEAD_STATS_FILE: str = "head_stats.json"
 "the statistics of every summarised head of a prompt, in its prompt folder (`pattern_lens._pipeline.summaries`)"
+
+HEAD_STATS_FORMAT: str = "pattern_lens.head_stats"
+"the `format` field of `HEAD_STATS_FILE`, which a reader checks before anything else"
+
+HEAD_STATS_VERSION: int = 1
+"the `version` field of `HEAD_STATS_FILE` as written now (the format: `pattern_lens._pipeline.summaries`)"
 
 
 GALLERY_INDEX: str = "index.html"

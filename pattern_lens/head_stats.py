@@ -81,11 +81,12 @@ def head_preview(attn_matrix: np.ndarray, size: int = PREVIEW_SIZE, causal: bool
 
 
 def preview(attn_matrix: np.ndarray, save_dir: Path | str) -> None:
-    """the head's preview: block averages of at most 64 x 64, min-max normalised, "Blues" (as `raw`)
+    """the head's preview: block averages of the pattern, min-max normalised, "Blues" (as `raw`)
 
-    Written by the render pass for every head it summarises; listed in `figures.jsonl` as `preview`.
-    Usable as a figure function, but not registered: the render pass makes it from the same pass as
-    the statistics.
+    At most S x S pixels (`--preview-size`, default 64), exactly the pattern when it is no larger.
+    Written by the render pass for every head it summarises, with the head's statistics in a text
+    chunk; listed in `figures.jsonl` as `preview`. Usable as a figure function (default size, no
+    statistics), but not registered: the render pass makes it from the same pass as the statistics.
     """
     atomic_write_bytes(Path(save_dir) / PREVIEW_FILE, preview_png(head_preview(attn_matrix)))
 

@@ -12,12 +12,14 @@ import pytest
 
 from pattern_lens._layout import GALLERY_DIR, GALLERY_INDEX
 from pattern_lens._view.gallery import DECODABLE_FIGURES, write_gallery
-from pattern_lens._view.summaries import SUMMARY_NAMES, read_head_stats
+from pattern_lens._view.summaries import HEAD_STATS_VERSIONS, read_head_stats
 from pattern_lens.attn_figure_funcs import raw
 from pattern_lens.figure_util import matrix_to_image_preprocess
 from pattern_lens.synthetic import write_synthetic_model
 
 REPO = Path(__file__).resolve().parents[1]
+STATS_FILE = "head_stats.json"  # the names the README documents, written out: the code's constants are under test
+PREVIEW_FILE = "preview.png"
 
 
 def _data(path: Path, key: str) -> object:
@@ -42,7 +44,7 @@ def test_reads_what_the_reference_wrote(tmp_path, parity_dir):
     index = _data(tmp_path / GALLERY_DIR / "data" / "index.js", "index")
     (m,) = index["models"]
     assert (m["name"], m["n_layers"], m["n_heads"], m["n_prompts"]) == ("pythia-14m", 6, 4, 2)
-    assert m["figures"] == [{"name": "raw", "fmt": "png", "preview": False}]
+    assert m["figures"] == [{"name": "raw", "fmt": "png"}]  # no preview: raw's grid shows raw.png
     prompts = _data(tmp_path / GALLERY_DIR / "data" / "pythia-14m" / "prompts.js", "prompts/pythia-14m")
     assert [p["hash"] for p in prompts] == [r["hash"] for r in rows] and prompts[0]["tokens"] == rows[0]["tokens"]
     page = (tmp_path / GALLERY_INDEX).read_text()
@@ -70,6 +72,10 @@ def test_colour_bins_hold_the_values(rng=np.random.default_rng(5)):
     """the page's premise: a pixel of `raw` is the colour of bin floor(256 v) of Blues, v the normalised value"""
     spec = DECODABLE_FIGURES["raw"]
     assert spec == {"cmap": "Blues", "normalized": True}
+    from pattern_lens._export.preview import PREVIEW_CMAP
+
+    # the preview, where it has one pixel per token pair, is the pattern coloured as raw colours it
+    assert DECODABLE_FIGURES["preview"] == {"cmap": PREVIEW_CMAP, "normalized": True} == spec
     from pattern_lens._view.gallery import _colormap_lut
 
     lut = np.array(_colormap_lut(spec["cmap"]), dtype=np.uint8)
@@ -92,31 +98,69 @@ def test_colour_bins_hold_the_values(rng=np.random.default_rng(5)):
 def test_head_stats_shapes(tmp_path, shape):
     values = {(L, H): 10 * L + H + 0.5 for L in range(2) for H in range(3)}
     if shape == "rows":
-        data = {"heads": [{"layer": L, "head": H, "mean": v, "label": "x"} for (L, H), v in values.items()]}
+        data = {"heads": [{"layer": L, "head": H, "mean": v, "label": "x", "n_ctx": 9} for (L, H), v in values.items()]}
     elif shape == "folders":
         data = {}
         for (L, H), v in values.items():
             data.setdefault(f"L{L}", {})[f"H{H}"] = {"mean": v}
     else:
         data = {"stats": {"mean": [[values[(L, H)] for H in range(3)] for L in range(2)]}}
-    (tmp_path / SUMMARY_NAMES["stats"]).write_text(json.dumps(data))
+    (tmp_path / STATS_FILE).write_text(json.dumps(data))
     stats = read_head_stats(tmp_path, 2, 4)  # a 4th head the file does not cover
-    assert stats == {"mean": [[0.5, 1.5, 2.5, None], [10.5, 11.5, 12.5, None]]}
+    assert stats.values == {"mean": [[0.5, 1.5, 2.5, None], [10.5, 11.5, 12.5, None]]}  # n_ctx is no statistic
+    assert stats.n_ctx == ([[9, 9, 9, None], [9, 9, 9, None]] if shape == "rows" else None)
+
+
+def _render_pass_file(heads: list[dict], **header) -> str:
+    """a head_stats.json as pattern_lens._pipeline.summaries documents it (written out here, not by it)"""
+    data = {"format": "pattern_lens.head_stats", "version": 1, "statistics": ["prev_token", "entropy", "key_max_position"],
+            "local_window": 8, "preview": {"file": "preview.png", "size": 64, "cmap": "Blues"}, **header, "heads": heads}
+    return json.dumps(data)
+
+
+def test_head_stats_of_the_render_pass(tmp_path):
+    """only the names in `statistics` are offered, in its order; n_ctx per head kept apart; nulls stay"""
+    heads = [
+        {"layer": 0, "head": 0, "n_ctx": 17, "causal": True, "prev_token": 0.25, "entropy": None, "key_max_position": 3, "extra": 1.0},
+        {"layer": 1, "head": 1, "n_ctx": 17, "causal": False, "prev_token": 0.5, "entropy": 0.125, "key_max_position": 0},
+    ]
+    (tmp_path / STATS_FILE).write_text(_render_pass_file(heads))
+    stats = read_head_stats(tmp_path, 2, 2)
+    assert list(stats.values) == ["prev_token", "entropy", "key_max_position"]
+    assert stats.values["prev_token"] == [[0.25, None], [None, 0.5]]
+    assert stats.values["entropy"] == [[None, None], [None, 0.125]]
+    assert stats.values["key_max_position"] == [[3.0, None], [None, 0.0]]
+    assert stats.n_ctx == [[17, None], [None, 17]]
+    # a statistic without any value (undefined everywhere) is still listed; the file before any head: nothing
+    (tmp_path / STATS_FILE).write_text(_render_pass_file([{"layer": 0, "head": 0, "n_ctx": 1, "prev_token": None}], statistics=["prev_token"]))
+    assert read_head_stats(tmp_path, 1, 1).values == {"prev_token": [[None]]}
+    (tmp_path / STATS_FILE).write_text(_render_pass_file([]))
+    assert read_head_stats(tmp_path, 1, 1) is None
+
+
+def test_head_stats_format_is_the_pipelines(tmp_path):
+    from pattern_lens._pipeline.summaries import SummarySpec
+
+    header = SummarySpec().header()  # what the render pass writes
+    assert header["format"] == "pattern_lens.head_stats" and header["version"] in HEAD_STATS_VERSIONS
+    (tmp_path / STATS_FILE).write_text(_render_pass_file([{"layer": 0, "head": 0, "prev_token": 0.5}], version=2))
+    with pytest.raises(ValueError, match="version 2"):
+        read_head_stats(tmp_path, 1, 1)
 
 
 def test_head_stats_absent_or_bad(tmp_path):
     assert read_head_stats(tmp_path, 1, 1) is None
-    (tmp_path / SUMMARY_NAMES["stats"]).write_text("{not json")
+    (tmp_path / STATS_FILE).write_text("{not json")
     with pytest.raises(ValueError, match="cannot read head statistics"):
         read_head_stats(tmp_path, 1, 1)
-    (tmp_path / SUMMARY_NAMES["stats"]).write_text('{"x": "y"}')
+    (tmp_path / STATS_FILE).write_text('{"x": "y"}')
     with pytest.raises(ValueError, match="no per-head numbers"):
         read_head_stats(tmp_path, 1, 1)
 
 
 def test_bad_stats_file_does_not_cost_the_gallery(tmp_path):
     model = write_synthetic_model(tmp_path, n_layers=1, n_heads=1, n_ctx=4, n_prompts=1)
-    (next((model / "prompts").iterdir()) / SUMMARY_NAMES["stats"]).write_text("[1, 2")
+    (next((model / "prompts").iterdir()) / STATS_FILE).write_text("[1, 2")
     with pytest.warns(UserWarning, match="cannot read head statistics"):
         info = write_gallery(tmp_path)
     assert info.n_prompts == 1
@@ -136,7 +180,27 @@ def test_render_writes_the_gallery_unless_told_not_to(tmp_path):
     assert (tmp_path / GALLERY_INDEX).is_file()
     assert f"gallery: {(tmp_path / GALLERY_INDEX).resolve().as_uri()}" in result.stdout
     index = _data(tmp_path / GALLERY_DIR / "data" / "index.js", "index")
-    assert index["models"][0]["figures"] == [{"name": "raw", "fmt": "png", "preview": False}]
+    # the summaries are on by default: raw's grid shows the previews, and the preview is a figure too
+    (m,) = index["models"]
+    assert m["figures"] == [{"name": "raw", "fmt": "png", "thumb": PREVIEW_FILE}, {"name": "preview", "fmt": "png"}]
+    (prompt_dir,) = (model / "prompts").iterdir()
+    assert m["stats_prompts"] == [prompt_dir.name]
+    written = json.loads((prompt_dir / STATS_FILE).read_text())
+    stats = _data(tmp_path / GALLERY_DIR / "data" / model.name / "stats" / f"{prompt_dir.name}.js", f"stats/{model.name}/{prompt_dir.name}")
+    assert list(stats["values"]) == written["statistics"] == m["stats"] and "n_ctx" not in stats["values"]
+    for row in written["heads"]:
+        assert stats["n_ctx"][row["layer"]][row["head"]] == row["n_ctx"] == 8
+        for name in written["statistics"]:
+            assert stats["values"][name][row["layer"]][row["head"]] == row[name]
+
+
+def test_summaries_only_gallery_shows_the_previews(tmp_path):
+    model = write_synthetic_model(tmp_path, n_layers=1, n_heads=2, n_ctx=8, n_prompts=1)
+    result = _cli("render", "-m", model.name, "-s", str(tmp_path), "--summaries-only", "-j", "1", "-q")
+    assert result.returncode == 0, result.stderr
+    index = _data(tmp_path / GALLERY_DIR / "data" / "index.js", "index")
+    assert index["models"][0]["figures"] == [{"name": "preview", "fmt": "png"}]
+    assert index["names"]["preview_figure"] == "preview" and index["names"]["preview_file"] == PREVIEW_FILE
 
 
 def test_gallery_command(tmp_path):

@@ -56,7 +56,7 @@ import numpy as np
 from pattern_lens._errors import PatternLensError
 from pattern_lens._export.png_fast import read_text
 from pattern_lens._export.preview import PREVIEW_CMAP, preview_png
-from pattern_lens._layout import HEAD_STATS_FILE, PREVIEW_FILE, PREVIEW_NAME
+from pattern_lens._layout import HEAD_STATS_FILE, HEAD_STATS_FORMAT, HEAD_STATS_VERSION, PREVIEW_FILE, PREVIEW_NAME
 from pattern_lens._pipeline.atomic import atomic_write_bytes, write_text_if_changed
 from pattern_lens._pipeline.outputs import discard_broken, figure_func_name
 from pattern_lens._pipeline.stats import LOCAL_WINDOW, PREVIEW_SIZE, STATISTICS, HeadSummary, summarize_head
@@ -78,8 +78,6 @@ __all__ = [
     "PromptStatsWriter",
 ]
 
-HEAD_STATS_FORMAT: str = "pattern_lens.head_stats"
-HEAD_STATS_VERSION: int = 1
 
 SUMMARY_FAILURE_NAME: str = "summaries"
 "the name under which a head that could not be summarised is counted in the run's failures"

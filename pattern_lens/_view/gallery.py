@@ -13,6 +13,9 @@ may load them. What is written:
 <save_path>/pattern_lens_gallery/data/<model>/stats/<hash>.js  head statistics of one prompt, where present
 ```
 
+The head summaries (`summaries.py`): a prompt's `head_stats.json` becomes its `stats/<hash>.js`; a
+head's `preview.png` is the figure `preview`, and the thumbnail of the `raw` grid (`PREVIEW_THUMBNAILS`).
+
 The index data is built from the reference's index files (`models.jsonl`, `figures.jsonl`,
 `<model>/prompts.jsonl`, falling back to the folders when one is absent), so the gallery also shows
 data the reference wrote. Files whose content would not change are not rewritten.
@@ -35,26 +38,37 @@ from pattern_lens._layout import (
     GALLERY_DIR,
     GALLERY_INDEX,
     MODEL_CFG_FILE,
+    PREVIEW_FILE,
+    PREVIEW_NAME,
     PROMPT_FILE,
     PROMPTS_INDEX,
     is_temp_name,
 )
 from pattern_lens._pipeline.atomic import write_text_if_changed
 from pattern_lens._pipeline.indexes import read_jsonl, sanitize_model_name
-from pattern_lens._view.summaries import SUMMARY_NAMES, preview_file_name, read_head_stats
+from pattern_lens._view.summaries import page_names, read_head_stats
 
-__all__ = ["GalleryInfo", "DECODABLE_FIGURES", "STATIC_FILES", "write_gallery", "gallery_url"]
+__all__ = ["GalleryInfo", "DECODABLE_FIGURES", "PREVIEW_THUMBNAILS", "STATIC_FILES", "write_gallery", "gallery_url"]
 
 STATIC_FILES: tuple[str, ...] = ("app.js", "style.css")
 "files of `pattern_lens/frontend/` copied into `pattern_lens_gallery/` (the page itself goes to `index.html`)"
 
 DECODABLE_FIGURES: dict[str, dict] = {
     "raw": {"cmap": "Blues", "normalized": True},
+    PREVIEW_NAME: {"cmap": "Blues", "normalized": True},
 }
 """figures whose pixels the page may decode back to values: the figure's colormap and whether it
 was min-max normalised. `raw` is the reference's (and this package's) `save_matrix_wrapper(
-normalize=True, cmap="Blues")`. The page shows a value only when the pixel's colour is exactly one
-of the colormap's 256 colours (else it says the colour is not from that colormap)."""
+normalize=True, cmap="Blues")`; the preview is coloured the same way (`pattern_lens._export.preview.
+PREVIEW_CMAP`), and the page reads its pixels only when it has one pixel per token pair (a pattern
+no longer than the preview size: then it is the pattern itself). The page shows a value only when
+the pixel's colour is exactly one of the colormap's 256 colours (else it says the colour is not from
+that colormap)."""
+
+PREVIEW_THUMBNAILS: tuple[str, ...] = ("raw",)
+"""figures whose grid cells show the head's preview instead of the figure itself: the preview is
+coloured like `raw` (Blues, min-max normalised), so it stands for `raw` only; for another figure a
+Blues preview would misrepresent what a click opens"""
 
 _IMAGE_FORMATS: tuple[str, ...] = ("png", "svg", "svgz", "jpg", "jpeg", "gif", "webp")
 
@@ -151,20 +165,30 @@ def _first_head_dir(model_dir: Path, prompts: list[dict]) -> Path | None:
 
 
 def _model_figures(head_dir: Path | None, figure_names: list[str]) -> list[dict]:
-    """`[{name, fmt, preview}]` of the figures found in `head_dir`, known figures first (in `figures.jsonl` order)"""
+    """`[{name, fmt[, thumb]}]` of the figures found in `head_dir`
+
+    Order: `raw` first, then `figures.jsonl`'s order, the preview last (the grid opens on the first:
+    the preview only when it is all there is, as after `--summaries-only`). `thumb`: the file the
+    grid shows instead of the figure (the head's preview, for `PREVIEW_THUMBNAILS`); the model's
+    first head decides, and the page falls back to the figure where a head lacks its preview.
+    """
     if head_dir is None:
         return []
     found: dict[str, str] = {}
     names = {p.name for p in head_dir.iterdir() if p.is_file()}
     for file_name in sorted(names):
-        if is_temp_name(file_name) or file_name.endswith(ERROR_SUFFIX) or ".preview." in file_name:
+        if is_temp_name(file_name) or file_name.endswith(ERROR_SUFFIX):
             continue
         stem, _, fmt = file_name.rpartition(".")
         if stem and fmt.lower() in _IMAGE_FORMATS and stem not in found:
             found[stem] = fmt
     order = {name: i for i, name in enumerate(figure_names)}
-    ranked = sorted(found, key=lambda n: (n != "raw", order.get(n, len(order)), n))
-    return [{"name": n, "fmt": found[n], "preview": preview_file_name(n) in names} for n in ranked]
+    ranked = sorted(found, key=lambda n: (n == PREVIEW_NAME, n != "raw", order.get(n, len(order)), n))
+    has_preview = PREVIEW_FILE in names
+    return [
+        {"name": n, "fmt": found[n], **({"thumb": PREVIEW_FILE} if has_preview and n in PREVIEW_THUMBNAILS else {})}
+        for n in ranked
+    ]
 
 
 def gallery_url(save_path: Path | str) -> str:
@@ -202,7 +226,7 @@ def write_gallery(save_path: Path | str) -> GalleryInfo:
         (data_dir / model_dir.name).mkdir(exist_ok=True)
         write_text_if_changed(data_dir / model_dir.name / "prompts.js", _js(f"prompts/{model_dir.name}", prompts))
         n_layers, n_heads = int(cfg.get("n_layers", 0) or 0), int(cfg.get("n_heads", 0) or 0)
-        stats_names: set[str] = set()
+        stats_names: dict[str, None] = {}  # in the files' order (entropy, prev_token, ...)
         stats_prompts: list[str] = []
         for prompt in prompts:
             try:
@@ -213,8 +237,8 @@ def write_gallery(save_path: Path | str) -> GalleryInfo:
             if stats is not None:
                 (data_dir / model_dir.name / "stats").mkdir(exist_ok=True)
                 key = f"stats/{model_dir.name}/{prompt['hash']}"
-                write_text_if_changed(data_dir / model_dir.name / "stats" / f"{prompt['hash']}.js", _js(key, stats))
-                stats_names.update(stats)
+                write_text_if_changed(data_dir / model_dir.name / "stats" / f"{prompt['hash']}.js", _js(key, stats.page_data()))
+                stats_names.update(dict.fromkeys(stats.values))
                 stats_prompts.append(prompt["hash"])
         models.append({
             "name": model_dir.name,
@@ -224,7 +248,7 @@ def write_gallery(save_path: Path | str) -> GalleryInfo:
             "n_ctx": cfg.get("n_ctx"),
             "n_prompts": len(prompts),
             "figures": _model_figures(_first_head_dir(model_dir, prompts), figure_names),
-            "stats": sorted(stats_names),
+            "stats": list(stats_names),
             "stats_prompts": stats_prompts,  # the prompts whose statistics script the page may load
         })
     index = {
@@ -234,7 +258,7 @@ def write_gallery(save_path: Path | str) -> GalleryInfo:
         "decodable": {
             name: {**spec, "lut": _colormap_lut(spec["cmap"])} for name, spec in DECODABLE_FIGURES.items()
         },
-        "names": dict(SUMMARY_NAMES),
+        "names": page_names(),
     }
     write_text_if_changed(data_dir / "index.js", _js("index", index))
     for name in STATIC_FILES:

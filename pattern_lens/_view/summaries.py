@@ -1,24 +1,27 @@
-"""the adapter to per-head summaries (statistics and small previews), read only where present
+"""the adapter to the head summaries (statistics and previews), read only where present
 
-Another part of the package (the head summaries) may write, beside the figures:
+The render pass (`pattern_lens._pipeline.summaries`) writes, beside the figures:
 
-- per prompt, one JSON file of per-head statistics: `<model>/prompts/<hash>/<STATS_FILE>`;
-- per head and figure, a small preview PNG: `<model>/prompts/<hash>/L<l>/H<h>/<PREVIEW_FILE>`
-  with `{figure}` replaced by the figure's name.
+- per prompt, the statistics of its heads: `<model>/prompts/<hash>/<HEAD_STATS_FILE>`;
+- per head, one preview: `<model>/prompts/<hash>/L<l>/H<h>/<PREVIEW_FILE>` (the pattern block-averaged
+  to at most S x S, coloured like `raw`), listed in `figures.jsonl` as the figure `PREVIEW_NAME`.
 
-THE FILE NAMES ARE HERE AND NOWHERE ELSE: the gallery's page gets them from the generated index
-data (`gallery.py` writes `SUMMARY_NAMES` into it), so wiring other names is editing this one dict.
-The page works without either file; the gallery only looks at what exists.
+The names come from `pattern_lens._layout` (their one home); the page gets them from the generated
+index data. The page works without either file; the gallery only looks at what exists.
 
 A statistics file may have any of these shapes (all are read into `{stat: [[value per head] per
 layer]}`, with `None` where a head has no value):
 
+- the render pass's (`{"format": "pattern_lens.head_stats", "version": 1, "statistics": [...],
+  "heads": [...]}`): only the names in `statistics` are statistics (a row's `n_ctx` and `causal`
+  describe the head, they are not offered for sorting); `n_ctx` is kept apart, per head;
 - `{"heads": [{"layer": 0, "head": 1, "entropy": 0.5, ...}, ...]}`, or that list alone;
 - `{"L0": {"H1": {"entropy": 0.5, ...}, ...}, ...}` (the folder names);
 - `{"entropy": [[...per head...] per layer], ...}`, optionally under a `"stats"` key.
 
-Only finite numbers are kept; anything else in the file is ignored, and a file that is not one
-of these shapes counts as absent (with a warning from the caller).
+Without a `statistics` list every finite number but `layer`, `head` (and a row's `n_ctx`) is a
+statistic; anything else in the file is ignored, and a file that is not one of these shapes, or of a
+`head_stats` version this reader does not know, counts as absent (with a warning from the caller).
 """
 
 from __future__ import annotations
@@ -26,23 +29,50 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["SUMMARY_NAMES", "preview_file_name", "read_head_stats"]
+from pattern_lens._layout import HEAD_STATS_FILE, HEAD_STATS_FORMAT, PREVIEW_FILE, PREVIEW_NAME
 
-SUMMARY_NAMES: dict[str, str] = {
-    "stats": "head_stats.json",
-    "preview": "{figure}.preview.png",
-}
-"file names of the optional summaries: `stats` per prompt folder, `preview` per head folder (`{figure}` filled in)"
+__all__ = ["HEAD_STATS_VERSIONS", "HeadStats", "page_names", "read_head_stats"]
+
+HEAD_STATS_VERSIONS: tuple[int, ...] = (1,)
+"the versions of that format this reader understands"
+
+_NOT_STATS: frozenset[str] = frozenset({"layer", "head", "n_ctx", "causal"})
+"keys of a row that name or describe the head: never offered as statistics"
 
 _LAYER = re.compile(r"L(\d+)$")
 _HEAD = re.compile(r"H(\d+)$")
 
 
-def preview_file_name(figure: str) -> str:
-    """the preview file of `figure` in a head folder"""
-    return SUMMARY_NAMES["preview"].replace("{figure}", figure)
+@dataclass(frozen=True)
+class HeadStats:
+    """what a prompt's statistics file says about its heads
+
+    # Fields:
+     - `values : dict[str, list[list[float | None]]]` `{stat: [[value per head] per layer]}`, in the
+       file's `statistics` order (else sorted by name)
+     - `n_ctx : list[list[int | None]] | None` each head's pattern side where the file gives it (the
+       page needs it to tell a full image from a preview), else `None`
+    """
+
+    values: dict[str, list[list[float | None]]]
+    n_ctx: list[list[int | None]] | None = None
+
+    def page_data(self) -> dict:
+        """what the page gets: `{"values": ..., "n_ctx": ...}`"""
+        return {"values": self.values, "n_ctx": self.n_ctx}
+
+
+def page_names() -> dict[str, str]:
+    """the summaries' names the page needs, from `pattern_lens._layout`
+
+    # Returns:
+     - `dict` `preview_file` (in a head folder), `preview_figure` (its name among the figures),
+       `stats_file` (in a prompt folder; shown in messages)
+    """
+    return {"preview_file": PREVIEW_FILE, "preview_figure": PREVIEW_NAME, "stats_file": HEAD_STATS_FILE}
 
 
 def _number(value) -> float | None:
@@ -51,15 +81,24 @@ def _number(value) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _put(out: dict[str, dict[tuple[int, int], float]], layer: int, head: int, stats: dict) -> None:
+def _put(out: dict[str, dict[tuple[int, int], float]], layer: int, head: int, stats: dict, names: set[str] | None) -> None:
     for name, value in stats.items():
         v = _number(value)
-        if v is not None and name not in ("layer", "head"):
+        if v is not None and (name in names if names is not None else name not in _NOT_STATS):
             out.setdefault(str(name), {})[(layer, head)] = v
 
 
-def _collect(data) -> dict[str, dict[tuple[int, int], float]]:
+def _statistic_names(data) -> list[str] | None:
+    """the file's `statistics` list, when it has one"""
+    names = data.get("statistics") if isinstance(data, dict) else None
+    if isinstance(names, list) and all(isinstance(n, str) for n in names):
+        return names
+    return None
+
+
+def _collect(data, names: list[str] | None) -> dict[str, dict[tuple[int, int], float]]:
     out: dict[str, dict[tuple[int, int], float]] = {}
+    wanted = set(names) if names is not None else None
     if isinstance(data, dict) and isinstance(data.get("heads"), list):
         data = data["heads"]
     if isinstance(data, dict) and isinstance(data.get("stats"), dict):
@@ -67,7 +106,7 @@ def _collect(data) -> dict[str, dict[tuple[int, int], float]]:
     if isinstance(data, list):  # rows with layer and head
         for row in data:
             if isinstance(row, dict) and isinstance(row.get("layer"), int) and isinstance(row.get("head"), int):
-                _put(out, row["layer"], row["head"], row)
+                _put(out, row["layer"], row["head"], row, wanted)
         return out
     if not isinstance(data, dict):
         return out
@@ -77,7 +116,7 @@ def _collect(data) -> dict[str, dict[tuple[int, int], float]]:
             for head_key, stats in value.items():
                 head_match = _HEAD.match(str(head_key))
                 if head_match and isinstance(stats, dict):
-                    _put(out, int(layer_match.group(1)), int(head_match.group(1)), stats)
+                    _put(out, int(layer_match.group(1)), int(head_match.group(1)), stats, wanted)
         elif isinstance(value, list) and all(isinstance(row, list) for row in value):  # {"stat": [[...]]}
             for layer, row in enumerate(value):
                 for head, v in enumerate(row):
@@ -87,25 +126,59 @@ def _collect(data) -> dict[str, dict[tuple[int, int], float]]:
     return out
 
 
-def read_head_stats(prompt_dir: Path, n_layers: int, n_heads: int) -> dict[str, list[list[float | None]]] | None:
-    """the statistics of every head of one prompt, `{stat: [[value per head] per layer]}`
+def _sides(data, n_layers: int, n_heads: int) -> list[list[int | None]] | None:
+    """each head's `n_ctx` from the rows of `heads`, or `None` when no row gives one"""
+    rows = data.get("heads") if isinstance(data, dict) else data
+    if not isinstance(rows, list):
+        return None
+    sides: dict[tuple[int, int], int] = {}
+    for row in rows:
+        if isinstance(row, dict) and all(isinstance(row.get(k), int) and not isinstance(row.get(k), bool) for k in ("layer", "head", "n_ctx")):
+            sides[(row["layer"], row["head"])] = row["n_ctx"]
+    if not sides:
+        return None
+    return [[sides.get((layer, head)) for head in range(n_heads)] for layer in range(n_layers)]
+
+
+def _check_version(path: Path, data) -> None:
+    if isinstance(data, dict) and data.get("format") == HEAD_STATS_FORMAT and data.get("version") not in HEAD_STATS_VERSIONS:
+        raise ValueError(f"{path}: {HEAD_STATS_FORMAT} version {data.get('version')!r}, this gallery reads {list(HEAD_STATS_VERSIONS)}")
+
+
+def read_head_stats(prompt_dir: Path, n_layers: int, n_heads: int) -> HeadStats | None:
+    """the statistics of every head of one prompt, from its `HEAD_STATS_FILE`
+
+    # Parameters:
+     - `prompt_dir : Path` the prompt's folder
+     - `n_layers : int`, `n_heads : int` the model's shape: heads outside it are ignored, heads the
+       file lacks are `None`
 
     # Returns:
-     - `dict` as above (stats sorted by name), or `None` when the file is absent
+     - `HeadStats`, or `None` when the file is absent or lists no head
+
     # Raises:
-     - `ValueError` naming the file when it is present but unreadable or of no known shape
+     - `ValueError` naming the file when it is present but unreadable, of no known shape, or of an
+       unknown version
     """
-    path = Path(prompt_dir) / SUMMARY_NAMES["stats"]
+    path = Path(prompt_dir) / HEAD_STATS_FILE
     if not path.is_file():
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{path}: cannot read head statistics ({e})") from e
-    collected = _collect(data)
-    if not collected:
+    _check_version(path, data)
+    names = _statistic_names(data)
+    collected = _collect(data, names)
+    if names is not None and not (isinstance(data.get("heads"), list) and data["heads"]):
+        return None  # the render pass's file before any head of the prompt was summarised
+    if not collected and names is None:
         raise ValueError(f"{path}: no per-head numbers found (expected one of the shapes in pattern_lens._view.summaries)")
-    return {
-        name: [[values.get((layer, head)) for head in range(n_heads)] for layer in range(n_layers)]
-        for name, values in sorted(collected.items())
+    # the file's order of statistics (entropy, prev_token, ...) is the one its writer chose; a name
+    # of the list without any number (undefined for every head) stays, so the page lists them all
+    order = names if names is not None else sorted(collected)
+    values = {
+        name: [[collected.get(name, {}).get((layer, head)) for head in range(n_heads)] for layer in range(n_layers)]
+        for name in order
     }
+    return HeadStats(values=values, n_ctx=_sides(data, n_layers, n_heads))

@@ -87,14 +87,21 @@ async function prompts(modelName) {
   return state.prompts.get(modelName);
 }
 
-// the head statistics adapter: see pattern_lens/_view/summaries.py (file names live there)
+// the head statistics adapter: see pattern_lens/_view/summaries.py (what is read from head_stats.json)
 async function headStats(m, hash) {
   if (!m.stats_prompts || !m.stats_prompts.includes(hash)) return null;
   const key = `stats/${m.name}/${hash}`;
   if (!state.stats.has(key)) {
     state.stats.set(key, await loadScriptData(key, `${DATA_DIR}${enc(m.name)}/stats/${enc(hash)}.js`));
   }
-  return state.stats.get(key); // {stat: [[value per head] per layer]}
+  // {values: {stat: [[value per head] per layer]}, n_ctx: [[pattern side per head] per layer] | null}
+  return state.stats.get(key);
+}
+
+function headSide(summary, layer, head) {
+  // the head's pattern side where its statistics say, else null
+  const side = summary && summary.n_ctx ? (summary.n_ctx[layer] || [])[head] : null;
+  return typeof side === "number" ? side : null;
 }
 
 function figureOf(m, name) {
@@ -109,15 +116,17 @@ function figurePath(m, hash, layer, head, fig) {
   return headDir(m, hash, layer, head) + enc(`${fig.name}.${fig.fmt}`);
 }
 
-function thumbPath(m, hash, layer, head, fig) {
-  // a small preview where the head summaries wrote one (its name comes from the index data)
-  if (fig.preview) return headDir(m, hash, layer, head) + enc(state.index.names.preview.replace("{figure}", fig.name));
-  return figurePath(m, hash, layer, head, fig);
+function isPreview(fig) {
+  return fig.name === state.index.names.preview_figure;
+}
+
+function figureLabel(fig) {
+  return isPreview(fig) ? `${fig.name} (${fig.fmt}, head summaries)` : `${fig.name} (${fig.fmt})`;
 }
 
 function canShow(fig) {
   // browsers decompress .svgz only when a server says Content-Encoding: gzip
-  return !(FILE_MODE && fig.fmt === "svgz" && !fig.preview);
+  return !(FILE_MODE && fig.fmt === "svgz");
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -139,8 +148,14 @@ function lazyImage(src, alt) {
 }
 
 function thumb(m, hash, layer, head, fig) {
-  if (!canShow(fig)) return el("div", { class: "ph", text: "svgz: open through pattern-lens serve" });
-  return lazyImage(thumbPath(m, hash, layer, head, fig), ""); // the cell's title names the head
+  // a grid cell's image: the head's preview for the figures it stands for (fig.thumb, see
+  // PREVIEW_THUMBNAILS in gallery.py), else the figure; the cell's title names the head
+  const full = figurePath(m, hash, layer, head, fig);
+  if (!fig.thumb) return canShow(fig) ? lazyImage(full, "") : el("div", { class: "ph", text: "svgz: open through pattern-lens serve" });
+  const img = lazyImage(headDir(m, hash, layer, head) + enc(fig.thumb), "");
+  // the model's first head had a preview; a head without one (summaries skipped there) shows the figure
+  img.addEventListener("error", () => { if (img.dataset.src !== full && canShow(fig)) { img.dataset.src = full; img.src = full; } });
+  return img;
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -163,6 +178,7 @@ function statRange(values) {
 
 function fmtNum(v) {
   if (typeof v !== "number") return "–";
+  if (Number.isInteger(v) && Math.abs(v) < 1e6) return String(v); // a position, a count: no decimals
   return Math.abs(v) >= 1000 || (Math.abs(v) < 0.001 && v !== 0) ? v.toExponential(2) : v.toFixed(3);
 }
 
@@ -257,7 +273,7 @@ function keysHelp(text) {
 
 function figureSelect(m, current, onchange) {
   const select = el("select", { id: "figure", onchange: (e) => onchange(e.target.value) });
-  for (const f of m.figures) select.append(el("option", { value: f.name, selected: f.name === current, text: `${f.name} (${f.fmt})` }));
+  for (const f of m.figures) select.append(el("option", { value: f.name, selected: f.name === current, text: figureLabel(f) }));
   return el("label", {}, "figure ", select);
 }
 
@@ -282,7 +298,7 @@ function viewModels(main) {
   const ftable = el("table", { id: "figures" }, el("tr", {}, ["figure", "format", "description", "source"].map((t) => el("th", { text: t }))));
   for (const f of idx.figures) {
     ftable.append(el("tr", { dataset: { figure: f.name } },
-      el("td", { class: "mono", text: f.name }),
+      el("td", { class: "mono" }, f.name, isPreview(f) ? el("div", { class: "note tag", text: "the head summaries' preview" }) : null),
       el("td", { text: f.figure_save_fmt ?? "" }),
       el("td", {}, snippet(f.doc ?? "", 160), f.code ? el("details", {}, el("summary", { text: "code" }), el("pre", { class: "mono", text: f.code })) : null),
       el("td", { class: "mono", text: f.source ? f.source.split("/").slice(-2).join("/") : "" })));
@@ -371,7 +387,8 @@ async function target(route, withPrompt = true) {
 
 async function viewGrid(main, route, rid) {
   const { m, rows, prompt, fig } = await target(route);
-  const stats = await headStats(m, prompt.hash);
+  const summary = await headStats(m, prompt.hash);
+  const stats = summary ? summary.values : null;
   if (rid !== state.renderId) return;
   crumbs([["models", "#"], [m.model_name, hashHref({ view: "prompts", model: m.name })], [`prompt #${prompt._i}`, null]]);
   keysHelp("keys: [ and ] previous / next prompt");
@@ -437,7 +454,8 @@ async function viewGrid(main, route, rid) {
 
 async function viewHead(main, route, rid) {
   const { m, rows, prompt, fig, layer, head } = await target(route);
-  const stats = await headStats(m, prompt.hash);
+  const summary = await headStats(m, prompt.hash);
+  const stats = summary ? summary.values : null;
   if (rid !== state.renderId) return;
   const gridHref = hashHref({ view: "grid", model: m.name, prompt: prompt.hash, fig: fig.name });
   const acrossHref = hashHref({ view: "across", model: m.name, fig: fig.name, layer, head });
@@ -476,7 +494,9 @@ async function viewHead(main, route, rid) {
   const side = el("div", { class: "side" }, readout, el("h2", { text: "tokens" }), tokensBox);
   if (stats) {
     const table = el("table", { class: "stats", id: "head-stats" });
-    for (const [name, values] of Object.entries(stats)) table.append(el("tr", {}, el("td", { text: name }), el("td", { class: "mono", text: fmtNum((values[layer] || [])[head]) })));
+    const n = headSide(summary, layer, head);
+    if (n !== null) table.append(el("tr", { class: "note" }, el("td", { text: "n_ctx" }), el("td", { class: "mono", text: n })));
+    for (const [name, values] of Object.entries(stats)) table.append(el("tr", { dataset: { stat: name } }, el("td", { text: name }), el("td", { class: "mono", text: fmtNum((values[layer] || [])[head]) })));
     side.append(el("h2", { text: "head statistics" }), table);
   }
   main.append(el("div", { class: "headview" }, box, side));
@@ -502,14 +522,41 @@ async function viewHead(main, route, rid) {
   if (rid !== state.renderId) return;
   const w = source.naturalWidth || source.width;
   const hgt = source.naturalHeight || source.height;
-  const tokenCount = (prompt.tokens || []).length;
-  if (w !== hgt || (w !== tokenCount && w !== tokenCount + 1)) {
-    // not one pixel per (query, key): a plot, shown as it is
-    box.append(el("img", { src: path, alt: fig.name, style: "max-width: 900px" }));
-    readout.replaceChildren(el("span", { class: "note", text: `this figure is ${w} × ${hgt} pixels, not one pixel per token pair: no token axes` }));
+  const patternSide = headSide(summary, layer, head);
+  if (!onePixelPerToken(w, hgt, (prompt.tokens || []).length, patternSide)) {
+    showImage(box, readout, path, fig, w, hgt, patternSide);
+    tokensBox.replaceChildren(...(prompt.tokens || []).map((t, i) => el("span", { title: `#${i}`, text: shown(t) })));
     return;
   }
   drawPattern(box, readout, tokensBox, source, pixels, axisTokens(prompt, w), fig, whyNoValue, route.zoom);
+}
+
+function onePixelPerToken(w, h, tokenCount, side) {
+  // a square image the side of the pattern: the pattern's side from the head statistics where
+  // known (a preview of a <BOS> + n token head may be n pixels wide and still be block averages),
+  // else the prompt's tokens, with or without a <BOS>
+  if (w !== h) return false;
+  if (side !== null) return w === side && (w === tokenCount || w === tokenCount + 1);
+  return w === tokenCount || w === tokenCount + 1;
+}
+
+const SMALL_IMAGE = 256; // images narrower than this are magnified in the head view
+
+function patternRoom(margin) {
+  // screen pixels the head view has for a pattern (beside the readout, under the controls)
+  return clamp(Math.min(window.innerWidth - 420, window.innerHeight - 160) - margin, 160, 900);
+}
+
+function showImage(box, readout, path, fig, w, h, side) {
+  // not one pixel per (query, key): a plot or a downsampled preview, shown without token axes; a
+  // small one magnified by a whole factor to fill the room, pixelated, so each pixel stays a square
+  const scale = w < SMALL_IMAGE ? Math.max(1, Math.floor(patternRoom(0) / Math.max(w, h))) : 1;
+  const style = scale > 1 ? `width: ${w * scale}px; height: ${h * scale}px; image-rendering: pixelated` : "max-width: 900px";
+  box.append(el("img", { src: path, alt: fig.name, style, dataset: { scale } }));
+  const what = isPreview(fig)
+    ? `the head summaries' preview: ${w} × ${h} block averages of the ${side !== null ? `${side} × ${side} ` : ""}pattern (min-max normalised, shown ${scale}×)`
+    : `this figure is ${w} × ${h} pixels`;
+  readout.replaceChildren(el("span", { class: "note", text: `${what}, not one pixel per token pair: no token axes` }));
 }
 
 const ZOOMS = [1, 2, 4, 8, 16, 32]; // screen pixels per token, besides "fit"
@@ -524,7 +571,7 @@ function drawPattern(box, readout, tokensBox, source, pixels, tokens, fig, whyNo
   const n = tokens.length;
   const labels = n <= LABEL_MAX_TOKENS;
   const margin = labels ? 96 : 28;
-  const avail = clamp(Math.min(window.innerWidth - 420, window.innerHeight - 160) - margin, 160, 900);
+  const avail = patternRoom(margin);
   // fit: whole screen pixels per token where they fit, else scaled down (then zoom in, and scroll)
   const cell = ZOOMS.includes(Number(zoom)) ? Number(zoom) : n >= avail ? avail / n : Math.max(1, Math.floor(avail / n));
   const size = Math.round(margin + cell * n);
