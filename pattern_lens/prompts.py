@@ -3,8 +3,10 @@
 `load_text_data` is the reference's: read a jsonl file of `{"text": ...}` objects, drop those shorter
 than `min_chars`, cut those longer than `max_chars` into pieces. Lines that are not a JSON object with
 a string `"text"` raise `PromptsFileError` naming the file and line (the reference failed on them
-with a bare `JSONDecodeError` / `KeyError`); `read_prompts_file` instead returns them as errors so a
-run can go on with the other prompts.
+with a bare `JSONDecodeError` / `KeyError`); an empty text (`{"text": ""}`) is returned, as the
+reference returns it (`min_chars` drops it). `read_prompts_file` instead returns bad lines as
+errors so a run can go on with the other prompts, and by default counts an empty text as bad: a
+run cannot compute a pattern of no tokens.
 
 `BUILTIN_PROMPTS` is a small prompt set shipped with the package (`pattern_lens/data/prompts.jsonl`),
 so the commands run without downloads.
@@ -48,11 +50,19 @@ class PromptLineError:
         return f"{self.where}: {self.message}"
 
 
-def read_prompts_file(fname: Path | str) -> tuple[list[tuple[str, dict]], list[PromptLineError]]:
+def read_prompts_file(
+    fname: Path | str, allow_empty: bool = False
+) -> tuple[list[tuple[str, dict]], list[PromptLineError]]:
     """read a jsonl prompts file, keeping the good lines and listing the bad ones
 
-    A good line is a JSON object with a non-empty string `"text"`; blank lines are ignored. Each
-    prompt gets `"source_fname"` (the file, posix) like the reference's `load_text_data`.
+    A good line is a JSON object with a string `"text"`, not empty or blank unless `allow_empty`;
+    blank lines are ignored. Each prompt gets `"source_fname"` (the file, posix) like the
+    reference's `load_text_data`.
+
+    # Parameters:
+     - `fname : Path | str` the jsonl file
+     - `allow_empty : bool` keep a `"text"` with no characters to tokenize (defaults to `False`:
+       `run` and `activations` report it; `load_text_data` keeps it, as the reference)
 
     # Returns:
      - `tuple[list[tuple[str, dict]], list[PromptLineError]]` `(file:line, prompt)` in file order,
@@ -85,7 +95,7 @@ def read_prompts_file(fname: Path | str) -> tuple[list[tuple[str, dict]], list[P
             errors.append(PromptLineError(where, f"no 'text' key (keys: {sorted(obj)})"))
         elif not isinstance(obj["text"], str):
             errors.append(PromptLineError(where, f"'text' is {type(obj['text']).__name__}, expected a string"))
-        elif not obj["text"].strip():
+        elif not allow_empty and not obj["text"].strip():
             errors.append(PromptLineError(where, "empty prompt: 'text' has no characters to tokenize"))
         else:
             obj["source_fname"] = path.as_posix()
@@ -136,13 +146,14 @@ def load_text_data(
 
     # Returns:
      - `list[dict]` prompts with `"text"`, their other keys and `"source_fname"`; not necessarily as
-       many as the lines of the file
+       many as the lines of the file. An empty `"text"` is kept (as the reference), unless
+       `min_chars` drops it
 
     # Raises:
      - `PromptsFileError` (a `ValueError`) naming the file and line of the first bad line, or when
        the file cannot be read
     """
-    prompts, errors = read_prompts_file(fname)
+    prompts, errors = read_prompts_file(fname, allow_empty=True)
     if errors:
         raise PromptsFileError(f"{errors[0]}" + (f" (and {len(errors) - 1} more bad lines)" if len(errors) > 1 else ""))
     return split_prompts([p for _, p in prompts], min_chars, max_chars, shuffle)

@@ -27,49 +27,15 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from pattern_lens._layout import layer_key
+from pattern_lens._model.interface import OnLayer, PatternModel  # defined there: they need no torch
+from pattern_lens._model.load import model_display_name  # defined there: it needs no torch
 
 __all__ = ["PatternModel", "HFPatternModel", "TLPatternModel", "OnLayer", "wrap_model", "model_display_name"]
-
-OnLayer = Callable[[int, "torch.Tensor"], None]
-"called with (layer, patterns of shape (batch, n_heads, seq, seq)) during the forward pass"
-
-
-class PatternModel:
-    """the interface; see the module docstring"""
-
-    model_name: str
-    n_layers: int
-    n_heads: int
-    n_ctx: int | None
-
-    def tokenize(self, text: str) -> list[str]:
-        """the prompt's tokens as strings, without special tokens (the reference's `prompt["tokens"]`)"""
-        raise NotImplementedError
-
-    def seq_len(self, text: str) -> int:
-        """positions the model sees for this text (special tokens included): the patterns' side"""
-        raise NotImplementedError
-
-    def forward(self, texts: Sequence[str], layers: Sequence[int], on_layer: OnLayer) -> None:
-        """one forward pass over `texts`, right-padded; `on_layer` gets each layer in `layers`"""
-        raise NotImplementedError
-
-    def config_dict(self) -> dict:
-        """what `model_cfg.json` holds: the model's config plus `model_name`, `n_layers`, `n_heads`, `n_ctx`"""
-        raise NotImplementedError
-
-
-def model_display_name(name_or_path: str) -> str:
-    """the model's name for the data folder: a local folder's own name, else the name as given"""
-    p = Path(name_or_path)
-    return p.resolve().name if p.is_dir() else name_or_path
-
 
 def _jsonable(d: dict) -> dict:
     return json.loads(json.dumps(d, default=str))
@@ -197,7 +163,9 @@ class HFPatternModel(PatternModel):
 
 class TLPatternModel(PatternModel):
     """an object with TransformerLens's interface: `cfg` (`n_layers`, `n_heads`, `n_ctx`,
-    `model_name`), `tokenizer`, `to_tokens`, and `run_with_hooks` or `run_with_cache`"""
+    `model_name`), `tokenizer`, `run_with_hooks` or `run_with_cache`, and `to_tokens`: optional, as
+    in the reference's single-prompt path; without it a prompt's length is its pattern's side, so
+    each prompt runs in a batch of its own"""
 
     def __init__(self, model: Any, model_name: str | None = None) -> None:
         self.model = model
@@ -212,7 +180,9 @@ class TLPatternModel(PatternModel):
     def tokenize(self, text: str) -> list[str]:
         return list(self.model.tokenizer.tokenize(text))
 
-    def seq_len(self, text: str) -> int:
+    def seq_len(self, text: str) -> int | None:
+        if not hasattr(self.model, "to_tokens"):
+            return None  # known from the pattern once the prompt has run (alone: no padding to trim)
         return int(self.model.to_tokens(text).shape[1])
 
     def config_dict(self) -> dict:

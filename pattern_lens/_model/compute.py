@@ -16,7 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pattern_lens._model.adapters import PatternModel
+from pattern_lens._errors import InputError
+from pattern_lens._model.interface import PatternModel
+from pattern_lens._pipeline.inputs import check_prompt_hash
 from pattern_lens.load_activations import augment_prompt_with_hash
 
 __all__ = ["PreparedPrompt", "prepare_prompts", "make_batches", "run_batch", "layer_to_numpy", "StageTimes", "Sink"]
@@ -28,12 +30,14 @@ class PreparedPrompt:
 
     # Fields:
      - `prompt : dict` with `text`, `hash`, `tokens`, `n_tokens` (what `prompt.json` holds)
-     - `seq_len : int` positions the model sees (special tokens included): the patterns' side
+     - `seq_len : int | None` positions the model sees (special tokens included): the patterns'
+       side; `None` when the model cannot say before the forward pass (a TransformerLens-style
+       object without `to_tokens`): the prompt then runs in a batch of its own
      - `where : str` where the prompt came from, for messages (`file:line` or `prompt 3`)
     """
 
     prompt: dict
-    seq_len: int
+    seq_len: int | None
     where: str
 
 
@@ -79,11 +83,16 @@ def prepare_prompts(
             errors.append(f"{where}: empty prompt: 'text' has no characters to tokenize")
             continue
         augment_prompt_with_hash(prompt)
+        try:  # a hash given with the prompt names its folder: never a path leaving the save path
+            check_prompt_hash(prompt["hash"])
+        except InputError as e:
+            errors.append(f"{where}: {e}")
+            continue
         if prompt["hash"] in seen:
             continue
         tokens: list[str] = prompt.get("tokens") or model.tokenize(text)
-        seq_len: int = model.seq_len(text)
-        if model.n_ctx is not None and seq_len > model.n_ctx:
+        seq_len: int | None = model.seq_len(text)
+        if model.n_ctx is not None and seq_len is not None and seq_len > model.n_ctx:
             errors.append(
                 f"{where}: prompt is {seq_len} tokens, longer than the context of {model.model_name} "
                 f"({model.n_ctx} positions); shorten it (e.g. --max-chars) (text starts {text[:40]!r})"
@@ -97,15 +106,19 @@ def prepare_prompts(
 
 def make_batches(prompts: Sequence[PreparedPrompt], batch_size: int) -> list[list[PreparedPrompt]]:
     """longest first, `batch_size` a batch: similar lengths share a batch (little padding) and the
-    largest batch runs first, so running out of memory shows at once"""
+    largest batch runs first, so running out of memory shows at once; a prompt of unknown length
+    (`seq_len` `None`) gets a batch of its own, at the end: without its length its padding could
+    not be trimmed"""
     if batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, not {batch_size!r}")
-    ordered = sorted(prompts, key=lambda p: p.seq_len, reverse=True)
-    return [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
+    ordered = sorted((p for p in prompts if p.seq_len is not None), key=lambda p: p.seq_len, reverse=True)
+    batches = [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
+    return batches + [[p] for p in prompts if p.seq_len is None]
 
 
-def layer_to_numpy(patterns: torch.Tensor, index: int, seq_len: int) -> np.ndarray:
+def layer_to_numpy(patterns: torch.Tensor, index: int, seq_len: int | None) -> np.ndarray:
     """one prompt's `(n_heads, seq_len, seq_len)` from a batch's `(batch, n_heads, S, S)`, in numpy
+    (`seq_len` `None`: all of `S`, for a prompt that ran alone)
 
     float32 and float16 stay as they are (the reference saves the model's dtype); bfloat16, which
     numpy has no type for (the reference fails on it), becomes float32, which holds it exactly.
@@ -124,6 +137,10 @@ def run_batch(
     times: StageTimes | None = None,
 ) -> None:
     """one forward pass over `batch`; `sink` gets each prompt's trimmed layer as soon as it is computed"""
+    if len(batch) > 1 and any(p.seq_len is None for p in batch):
+        # the padding of a prompt of unknown length could not be trimmed: make_batches never does this
+        unknown = next(p.where for p in batch if p.seq_len is None)
+        raise ValueError(f"{unknown}: length unknown before the forward pass (the model has no to_tokens); it must run alone")
     times = times if times is not None else StageTimes()
     in_hooks = 0.0
 

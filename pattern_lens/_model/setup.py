@@ -13,7 +13,7 @@ import random
 from pathlib import Path
 
 from pattern_lens._layout import MODEL_CFG_FILE, PROMPT_FILE, PROMPTS_INDEX
-from pattern_lens._model.adapters import PatternModel
+from pattern_lens._model.interface import PatternModel
 from pattern_lens._pipeline.atomic import atomic_write_text
 from pattern_lens.prompts import BUILTIN_PROMPTS, read_prompts_file, split_prompts
 
