@@ -16,9 +16,12 @@ Same names, signatures, defaults and files as the reference: `model_cfg.json`, `
 `(1, n_heads, n_ctx, n_ctx)`). Models: a Hugging Face hub name or a local `save_pretrained` folder
 (loaded with `transformers`, eager attention, patterns taken by hooks layer by layer), or a
 TransformerLens-style object (`run_with_hooks`/`run_with_cache`, hooks
-`blocks.<L>.attn.hook_pattern`). Needs the `model` extra: `pip install 'pattern_lens[model]'`.
-Each layer is written into the `.npz` as it comes out of the forward pass; `compress_level` (default
-6, the reference's) trades file size for speed: 0 stores (~7x faster, full size), 1 is ~1.3x faster.
+`blocks.<L>.attn.hook_pattern`). Needs the `model` extra (a torch build first, CPU or CUDA, then
+`pip install 'pattern_lens[model]'`); without it every entry point says so in one line
+(`pattern_lens._model.load.require_model_extra`). At the end the gallery (`index.html`, as the
+reference's) is written into the save path unless `no_index_html`. Each layer is written into the
+`.npz` as it comes out of the forward pass; `compress_level` (default 6, the reference's) trades
+file size for speed: 0 stores (~7x faster, full size), 1 is ~1.3x faster.
 """
 
 from __future__ import annotations
@@ -176,14 +179,17 @@ def compute_activations(
      - `AssertionError` when `model` is `None` or the prompt has no `"text"` (as the reference)
      - `InputError` for an empty prompt or one longer than the model's context
      - `ValueError` for an unknown `return_cache`
+     - `ModelLoadError` when torch (or, for a model name, transformers) is not installed
     """
-    from pattern_lens._model.compute import prepare_prompts
-    from pattern_lens._model.load import load_model
+    from pattern_lens._model.load import load_model, require_model_extra  # no torch in this module
 
     assert model is not None, "model must be passed"
     assert "text" in prompt, f"prompt must contain a 'text' key, got keys {sorted(prompt)}"
     if return_cache not in (None, "numpy", "torch"):
         raise ValueError(f"invalid return_cache: {return_cache!r} (expected None, 'numpy' or 'torch')")
+    require_model_extra(transformers=isinstance(model, (str, Path)))  # before anything imports torch
+    from pattern_lens._model.compute import prepare_prompts
+
     pm = load_model(model)
     prepared, errors = prepare_prompts(pm, [(f"prompt {prompt.get('hash', '')}".strip(), prompt)])
     if errors:
@@ -221,29 +227,61 @@ def compute_activations_batched(
      - `compress_level : int` deflate level of the `.npz`, 0 (stored) to 9 (defaults to 6)
 
     # Returns:
-     - `list[Path]` one `activations.npz` per prompt, in the order given
+     - `list[Path]` one `activations.npz` per prompt, in the order given: `len(prompts)` paths;
+       a prompt given twice (same hash) is computed once and its path returned for each
 
     # Raises:
-     - `AssertionError` for an empty batch or a prompt without `"text"` / `"hash"` (as the reference)
+     - `AssertionError` for an empty batch, a prompt without `"text"` / `"hash"`, or `seq_lens` of
+       another length (as the reference)
      - `InputError` for an empty prompt or one longer than the model's context
+     - `ModelLoadError` when torch (or, for a model name, transformers) is not installed
     """
-    from pattern_lens._model.compute import PreparedPrompt, prepare_prompts
-    from pattern_lens._model.load import load_model
+    from pattern_lens._model.load import load_model, require_model_extra  # no torch in this module
 
     assert model is not None, "model must be passed"
     assert len(prompts) > 0, "prompts must not be empty"
     for i, p in enumerate(prompts):
         assert "text" in p, f"prompt {i} must contain a 'text' key: {sorted(p)}"
         assert "hash" in p, f"prompt {i} must contain a 'hash' key (call augment_prompt_with_hash first): {sorted(p)}"
+    if seq_lens is not None:
+        assert len(seq_lens) == len(prompts), f"seq_lens length mismatch: {len(seq_lens)} != {len(prompts)}"
+    require_model_extra(transformers=isinstance(model, (str, Path)))  # before anything imports torch
+    from pattern_lens._model.compute import make_batches, prepare_prompts
+
     pm = load_model(model)
     prepared, errors = prepare_prompts(pm, [(f"prompt {i} ({p['hash']})", p) for i, p in enumerate(prompts)])
     if errors:
         raise InputError("; ".join(errors))
     if seq_lens is not None:
-        assert len(seq_lens) == len(prompts), f"seq_lens length mismatch: {len(seq_lens)} != {len(prompts)}"
-        prepared = [PreparedPrompt(p.prompt, int(n), p.where) for p, n in zip(prepared, seq_lens)]
-    paths, _ = _save_batch(pm, prepared, Path(save_path), _layers(pm, names_filter), compress_level, keep=False)
-    return paths
+        prepared = _with_seq_lens(prepared, prompts, seq_lens)
+    layers = _layers(pm, names_filter)
+    by_hash: dict[str, Path] = {}
+    # one forward pass; prompts whose length only the forward pass tells run alone (make_batches)
+    for batch in make_batches(prepared, len(prepared)):
+        paths, _ = _save_batch(pm, batch, Path(save_path), layers, compress_level, keep=False)
+        by_hash.update((b.prompt["hash"], path) for b, path in zip(batch, paths))
+    _copy_token_metadata(prepared, prompts)
+    return [by_hash[p["hash"]] for p in prompts]
+
+
+def _with_seq_lens(prepared: list, prompts: list[dict], seq_lens: list[int]) -> list:
+    """`prepared` with the caller's lengths, paired by input position: `prepared` holds each hash
+    once (repeats dropped), so position `k` of `prepared` is not position `k` of `prompts`"""
+    from pattern_lens._model.compute import PreparedPrompt
+
+    first: dict[str, int] = {}
+    for i, p in enumerate(prompts):
+        first.setdefault(p["hash"], i)
+    return [PreparedPrompt(p.prompt, int(seq_lens[first[p.prompt["hash"]]]), p.where) for p in prepared]
+
+
+def _copy_token_metadata(prepared: list, prompts: list[dict]) -> None:
+    """give a repeated prompt the `n_tokens` and `tokens` its first copy got (the reference adds them to every prompt)"""
+    done = {p.prompt["hash"]: p.prompt for p in prepared}
+    for p in prompts:
+        src = done[p["hash"]]
+        if p is not src:
+            p.update(n_tokens=src["n_tokens"], tokens=src["tokens"])
 
 
 def get_activations(
@@ -264,8 +302,12 @@ def get_activations(
 
     # Returns:
      - `tuple[Path, None | dict]`
+
+    # Raises:
+     - `ModelLoadError` when the patterns must be computed and torch (or, for a model name,
+       transformers) is not installed; loading saved patterns as numpy needs neither
     """
-    from pattern_lens._model.load import load_model, model_display_name
+    from pattern_lens._model.load import load_model, model_display_name, require_model_extra
 
     augment_prompt_with_hash(prompt)
     model_name: str = model_display_name(str(model)) if isinstance(model, (str, Path)) else load_model(model).model_name
@@ -278,6 +320,7 @@ def get_activations(
                 return load_activations(model_name, prompt, Path(save_path), return_fmt=return_cache)
             except ActivationsMissingError:
                 pass
+    require_model_extra(transformers=isinstance(model, (str, Path)))  # the one message, whichever path computes
     return compute_activations(prompt=prompt, model=load_model(model), save_path=Path(save_path), return_cache=return_cache)
 
 
@@ -348,9 +391,12 @@ def activations_main(
      - `min_chars : int | None`, `max_chars : int | None` with `raw_prompts`
      - `force : bool` recompute prompts already saved
      - `n_samples : int | None` only the first `n_samples` prompts; `None` all
-     - `no_index_html : bool` accepted for compatibility: this package ships no `index.html` viewer
+     - `no_index_html : bool` do not write the gallery (`index.html` and `pattern_lens_gallery/` in
+       `save_path`, see `pattern_lens._view.gallery`); written at the end by default, as the
+       reference writes its `index.html`
      - `shuffle : bool` (defaults to `False`)
-     - `stacked_heads : bool` save `.npy` stacks instead of `.npz` (defaults to `False`)
+     - `stacked_heads : bool` save `.npy` stacks instead of `.npz` (defaults to `False`); such
+       prompts are never counted as saved (a rerun recomputes them) and `render` cannot read them
      - `device : str | torch.device | None` (defaults to `None`: cuda when available, else cpu)
      - `batch_size : int` prompts per forward pass, sorted by length, longest first (defaults to `32`)
      - `compress_level : int` deflate level of the `.npz`, 0 (stored) to 9 (defaults to `6`, the reference's)
@@ -361,13 +407,17 @@ def activations_main(
      - `ActivationsReport` (`.ok` when no input was bad)
 
     # Raises:
-     - `ModelLoadError` (an `InputError`) naming the model when it cannot be loaded
+     - `ModelLoadError` (an `InputError`) naming the model when it cannot be loaded or moved to
+       `device`, or when torch / transformers are not installed
      - `PromptsFileError` when the prompts file cannot be read at all (bad lines are reported, not raised)
     """
+    from pattern_lens._model.load import load_model, require_model_extra  # no torch in this module
+
+    # first: the modules below import torch, which would fail with a bare ModuleNotFoundError
+    require_model_extra(f"computing attention patterns of {model_name!r}", transformers=model is None)
     from tqdm import tqdm
 
     from pattern_lens._model.compute import StageTimes, make_batches, prepare_prompts
-    from pattern_lens._model.load import load_model
     from pattern_lens._model.setup import load_prompt_list, write_model_cfg
 
     pm = load_model(model if model is not None else model_name, device=device)
@@ -396,9 +446,25 @@ def activations_main(
             bar.update(len(batch))
     write_prompts_jsonl(model_dir)
     write_models_jsonl(save_path)
+    if not no_index_html:
+        _write_gallery(save_path, report, verbose)
     if verbose:
         print(report.format())
     return report
+
+
+def _write_gallery(save_path: Path, report: ActivationsReport, verbose: bool) -> None:
+    """the gallery (`index.html`), as the reference's `write_html_index`; a failure is reported in
+    `report.errors`, not raised: the patterns are saved already"""
+    from pattern_lens._view.gallery import write_gallery
+
+    try:
+        info = write_gallery(save_path)
+    except (PatternLensError, OSError, ValueError) as e:
+        report.errors.append(f"writing the gallery into {save_path} failed: {e}")
+        return
+    if verbose:
+        print(f"gallery: {info.file_url()}  (or: pattern-lens serve {save_path})")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -415,6 +481,17 @@ def _compress_level(text: str) -> int:
     return value
 
 
+def _positive_int(text: str) -> int:
+    """argparse type of `--batch-size`: 0 or less would make no batches (a raw ValueError later)"""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def add_arguments(p: argparse.ArgumentParser, batch_size: int = 32) -> None:
     """the reference's options of `python -m pattern_lens.activations` (also `pattern-lens activations`)"""
     p.add_argument("--model", "-m", type=str, required=True, help="model name(s) or folder(s), comma separated without spaces")
@@ -426,11 +503,14 @@ def add_arguments(p: argparse.ArgumentParser, batch_size: int = 32) -> None:
     p.add_argument("--min-chars", type=int, default=100, help="with --raw-prompts: drop shorter texts (default: 100)")
     p.add_argument("--max-chars", type=int, default=1000, help="with --raw-prompts: cut longer texts (default: 1000)")
     p.add_argument("--n-samples", "-n", type=int, default=None, help="only the first N prompts (default: all)")
-    p.add_argument("--batch-size", "-b", type=int, default=batch_size, help=f"prompts per forward pass (default: {batch_size})")
+    p.add_argument("--batch-size", "-b", type=_positive_int, default=batch_size, help=f"prompts per forward pass (default: {batch_size})")
     p.add_argument("--device", type=str, default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--raw-prompts", "-r", action="store_true", help="cut the prompts to --min-chars..--max-chars")
     p.add_argument("--shuffle", action="store_true", help="shuffle the prompts")
-    p.add_argument("--no-index-html", action="store_true", help="accepted for compatibility (no index.html is written)")
+    p.add_argument(  # dest `index_html`, as `render`'s: `run` shares `cli._each_model`, which reads it
+        "--no-index-html", dest="index_html", action="store_false",
+        help="do not write or refresh the gallery (index.html + pattern_lens_gallery/) in the save path",
+    )
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -447,7 +527,8 @@ def run_from_args(args: argparse.Namespace) -> int:
                 max_chars=args.max_chars,
                 force=args.force,
                 n_samples=args.n_samples,
-                no_index_html=args.no_index_html,
+                # the CLI's dest for --no-index-html may be `index_html` (as `render`'s): take either
+                no_index_html=getattr(args, "no_index_html", not getattr(args, "index_html", True)),
                 shuffle=args.shuffle,
                 stacked_heads=args.stacked_heads,
                 device=args.device,
@@ -467,7 +548,7 @@ def add_activations_arguments(p: argparse.ArgumentParser) -> None:
     """`add_arguments` plus the options only `activations` has"""
     add_arguments(p)
     p.add_argument("--force", "-f", action="store_true", help="recompute prompts already saved")
-    p.add_argument("--stacked-heads", action="store_true", help="save one .npy stack per prompt instead of the .npz")
+    p.add_argument("--stacked-heads", action="store_true", help="save one .npy stack per prompt instead of the .npz (no resume; render reads only .npz)")
     p.add_argument(
         "--compress-level", type=_compress_level, default=DEFAULT_COMPRESS_LEVEL,
         help="deflate level of activations.npz: 0 stored (fastest, largest), 1-9, 6 the reference's (default: 6)",

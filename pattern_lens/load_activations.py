@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 
 from pattern_lens._layout import ACTIVATIONS_FILE, PROMPT_FILE, prompt_dir as _prompt_dir
-from pattern_lens._pipeline.inputs import model_folder
+from pattern_lens._pipeline.inputs import check_prompt_hash, model_folder
 
 __all__ = [
     "GetActivationsError",
@@ -87,7 +87,8 @@ def augment_prompt_with_hash(prompt: dict) -> dict:
 
 def _prompt_folder(model_name: str, prompt: dict, save_path: Path) -> Path:
     augment_prompt_with_hash(prompt)
-    return _prompt_dir(model_folder(save_path, model_name), prompt["hash"])
+    # a hash given with the prompt is a folder name, never a path (`InputError` otherwise)
+    return _prompt_dir(model_folder(save_path, model_name), check_prompt_hash(prompt["hash"]))
 
 
 def activations_exist(model_name: str, prompt: dict, save_path: Path) -> bool:
@@ -95,12 +96,20 @@ def activations_exist(model_name: str, prompt: dict, save_path: Path) -> bool:
 
     # Parameters:
      - `model_name : str`
-     - `prompt : dict` (a hash is added if missing)
+     - `prompt : dict` with `"hash"` (call `augment_prompt_with_hash` first)
      - `save_path : Path`
 
     # Returns:
      - `bool`
+
+    # Raises:
+     - `InvalidPromptError` when the prompt has no `"hash"`, as the reference's HEAD: the check
+       neither hashes nor changes the prompt
     """
+    if "hash" not in prompt:
+        raise InvalidPromptError(
+            f"prompt must have 'hash' key (call augment_prompt_with_hash first); keys: {sorted(prompt)}"
+        )
     folder: Path = _prompt_folder(model_name, prompt, Path(save_path))
     return (folder / PROMPT_FILE).exists() and (folder / ACTIVATIONS_FILE).exists()
 
@@ -127,6 +136,7 @@ def load_activations(
      - `ValueError` for another `return_fmt`
      - `ActivationsMissingError` when `prompt.json` or `activations.npz` is missing
      - `ActivationsMismatchError` when the saved prompt has another text or hash
+     - `InputError` when the prompt's `"hash"` is not a folder name (`inputs.check_prompt_hash`)
     """
     if return_fmt not in ("torch", "numpy"):
         raise ValueError(f"invalid return_fmt {return_fmt!r}: expected 'torch' or 'numpy'")

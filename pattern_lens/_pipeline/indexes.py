@@ -21,12 +21,14 @@ from pattern_lens.consts import sanitize_name_str
 __all__ = [
     "sanitize_model_name",
     "legacy_model_dir_name",
+    "raw_model_dir",
     "find_model_dir",
     "figure_metadata",
     "write_figures_jsonl",
     "write_models_jsonl",
     "write_prompts_jsonl",
     "read_jsonl",
+    "read_jsonl_tolerant",
     "parse_jsonl_line",
 ]
 
@@ -46,16 +48,35 @@ def legacy_model_dir_name(model_name: str) -> str:
     return _UNSAFE_CHARS.sub("_", model_name)
 
 
-def find_model_dir(save_path: Path | str, model_name: str) -> Path:
-    """`<save_path>/<sanitized model name>`, or the folder named the old way when only that one exists
+def raw_model_dir(save_path: Path | str, model_name: str) -> Path | None:
+    """`<save_path>/<model_name>` unsanitised, as the reference's releases before its HEAD wrote it
+    (`EleutherAI/pythia-14m` -> the nested `EleutherAI/pythia-14m/`), or `None` when that path would
+    leave `save_path` (absolute, `..`, empty parts) or is just `save_path`
 
-    A data folder written before the naming change (`EleutherAI_pythia-14m`) is still found.
+    Lexical only: symbolic links are checked by the caller (`inputs.model_folder` refuses a folder
+    resolving outside the save path).
+    """
+    parts = model_name.split("/")
+    if model_name.startswith("/") or "\\" in model_name or any(part in ("", ".", "..") for part in parts):
+        return None
+    return Path(save_path).joinpath(*parts)
+
+
+def find_model_dir(save_path: Path | str, model_name: str) -> Path:
+    """`<save_path>/<sanitized model name>`, or an older release's folder when only that one exists
+
+    Found, in this order, when the sanitised folder is absent: the folder this package named with
+    `_` for `/` (`EleutherAI_pythia-14m`), and the reference's releases before its HEAD, which used
+    the name as a path (`EleutherAI/pythia-14m/`, nested; only inside `save_path`, see `raw_model_dir`).
     """
     new: Path = Path(save_path) / sanitize_model_name(model_name)
     if new.exists():
         return new
     old: Path = Path(save_path) / legacy_model_dir_name(model_name)
-    return old if old.is_dir() else new
+    if old.is_dir():
+        return old
+    raw: Path | None = raw_model_dir(save_path, model_name)
+    return raw if raw is not None and raw.is_dir() else new
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -67,6 +88,32 @@ def read_jsonl(path: Path) -> list[dict]:
     """
     with open(path, encoding="utf-8") as f:
         return [parse_jsonl_line(path, i, line) for i, line in enumerate(f, start=1) if line.strip()]
+
+
+def read_jsonl_tolerant(path: Path) -> list[tuple[int, dict | str]]:
+    """every non-blank line of a jsonl file, each decoded and parsed alone: `(number, object)`, or
+    `(number, message)` for a line that is not valid UTF-8 or not a JSON object (one bad line must
+    not cost the others)
+
+    # Raises:
+     - `FileNotFoundError` when the file is absent, `OSError` when it cannot be read
+    """
+    out: list[tuple[int, dict | str]] = []
+    with open(path, "rb") as f:
+        data = f.read()
+    for number, raw in enumerate(data.splitlines(), start=1):  # bytes: only \n, \r, \r\n end a line
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            out.append((number, f"{path}:{number}: not valid UTF-8 ({e.reason} at byte {e.start})"))
+            continue
+        if not line.strip():
+            continue
+        try:
+            out.append((number, parse_jsonl_line(path, number, line)))
+        except ValueError as e:
+            out.append((number, str(e)))
+    return out
 
 
 def parse_jsonl_line(path: Path, number: int, line: str) -> dict:
@@ -93,7 +140,8 @@ def write_prompts_jsonl(model_dir: Path) -> Path:
 
     Prompts keep the order of the existing `prompts.jsonl` (so `--n-samples` keeps selecting the
     same prompts); a line whose prompt folder has no `prompt.json` is kept as it was; prompt
-    folders not listed yet are appended, sorted by folder name.
+    folders not listed yet are appended, sorted by folder name. A bad line (not UTF-8, not a JSON
+    object: reported by the run that read the index) is dropped, the rows around it kept in order.
 
     # Returns:
      - `Path` of the index
@@ -112,8 +160,8 @@ def write_prompts_jsonl(model_dir: Path) -> Path:
     rows: list[dict] = []
     seen: set[str] = set()
     try:
-        existing: list[dict] = read_jsonl(index_path)
-    except (FileNotFoundError, ValueError):
+        existing: list[dict] = [row for _, row in read_jsonl_tolerant(index_path) if isinstance(row, dict)]
+    except FileNotFoundError:
         existing = []
     for row in existing:
         key = str(row.get("hash"))

@@ -21,7 +21,7 @@ from pathlib import Path
 from pattern_lens._errors import InputError
 from pattern_lens._layout import ACTIVATIONS_FILE, MODEL_CFG_FILE, PROMPTS_INDEX, PROMPT_FILE, TMP_SUFFIX, temp_prefix
 from pattern_lens._pipeline.atomic import remove_stale_temp
-from pattern_lens._pipeline.indexes import find_model_dir, parse_jsonl_line, sanitize_model_name
+from pattern_lens._pipeline.indexes import find_model_dir, read_jsonl_tolerant, sanitize_model_name
 from pattern_lens._pipeline.npz import peek_n_ctx
 from pattern_lens._pipeline.planner import PromptWork
 from pattern_lens._pipeline.summary import RenderSummary
@@ -108,14 +108,22 @@ def load_model_cfg(model_dir: Path | str) -> HTConfigMock:
 _SAFE_HASH: re.Pattern = re.compile(r"^[A-Za-z0-9_\-=.]+$")
 
 
+def _unresolvable(path: Path | str, e: BaseException) -> str:
+    return f"{path}: cannot be resolved ({type(e).__name__}: {' '.join(str(e).split())}; a symbolic link loop?); refused"
+
+
 def leaves_root(path: Path | str, root: Path | str | None) -> str | None:
     """why writing under `path` would leave the folder `root` (resolved), or `None` when it stays inside
 
     `path` is resolved (symbolic links followed, as far as it exists); `root=None` checks nothing.
+    A path that cannot be resolved (a link to itself: `RuntimeError` or `ELOOP`) is refused too.
     """
     if root is None:
         return None
-    resolved = Path(path).resolve()
+    try:
+        resolved = Path(path).resolve()
+    except (RuntimeError, OSError) as e:
+        return _unresolvable(path, e)
     if resolved == Path(root) or resolved.is_relative_to(root):
         return None
     return f"{path}: leads outside the save path {root} (to {resolved}, through a symbolic link); refused"
@@ -126,13 +134,17 @@ def model_folder(save_path: Path | str, model_name: str) -> Path:
 
     # Raises:
      - `InputError` when the sanitised name is empty, `.` or `..`, or the folder is a symbolic link
-       leading outside the save path
+       leading outside the save path or a link loop
     """
     name = sanitize_model_name(str(model_name))
     if name in ("", ".", ".."):
         raise InputError(f"model name {model_name!r} is not a folder name (sanitised: {name!r}); expected e.g. 'pythia-14m'")
     model_dir = find_model_dir(save_path, model_name)  # an old-style folder name is still found
-    if (outside := leaves_root(model_dir, Path(save_path).resolve())) is not None:
+    try:
+        root = Path(save_path).resolve()
+    except (RuntimeError, OSError) as e:  # the save path itself is a link loop
+        raise InputError(_unresolvable(save_path, e)) from None
+    if (outside := leaves_root(model_dir, root)) is not None:
         raise InputError(outside)
     return model_dir
 
@@ -149,25 +161,19 @@ def check_prompt_hash(prompt_hash: object) -> str:
 
 
 def read_prompt_index(path: Path) -> list[dict | str]:
-    """the prompts of `prompts.jsonl`, one per non-blank line: a dict, or for a bad line a message saying why
+    """the prompts of `prompts.jsonl`, one per non-blank line: a dict, or for a bad line (not UTF-8,
+    not a JSON object; each line is decoded alone) a message saying why
 
     # Raises:
      - `InputError` when the file is missing or cannot be read at all
     """
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        lines = read_jsonl_tolerant(Path(path))
     except FileNotFoundError:
         raise InputError(f"prompt index not found: {path} (expected one JSON object a line, with 'hash')") from None
-    except (OSError, UnicodeDecodeError) as e:
+    except OSError as e:
         raise InputError(f"cannot read prompt index {path}: {e}") from e
-    out: list[dict | str] = []
-    for i, line in enumerate(lines, start=1):
-        if line.strip():
-            try:
-                out.append(parse_jsonl_line(path, i, line))
-            except ValueError as e:
-                out.append(f"{e}; this prompt is skipped")
-    return out
+    return [row if isinstance(row, dict) else f"{row}; this prompt is skipped" for _, row in lines]
 
 
 def prompt_work(
