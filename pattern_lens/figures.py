@@ -203,10 +203,17 @@ def compute_and_save_figures(
 
     # Returns:
      - `None`, or with `track_results` `{func_name: {(layer, head): True | Exception}}`
+
+    # Raises:
+     - `InputError` when the model name is not a folder name, or the prompt folder (beside
+       `activations_path`) or a head folder is outside `save_path`, itself or through a symbolic link
     """
     model_dir = model_folder(save_path, model_cfg.model_name)  # refuse a name leaving the save path first
     figure_funcs = _or_registered(figure_funcs)
     prompt_dir = Path(activations_path).parent
+    root = Path(save_path).resolve()
+    if (outside := leaves_root(prompt_dir, root)) is not None:  # as process_prompt: nothing written outside
+        raise InputError(outside)
     results: dict[str, dict[tuple[int, int], bool | Exception]] = {}
     for layer in range(model_cfg.n_layers):
         if isinstance(cache, dict):
@@ -216,9 +223,10 @@ def compute_and_save_figures(
         else:
             raise TypeError(f"cache must be a dict or np.ndarray, not {type(cache).__name__}")
         for head in range(model_cfg.n_heads):
-            status = process_single_head(
-                layer, head, layer_patterns[head], head_dir(prompt_dir, layer, head), figure_funcs, force_overwrite
-            )
+            d = head_dir(prompt_dir, layer, head)
+            if (outside := leaves_root(d, root)) is not None:
+                raise InputError(outside)
+            status = process_single_head(layer, head, layer_patterns[head], d, figure_funcs, force_overwrite)
             if track_results:
                 for name, st in status.items():
                     results.setdefault(name, {})[(layer, head)] = st

@@ -26,6 +26,7 @@ __all__ = [
     "atomic_path",
     "is_stale_temp",
     "remove_stale_temp",
+    "owner_gone",
     "STALE_TEMP_SECONDS",
 ]
 
@@ -48,6 +49,12 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def owner_gone(pid: int, host: str) -> bool:
+    """whether the process `pid` on machine `host` (as `_layout.this_host` names it) is known to be
+    gone: only a process of this machine can be checked; another machine's is never known gone"""
+    return host == this_host() and not _pid_alive(pid)
+
+
 def is_stale_temp(path: Path | str, now: float | None = None) -> bool:
     """whether a temporary file of an atomic write was left by a process that is gone
 
@@ -57,7 +64,7 @@ def is_stale_temp(path: Path | str, now: float | None = None) -> bool:
     """
     path = Path(path)
     owner = temp_owner(path.name)
-    if owner is not None and owner[1] == this_host() and not _pid_alive(owner[0]):
+    if owner is not None and owner_gone(*owner):
         return True
     try:
         age = (time.time() if now is None else now) - path.lstat().st_mtime

@@ -22,6 +22,7 @@ import numpy as np
 from pattern_lens._layout import ACTIVATIONS_FILE, error_file_name, figure_names, head_dir, layer_key
 from pattern_lens._pipeline.inputs import leaves_root
 from pattern_lens._pipeline import summaries
+from pattern_lens._pipeline.backends import describe_failure
 from pattern_lens._pipeline.npz import ActivationsError, ActivationsFile, nonfinite_heads
 from pattern_lens._pipeline.outputs import figure_func_name, list_head_dir, pending_funcs, run_figure_funcs
 from pattern_lens._pipeline.planner import Item
@@ -145,7 +146,7 @@ def _render_item(
             if st is True:
                 res.n_outputs += len(figure_names(func))  # files: a multi-figure function writes several
             else:
-                res.add_failure(name, f"{type(st).__name__}: {st}", str(d / error_file_name(name)))
+                res.add_failure(name, describe_failure(st), str(d / error_file_name(name)))
 
 
 def run_task(task: Task) -> TaskResult:
