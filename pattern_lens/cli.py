@@ -12,16 +12,19 @@ says what was done; a rerun resumes).
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from pathlib import Path
 
+# light imports only (no numpy): a Ctrl-C while this module imports could not be caught by `main`
 from pattern_lens._errors import PatternLensError, RunInterrupted
-from pattern_lens.consts import DATA_DIR
 from pattern_lens.profile import EXPORT_PROFILES
 
 __all__ = ["main", "render_main", "command_main", "build_parser", "COMMANDS", "Command", "parse_index_list", "parse_bool"]
@@ -186,6 +189,8 @@ def _import_modules(names: Sequence[str]) -> None:
 def add_render_arguments(p: argparse.ArgumentParser) -> None:
     """the options of `pattern-lens render` and `python -m pattern_lens.figures`"""
     p.add_argument("--model", "-m", type=str, required=True, help="model name(s), comma separated without spaces")
+    from pattern_lens.consts import DATA_DIR
+
     p.add_argument("--save-path", "-s", type=str, default=DATA_DIR, help=f"root folder (default: {DATA_DIR})")
     p.add_argument("--n-samples", "-n", type=_positive_int, default=None, help="only the first N prompts (default: all)")
     _add_selection_arguments(p)
@@ -346,6 +351,8 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def add_gallery_arguments(p: argparse.ArgumentParser) -> None:
     """the options of `pattern-lens gallery`"""
+    from pattern_lens.consts import DATA_DIR
+
     p.add_argument("data", nargs="?", default=DATA_DIR, metavar="DATA", help=f"the data folder (default: {DATA_DIR})")
 
 
@@ -605,26 +612,73 @@ def build_parser(prog: str = "pattern-lens") -> argparse.ArgumentParser:
     return parser
 
 
-def _run(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+def _run(run: Callable[[], int]) -> int:
+    """`run()` (parse the command line and run it), with every error and interruption made an exit code
+
+    The parsing is inside: building the parser imports modules, and a Ctrl-C then must not print
+    a traceback either. (`SystemExit` from argparse passes through: exit code 2 and its message.)
+    """
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = functools.partial(_unraisable, previous_hook)
     try:
-        return run(args)
+        return run()
     except PatternLensError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except RunInterrupted as e:  # one line, no traceback: what was done, and that a rerun resumes
+        _forget_interrupt()
         print(str(e), file=sys.stderr)
         return 128 + e.signum
-    except KeyboardInterrupt:  # Ctrl-C before or after the rendering
+    except KeyboardInterrupt:  # Ctrl-C before or after the rendering: nothing was being written
+        _forget_interrupt()
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        sys.unraisablehook = previous_hook
+
+
+def _unraisable(previous: Callable, unraisable: Any) -> None:
+    """`sys.unraisablehook` while a command runs: a Ctrl-C that Python could not raise (it came in a
+    weakref callback or `__del__`, e.g. importlib's module locks) is sent again, to stop the command
+    where it can, instead of a printed "Exception ignored" and a command that goes on
+
+    Only while SIGINT has Python's own handler (start-up, end, or after a first Ctrl-C): during a
+    run the run's handler decides, and a figure function's own `KeyboardInterrupt` is its failure.
+    """
+    if (
+        isinstance(unraisable.exc_value, KeyboardInterrupt)
+        and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        and hasattr(signal, "pthread_kill")
+    ):
+        # not from here: any signal raised now is handled (and swallowed) before this hook returns
+        again = threading.Timer(0.01, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
+        again.daemon = True
+        again.start()
+        return
+    previous(unraisable)
+
+
+def _forget_interrupt() -> None:
+    """make the exit code the one `_run` returns after a caught Ctrl-C
+
+    CPython marks a `KeyboardInterrupt` that passed through code run by `exec` of a string
+    (`dataclasses` and `namedtuple` make their methods so, while modules import) as unhandled even
+    once caught, and under `python -m` the interpreter then ends by SIGINT instead of exiting 130 (a
+    shell sees 130 either way, a parent process -2). Each `exec` of a string clears that mark.
+    """
+    exec("None")  # noqa: S102 -- a constant: only its side effect on the interpreter's mark matters
 
 
 def command_main(name: str, argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """parse one subcommand's options alone and run it (for `python -m pattern_lens.<module>`)"""
     cmd = COMMANDS[name]
-    parser = argparse.ArgumentParser(prog=prog or f"pattern-lens {name}", description=cmd.help)
-    cmd.add_arguments(parser)
-    return _run(cmd.run, parser.parse_args(argv))
+
+    def parse_and_run() -> int:
+        parser = argparse.ArgumentParser(prog=prog or f"pattern-lens {name}", description=cmd.help)
+        cmd.add_arguments(parser)
+        return cmd.run(parser.parse_args(argv))
+
+    return _run(parse_and_run)
 
 
 def render_main(argv: Sequence[str] | None = None, prog: str = "pattern-lens render") -> int:
@@ -639,10 +693,14 @@ def main(argv: Sequence[str] | None = None) -> int:
      - `argv : Sequence[str] | None` arguments without the program name (defaults to `None`: `sys.argv[1:]`)
 
     # Returns:
-     - `int` exit code (0 success, 1 failures or bad input, 2 bad command line)
+     - `int` exit code (0 success, 1 failures or bad input, 2 bad command line, 130 / 143 interrupted)
     """
-    args = build_parser().parse_args(argv)
-    return _run(args._run, args)
+
+    def parse_and_run() -> int:
+        args = build_parser().parse_args(argv)
+        return args._run(args)
+
+    return _run(parse_and_run)
 
 
 if __name__ == "__main__":

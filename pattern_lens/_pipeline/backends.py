@@ -10,14 +10,18 @@ cannot be split, which `on_error` reports. A worker that dies (segfault, `os._ex
 breaks the pool: the tasks that were in flight run again one at a time on fresh workers, and one that
 kills its worker again is split the same way; the run goes on. Worker processes
 started here die with the run: each watches its parent and exits within `WATCHDOG_PERIOD` seconds of
-the parent's death (even a SIGKILL), and ignores SIGINT (Ctrl-C is the parent's to handle). Nothing
-is memory-mapped (tasks carry paths), so no `joblib_memmapping_folder_*` is ever created.
+the parent's death (even a SIGKILL), and ignores SIGINT (Ctrl-C is the parent's to handle), from
+the moment it is started: loky starts it with SIGINT blocked (`_spawn_with_sigint_blocked`), and
+its initializer ignores SIGINT before unblocking it, so a Ctrl-C during its start-up (imports)
+never prints a traceback. Nothing is memory-mapped (tasks carry paths), so no
+`joblib_memmapping_folder_*` is ever created.
 """
 
 from __future__ import annotations
 
 import contextlib
 import faulthandler
+import functools
 import itertools
 import os
 import re
@@ -155,6 +159,8 @@ def parallel_session(
         in_process: bool = bool(getattr(backend_obj, "uses_threads", False)) or (n_workers == 1 and not is_dask)
         if n_workers == 1 and not is_dask:
             name = "sequential"
+        if isinstance(backend_obj, LokyBackend):
+            _spawn_with_sigint_blocked()
         if isinstance(backend_obj, LokyBackend) and "initializer" not in backend_obj.backend_kwargs:
             # the same loky settings, plus workers that die with this process (see `_worker_start`)
             stack.enter_context(joblib.parallel_config(backend=LokyBackend(
@@ -187,6 +193,39 @@ def parallel_kwargs() -> dict:
 _watchdog_started: bool = False
 
 
+def _spawn_with_sigint_blocked() -> None:
+    """make loky start its worker processes with SIGINT blocked (once per process)
+
+    A new process inherits the signal mask of the thread that starts it, through `exec`, and a
+    Python started with SIGINT blocked keeps it blocked: a Ctrl-C sent to the process group while a
+    worker imports (about a second) stays pending instead of raising `KeyboardInterrupt` there with
+    a traceback; `_worker_start` then ignores it (which discards the pending one) and unblocks it.
+    Only the spawning thread's mask changes, only for the fork: the run's own Ctrl-C handling is not
+    touched. loky spawns from the thread that submits and from its manager thread, hence the wrap of
+    its `fork_exec` rather than of a call here.
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        return  # Windows: no signal masks (and no process groups to send Ctrl-C to the workers)
+    try:
+        from joblib.externals.loky.backend import fork_exec as module
+    except ImportError:  # another loky layout: workers just start as loky starts them
+        return
+    original = module.fork_exec
+    if getattr(original, "_pattern_lens_blocks_sigint", False):
+        return
+
+    @functools.wraps(original)
+    def fork_exec(*args, **kwargs):
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            return original(*args, **kwargs)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+    fork_exec._pattern_lens_blocks_sigint = True  # type: ignore[attr-defined]
+    module.fork_exec = fork_exec
+
+
 def _watch_parent(parent_pid: int) -> None:
     while True:
         time.sleep(WATCHDOG_PERIOD)
@@ -212,6 +251,8 @@ def _worker_start(parent_pid: int, started_by_run: bool = True) -> None:
     _watchdog_started = True
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the run and its workers
+        if hasattr(signal, "pthread_sigmask"):  # started blocked (`_spawn_with_sigint_blocked`): ignored now
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     threading.Thread(target=_watch_parent, args=(parent_pid,), name="pattern_lens-watchdog", daemon=True).start()
 
 

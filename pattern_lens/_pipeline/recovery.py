@@ -4,11 +4,16 @@
 into single heads to find the one that kills a worker; `task_failed` turns that part (or a task that raised
 outside the figure functions) into a `TaskResult` so the run goes on. On that head the figure
 functions run in order, so the culprit is the first one whose outputs are not there.
+`split_in_memory_task` and `in_memory_task_failed` do the same for the tasks of `run` (patterns
+handed over with the task, `worker.InMemoryTask`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,9 +22,9 @@ from pattern_lens._pipeline.atomic import atomic_write_text
 from pattern_lens._pipeline.backends import describe_failure
 from pattern_lens._pipeline.outputs import figure_func_name, list_head_dir, pending_funcs
 from pattern_lens._pipeline.summary import TaskResult
-from pattern_lens._pipeline.worker import Task
+from pattern_lens._pipeline.worker import InMemoryTask, Task
 
-__all__ = ["split_task", "task_failed"]
+__all__ = ["split_task", "task_failed", "split_in_memory_task", "in_memory_task_failed"]
 
 
 def split_task(task: Task) -> list[Task]:
@@ -90,3 +95,54 @@ def _report(res: TaskResult, d: Path, name: str, message: str) -> None:
         except OSError:
             pass  # still reported in the summary
     res.add_failure(name, message, str(where))
+
+
+# ---------------------------------------------------------------------------------------------------
+# tasks whose patterns come with them (`run`)
+
+
+def _own_copy(path: str, head: int) -> str:
+    """a name of its own for one head's part of a hand-over file: a hard link (no bytes copied), else a copy"""
+    part = f"{os.path.splitext(path)[0]}.h{head}.npy"
+    try:
+        os.link(path, part)
+    except OSError:
+        shutil.copyfile(path, part)
+    return part
+
+
+def split_in_memory_task(job: InMemoryTask) -> list[InMemoryTask]:
+    """one in-memory task per head of `job` (`[job]` when it is one head, or cannot be split)
+
+    A worker deletes the hand-over file it was given once it has rendered from it, so each part gets
+    a file of its own (`_own_copy`), and `job`'s file, which no worker will read again, is deleted.
+    A task that raised has deleted its file already: it cannot be split, and is reported whole.
+    """
+    heads = [(item, patterns, h) for item, patterns in zip(job.task.items, job.patterns, strict=True) for h in item[2]]
+    if len(heads) <= 1 or not all(os.path.isfile(p) for p in job.patterns if isinstance(p, str)):
+        return [job]
+    parts: list[InMemoryTask] = []
+    try:
+        for (prompt_dir, layer, _), patterns, h in heads:
+            mine = _own_copy(patterns, h) if isinstance(patterns, str) else patterns
+            task = dataclasses.replace(job.task, items=((prompt_dir, layer, (h,)),), estimate=job.task.estimate / len(heads))
+            parts.append(InMemoryTask(task, (mine,)))
+    except OSError:  # no room for the parts' files (the disk, /dev/shm): the task is reported whole
+        for part in parts:
+            _delete_files(part)
+        return [job]
+    _delete_files(job)
+    return parts
+
+
+def _delete_files(job: InMemoryTask) -> None:
+    for patterns in job.patterns:
+        if isinstance(patterns, str):
+            with contextlib.suppress(OSError):
+                os.unlink(patterns)
+
+
+def in_memory_task_failed(job: InMemoryTask, exc: BaseException) -> TaskResult:
+    """`task_failed` for an in-memory task; its hand-over files, which no worker will read, are deleted"""
+    _delete_files(job)
+    return task_failed(job.task, exc)

@@ -32,7 +32,7 @@ from pattern_lens._pipeline.transfer import FigureFuncs
 from pattern_lens._pipeline.worker import Task, run_task
 from pattern_lens.profile import EXPORT_PROFILES
 
-__all__ = ["render_prompts", "stop_on_signals", "SMALL_RUN_SECONDS"]
+__all__ = ["render_prompts", "stop_on_signals", "prior_knows", "SMALL_RUN_SECONDS"]
 
 SMALL_RUN_SECONDS: float = 0.5
 """a run of the package's own figure functions whose work is estimated under this (about one worker
@@ -67,7 +67,7 @@ def stop_on_signals() -> Iterator[None]:
             signal.signal(sig, old if old is not None else signal.SIG_DFL)
 
 
-def _prior_knows(funcs: FigureFuncs) -> bool:
+def prior_knows(funcs: FigureFuncs) -> bool:
     """whether the planner's prior cost holds for `funcs`: only the package's own figure functions
 
     Another function may cost 100x a built-in one (matplotlib: ~50 ms a head) or crash its process,
@@ -153,7 +153,7 @@ def render_prompts(
         total: int = len(prompts) * len(layers) * len(heads)
         t0: float = time.perf_counter()
         if (
-            n_jobs is None and planner.remaining < SMALL_RUN_SECONDS and _prior_knows(funcs)
+            n_jobs is None and planner.remaining < SMALL_RUN_SECONDS and prior_knows(funcs)
             and not session.in_process and session.backend_name != "dask"
         ):
             # the default's choice on a run the prior calls small: starting workers (~0.5 s each)

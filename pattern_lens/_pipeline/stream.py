@@ -9,6 +9,12 @@ queue between the two keeps memory at a few layers in flight: the forward pass w
 workers fall behind. The files are those `activations` -> `.npz` -> `render` writes, byte for byte
 (the same arrays go through the same figure functions); `save_activations=True` also writes the
 `.npz` as the layers go by.
+
+Faults as in `render` (`pattern_lens._pipeline.run`): a task that raises or kills its worker is split
+into heads and reported (`recovery.split_in_memory_task`); Ctrl-C / SIGTERM stop the forward pass
+and the workers, write the index files and raise `RunInterrupted` with one line. The hand-over
+folder is `pattern_lens_stream_<pid>@<host>_<random>`: a later run deletes those of processes that
+are gone (a SIGKILLed run cannot delete its own).
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import contextlib
 import itertools
 import os
 import queue
+import re
+import shutil
 import sys
 import threading
 import tempfile
@@ -29,11 +37,15 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from pattern_lens._layout import ACTIVATIONS_FILE, head_dir, layer_key, prompt_dir as _prompt_dir
+from pattern_lens._errors import RunInterrupted
+from pattern_lens._layout import ACTIVATIONS_FILE, head_dir, layer_key, prompt_dir as _prompt_dir, this_host
+from pattern_lens._pipeline.atomic import STALE_TEMP_SECONDS, owner_gone
 from pattern_lens._pipeline.backends import parallel_session, run_all
 from pattern_lens._pipeline.inputs import check_layers, load_model_cfg, model_folder
 from pattern_lens._pipeline.outputs import list_head_dir, pending_funcs
-from pattern_lens._pipeline.planner import MIN_TASK_SECONDS, PromptWork, TaskPlanner
+from pattern_lens._pipeline.planner import PromptWork, TaskPlanner
+from pattern_lens._pipeline.recovery import in_memory_task_failed, split_in_memory_task
+from pattern_lens._pipeline.run import SMALL_RUN_SECONDS, prior_knows, stop_on_signals
 from pattern_lens._pipeline.stats import PREVIEW_SIZE
 from pattern_lens._pipeline.summaries import PromptStatsWriter, SummarySpec, indexed_funcs, summary_needed, summary_spec
 from pattern_lens._pipeline.summary import FailureStat, RenderSummary, TaskResult  # noqa: F401 -- StreamSummary.__init__ annotations resolve here
@@ -53,6 +65,52 @@ _DONE = object()
 def _spill_root() -> str | None:
     """where layers handed to worker processes are written: /dev/shm (RAM) when there is one, else the temp folder"""
     return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
+SPILL_PREFIX: str = "pattern_lens_stream_"
+"start of a run's hand-over folder's name: `pattern_lens_stream_<pid>@<host>_<random>`"
+
+_SPILL_OWNER: re.Pattern = re.compile(rf"^{SPILL_PREFIX}(\d+)@([A-Za-z0-9-]*)_")
+
+
+def _spill_stale(entry: os.DirEntry) -> bool:
+    m = _SPILL_OWNER.match(entry.name)
+    if m is not None:
+        return owner_gone(int(m.group(1)), m.group(2))
+    try:  # an older version's folder, without its owner in the name: the age rule of temporary files
+        return time.time() - entry.stat(follow_symlinks=False).st_mtime > STALE_TEMP_SECONDS
+    except OSError:
+        return False
+
+
+def remove_stale_spill_folders(root: str | None) -> list[str]:
+    """delete the hand-over folders in `root` (`None`: the temporary folder) of runs that are gone
+
+    A run deletes its own folder when it ends, but a SIGKILLed one cannot: its layers (in RAM, in
+    /dev/shm) would stay until a reboot. Another live run's folder, or another machine's, is kept.
+
+    # Returns:
+     - `list[str]` the folders deleted
+    """
+    removed: list[str] = []
+    try:
+        entries = [e for e in os.scandir(root or tempfile.gettempdir()) if e.name.startswith(SPILL_PREFIX)]
+    except OSError:
+        return removed
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False) and _spill_stale(entry):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.path)
+    return removed
+
+
+def _spill_folder(stack: contextlib.ExitStack) -> str:
+    """this run's hand-over folder, named with its pid and host and removed when `stack` closes; the
+    folders of runs that are gone are deleted first"""
+    root = _spill_root()
+    remove_stale_spill_folders(root)
+    prefix = f"{SPILL_PREFIX}{os.getpid()}@{this_host()}_"
+    return stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix, dir=root))
 
 
 class _Stopped(Exception):
@@ -172,11 +230,14 @@ def run_main(
        `FigureFuncTransferError`, `PatternLensError` as `figures_main`. A bad prompt does not raise:
        it is reported in the summary and the others are rendered.
     """
+    from pattern_lens._model.load import require_model_extra
+
+    require_model_extra("pattern-lens run", transformers=isinstance(model, (str, Path)))  # before torch is imported
     from pattern_lens._model.compute import StageTimes, make_batches, prepare_prompts, run_batch
     from pattern_lens._model.load import load_model
     from pattern_lens._model.npz_writer import NpzWriter
     from pattern_lens._model.setup import load_prompt_list, write_model_cfg, write_prompt_json
-    from pattern_lens.figures import select_attn_figure_funcs, write_indexes
+    from pattern_lens.figures import _interrupted_line, select_attn_figure_funcs, write_indexes
 
     profile = profile if profile is not None else export_profile()
     if profile not in EXPORT_PROFILES:
@@ -241,115 +302,130 @@ def run_main(
     failures: list[BaseException] = []
     batch_errors: list[tuple[str, int]] = []  # filled by the forward thread, read after it ended
 
-    with contextlib.ExitStack() as stack:
-        session = stack.enter_context(parallel_session(n_jobs, backend, scheduler))
-        if not session.in_process:
-            bundle.blob()  # fail now, with advice, if a function cannot travel to the workers
-        total_estimate = sum(planner_prior.layer_estimate(PromptWork("", p.seq_len)) for p in prepared) * len(layer_sel)
-        if n_jobs is None and total_estimate < MIN_TASK_SECONDS and not session.in_process and session.backend_name != "dask":
-            session = session.as_sequential()  # as render_prompts: starting workers would cost more than it saves
-        summary.n_jobs = session.n_workers
-        summary.backend = session.backend_name
-        # worker processes on this machine get each layer as a file in RAM (/dev/shm where there is
-        # one) that they memory-map and delete once rendered, so only the layers in flight take
-        # space; threads get the array itself, and a dask cluster the array by value
-        spill_dir = (
-            stack.enter_context(tempfile.TemporaryDirectory(prefix="pattern_lens_stream_", dir=_spill_root()))
-            if not session.in_process and session.backend_name != "dask"
-            else None
-        )
-        spill_ids = itertools.count()
-        handoff: queue.Queue = queue.Queue(maxsize=max_queued_layers or max(2, session.n_workers))
-        t0 = time.perf_counter()
-        forward_end = [t0]
+    try:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(stop_on_signals())  # Ctrl-C / SIGTERM: RunInterrupted, handled below
+            session = stack.enter_context(parallel_session(n_jobs, backend, scheduler))
+            if not session.in_process:
+                bundle.blob()  # fail now, with advice, if a function cannot travel to the workers
+            total_estimate = sum(planner_prior.layer_estimate(PromptWork("", p.seq_len)) for p in prepared) * len(layer_sel)
+            if (
+                n_jobs is None and total_estimate < SMALL_RUN_SECONDS and prior_knows(bundle)
+                and not session.in_process and session.backend_name != "dask"
+            ):
+                session = session.as_sequential()  # as render_prompts: starting workers would cost more than it saves
+            summary.n_jobs = session.n_workers
+            summary.backend = session.backend_name
+            # worker processes on this machine get each layer as a file in RAM (/dev/shm where there is
+            # one) that they memory-map and delete once rendered, so only the layers in flight take
+            # space; threads get the array itself, and a dask cluster the array by value
+            spill_dir = (
+                _spill_folder(stack) if not session.in_process and session.backend_name != "dask" else None
+            )
+            spill_ids = itertools.count()
+            handoff: queue.Queue = queue.Queue(maxsize=max_queued_layers or max(2, session.n_workers))
+            t0 = time.perf_counter()
+            forward_end = [t0]
 
-        stop = threading.Event()  # set when the consumer gives up (an error): the forward thread ends
+            stop = threading.Event()  # set when the consumer gives up (an error, Ctrl-C): the forward thread ends
 
-        def put(item: Any) -> None:
-            tw = time.perf_counter()
-            while True:
-                try:
-                    handoff.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    if stop.is_set():
-                        raise _Stopped from None
-            summary.wait_seconds += time.perf_counter() - tw
-
-        def produce() -> None:
-            try:
-                for batch in make_batches(prepared, batch_size):
-                    writers = (
-                        {id(p): NpzWriter(dirs[id(p)] / ACTIVATIONS_FILE, compress_level) for p in batch}
-                        if save_activations
-                        else {}
-                    )
-
-                    def sink(p: Any, layer: int, arr: np.ndarray) -> None:
-                        if writers:
-                            tn = time.perf_counter()
-                            writers[id(p)].add(layer_key(layer), arr[None])
-                            summary.npz_seconds += time.perf_counter() - tn
-                        if layer in render_layers:
-                            d = str(dirs[id(p)])
-                            est = planner_prior.layer_estimate(PromptWork(d, p.seq_len))
-                            task = Task(
-                                bundle, force, profile, pm.n_heads, ((d, layer, tuple(head_sel)),), est,
-                                timeout=timeout, root=str(Path(save_path).resolve()), summaries=spec,
-                            )
-                            handed: np.ndarray | str = arr
-                            if spill_dir is not None:  # worker processes: a file they map and delete
-                                ts = time.perf_counter()
-                                handed = str(Path(spill_dir) / f"{next(spill_ids)}.npy")
-                                np.save(handed, arr)
-                                summary.spill_seconds += time.perf_counter() - ts
-                            put(InMemoryTask(task, (handed,)))
-
+            def put(item: Any) -> None:
+                tw = time.perf_counter()
+                while True:
+                    if stop.is_set():  # not one more layer once the render side has stopped
+                        raise _Stopped
                     try:
-                        run_batch(pm, batch, run_layers, sink, times)
-                    except Exception as e:  # noqa: BLE001 -- a failed batch costs its prompts, not the run
-                        for w in writers.values():
-                            w.abort()  # no partial .npz
-                        if isinstance(e, _Stopped):
-                            return
-                        names = ", ".join(p.where for p in batch)
-                        batch_errors.append(
-                            (f"forward pass failed for {names}: {type(e).__name__}: {e}", heads_per_prompt * len(batch))
-                        )
-                    else:
-                        for w in writers.values():
-                            w.close()
-            except BaseException as e:  # noqa: BLE001 -- re-raised in the calling thread
-                failures.append(e)
-            finally:
-                forward_end[0] = time.perf_counter()
-                try:
-                    put(_DONE)
-                except _Stopped:
-                    pass
+                        handoff.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        if stop.is_set():
+                            raise _Stopped from None
+                summary.wait_seconds += time.perf_counter() - tw
 
-        producer = threading.Thread(target=produce, name="pattern_lens-forward", daemon=True)
-        total = summary.n_heads + len(prepared) * heads_per_prompt
-        with tqdm(
-            total=total, initial=summary.n_heads, unit="head", desc=model_dir.name, disable=not progress,
-            file=sys.stderr, dynamic_ncols=True, smoothing=0.1,
-        ) as bar:
-            producer.start()
-            try:
-                for res in run_all(session, run_in_memory_task, iter(handoff.get, _DONE)):
-                    summary.merge(res)
+            def produce() -> None:
+                try:
+                    for batch in make_batches(prepared, batch_size):
+                        writers = (
+                            {id(p): NpzWriter(dirs[id(p)] / ACTIVATIONS_FILE, compress_level) for p in batch}
+                            if save_activations
+                            else {}
+                        )
+
+                        def sink(p: Any, layer: int, arr: np.ndarray) -> None:
+                            if writers:
+                                tn = time.perf_counter()
+                                writers[id(p)].add(layer_key(layer), arr[None])
+                                summary.npz_seconds += time.perf_counter() - tn
+                            if layer in render_layers:
+                                d = str(dirs[id(p)])
+                                est = planner_prior.layer_estimate(PromptWork(d, p.seq_len))
+                                task = Task(
+                                    bundle, force, profile, pm.n_heads, ((d, layer, tuple(head_sel)),), est,
+                                    timeout=timeout, root=str(Path(save_path).resolve()), summaries=spec,
+                                )
+                                handed: np.ndarray | str = arr
+                                if spill_dir is not None:  # worker processes: a file they map and delete
+                                    ts = time.perf_counter()
+                                    handed = str(Path(spill_dir) / f"{next(spill_ids)}.npy")
+                                    np.save(handed, arr)
+                                    summary.spill_seconds += time.perf_counter() - ts
+                                put(InMemoryTask(task, (handed,)))
+
+                        try:
+                            run_batch(pm, batch, run_layers, sink, times)
+                        except Exception as e:  # noqa: BLE001 -- a failed batch costs its prompts, not the run
+                            for w in writers.values():
+                                w.abort()  # no partial .npz
+                            if isinstance(e, _Stopped):
+                                return
+                            names = ", ".join(p.where for p in batch)
+                            batch_errors.append(
+                                (f"forward pass failed for {names}: {type(e).__name__}: {e}", heads_per_prompt * len(batch))
+                            )
+                        else:
+                            for w in writers.values():
+                                w.close()
+                except BaseException as e:  # noqa: BLE001 -- re-raised in the calling thread
+                    failures.append(e)
+                finally:
+                    forward_end[0] = time.perf_counter()
+                    try:
+                        put(_DONE)
+                    except _Stopped:
+                        pass
+
+            producer = threading.Thread(target=produce, name="pattern_lens-forward", daemon=True)
+            total = summary.n_heads + len(prepared) * heads_per_prompt
+            with tqdm(
+                total=total, initial=summary.n_heads, unit="head", desc=model_dir.name, disable=not progress,
+                file=sys.stderr, dynamic_ncols=True, smoothing=0.1,
+            ) as bar:
+                tasks = iter(handoff.get, _DONE)
+                try:
+                    producer.start()
+                    # as render's: a task that raises or kills its worker is split into heads and reported
+                    results = run_all(
+                        session, run_in_memory_task, tasks, on_error=in_memory_task_failed, split=split_in_memory_task
+                    )
+                    with contextlib.closing(results):  # stopped early: joblib aborts and stops its workers now
+                        for res in results:
+                            summary.merge(res)
+                            if stats_writer is not None:
+                                stats_writer.add(res)
+                            bar.update(res.n_heads)
+                finally:
+                    stop.set()
+                    producer.join()
                     if stats_writer is not None:
-                        stats_writer.add(res)
-                    bar.update(res.n_heads)
-            finally:
-                stop.set()
-                producer.join()
-                if stats_writer is not None:
-                    stats_writer.close()  # each prompt's file once all its heads are back, atomically
-        t_end = time.perf_counter()
-        summary.elapsed += t_end - t0
-        summary.forward_wall_seconds = forward_end[0] - t0
-        summary.tail_seconds = max(0.0, t_end - forward_end[0])
+                        stats_writer.close()  # each prompt's file once all its heads are back, atomically
+            t_end = time.perf_counter()
+            summary.elapsed += t_end - t0
+            summary.forward_wall_seconds = forward_end[0] - t0
+            summary.tail_seconds = max(0.0, t_end - forward_end[0])
+    except RunInterrupted as e:  # the forward pass and the workers are stopped: what was done stays indexed
+        write_indexes(save_path, model_dir, listed, summary)
+        line = _interrupted_line(e.signum, summary, summary.n_prompts * heads_per_prompt)
+        raise RunInterrupted(e.signum, line) from None
     if failures:
         raise failures[0]
     for msg, n in batch_errors:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 from collections.abc import Callable, Sequence
 
 import cloudpickle  # a dependency of its own: joblib >= 1.6 no longer vendors it
@@ -47,9 +48,14 @@ class FigureFuncs:
        the figure functions, in the order they run on each head
     """
 
-    def __init__(self, funcs: Sequence[Callable] | None, blob: bytes | None = None) -> None:
+    def __init__(
+        self, funcs: Sequence[Callable] | None, blob: bytes | None = None, sys_path: tuple[str, ...] = ()
+    ) -> None:
         self._funcs: tuple[Callable, ...] | None = tuple(funcs) if funcs is not None else None
         self._blob: bytes | None = blob
+        # the parent's import path when it pickled them: a reused worker started before a folder was
+        # added to it (a second run in one Python session) finds the module there
+        self._sys_path: tuple[str, ...] = sys_path or tuple(sys.path)
 
     @property
     def funcs(self) -> tuple[Callable, ...]:
@@ -60,7 +66,7 @@ class FigureFuncs:
         """
         if self._funcs is None:
             assert self._blob is not None
-            self._funcs = _load_figure_funcs(self._blob)
+            self._funcs = _load_figure_funcs(self._blob, self._sys_path)
         return self._funcs
 
     def __iter__(self):
@@ -104,13 +110,22 @@ class FigureFuncs:
         )
 
     def __reduce__(self):
-        return (FigureFuncs, (None, self.blob()))
+        return (FigureFuncs, (None, self.blob(), self._sys_path))
 
 
 @functools.lru_cache(maxsize=8)
-def _load_figure_funcs(blob: bytes) -> tuple[Callable, ...]:
+def _load_figure_funcs(blob: bytes, parent_sys_path: tuple[str, ...] = ()) -> tuple[Callable, ...]:
     try:
-        return tuple(cloudpickle.loads(blob))
+        try:
+            return tuple(cloudpickle.loads(blob))
+        except ModuleNotFoundError:
+            # a worker reused from an earlier run of this session: the module's folder may have
+            # joined the parent's sys.path since this worker started
+            missing = [p for p in parent_sys_path if p not in sys.path]
+            if not missing:
+                raise
+            sys.path.extend(missing)
+            return tuple(cloudpickle.loads(blob))
     except Exception as e:  # noqa: BLE001 -- typically ModuleNotFoundError in the worker
         raise FigureFuncTransferError(
             f"a worker process (pid {os.getpid()}) cannot load the figure functions: "
