@@ -89,6 +89,8 @@ def main() -> None:
     ap.add_argument("--n-ctx", default="512,1024,4096")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--no-pipeline", action="store_true")
+    ap.add_argument("--e2e-shape", default="2x8", help="LAYERSxHEADS of the end-to-end model (default: 2x8)")
+    ap.add_argument("--e2e-n-ctx", type=int, default=1024)
     args = ap.parse_args()
     print("| n_ctx | summary ms | +detect ms | preview png ms | np.log ms | fast ms | exact ms | summary+png / fast | summary+png / exact |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -105,10 +107,11 @@ def main() -> None:
         )
     if args.no_pipeline:
         return
-    print("\n| end to end, n_ctx 1024, 2 x 8 heads, 1 job | without summaries s | with s | ratio |")
+    n_layers, n_heads = map(int, args.e2e_shape.split("x"))
+    print(f"\n| end to end, n_ctx {args.e2e_n_ctx}, {n_layers} x {n_heads} heads, 1 job | without summaries s | with s | ratio |")
     print("|---|---:|---:|---:|")
     for profile in ("fast", "exact"):
-        off, on = end_to_end(1024, 2, 8, 3 if profile == "fast" else 2, profile)
+        off, on = end_to_end(args.e2e_n_ctx, n_layers, n_heads, 3 if profile == "fast" else 2, profile)
         print(f"| {profile} | {off:.3f} | {on:.3f} | {on / off:.3f} |", flush=True)
 
 

@@ -43,6 +43,14 @@ def test_force_is_a_real_flag():
         _render("--force", "maybe")
 
 
+@pytest.mark.parametrize("command", ["render", "run", "activations"])
+def test_no_index_html_is_one_option_everywhere(command):
+    """the reference's `--no-index-html`: `args.index_html`, true unless the flag is given"""
+    parser = build_parser()
+    assert parser.parse_args([command, "-m", "m"]).index_html is True
+    assert parser.parse_args([command, "-m", "m", "--no-index-html"]).index_html is False
+
+
 def test_index_lists_and_bools():
     assert parse_index_list("0,2,5-7") == [0, 2, 5, 6, 7]
     assert parse_index_list(" 3 ") == [3]

@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from pattern_lens._errors import InputError, PatternLensError
+from pattern_lens._export.png_fast import PNG_IEND, PNG_SIGNATURE
 from pattern_lens._pipeline.atomic import atomic_write_bytes
 from pattern_lens._pipeline.indexes import sanitize_model_name
 from pattern_lens.figures import compute_and_save_figures, figures_main, process_prompt, process_single_head
@@ -168,6 +169,67 @@ def test_time_limit_from_the_python_api(tmp_path):
     assert len(list(model_dir.rglob("_hangs_on_h1.bin"))) == 2
 
 
+def _writes_nothing(attn, save_dir):
+    pass  # declares a PNG, writes none
+
+
+_writes_nothing.figure_save_fmt = "png"
+
+
+def _writes_a_truncated_png(attn, save_dir):
+    (Path(save_dir) / "_writes_a_truncated_png.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
+
+
+_writes_a_truncated_png.figure_save_fmt = "png"
+
+
+def _plain_writes_nothing(attn, save_dir):
+    pass  # no figure_save_fmt: the reference's rule, any `<name>.*` file is its output
+
+
+def _plain_writes_a_file(attn, save_dir):
+    atomic_write_bytes(Path(save_dir) / "_plain_writes_a_file.dat", b"ok")
+
+
+def test_a_function_that_returns_without_its_outputs_has_failed(tmp_path):
+    """returning normally is not enough: the declared files must be there and complete"""
+    model_dir = write_synthetic_model(tmp_path, n_layers=1, n_heads=2, n_ctx=8, n_prompts=1)
+    funcs = [_writes_nothing, _writes_a_truncated_png, _plain_writes_nothing, _plain_writes_a_file]
+    summary = figures_main(model_dir.name, tmp_path, None, False, funcs, n_jobs=1, progress=False, verbose=False)
+    assert not summary.ok and summary.n_outputs == 2, summary.format()
+    assert sorted(summary.failures) == ["_plain_writes_nothing", "_writes_a_truncated_png", "_writes_nothing"]
+    assert all(s.count == 2 for s in summary.failures.values())
+    assert summary.failures["_writes_nothing"].first_message.endswith("did not write _writes_nothing.png (missing)")
+    truncated = summary.failures["_writes_a_truncated_png"].first_message
+    assert "did not write _writes_a_truncated_png.png (truncated PNG" in truncated, truncated
+    assert "did not write any _plain_writes_nothing.* file" in summary.failures["_plain_writes_nothing"].first_message
+    head = model_dir / "prompts" / _first_hash(model_dir) / "L0" / "H0"
+    assert (head / "_writes_nothing.error.txt").read_text().splitlines()[0].endswith("did not write _writes_nothing.png (missing)")
+    assert not (head / "_writes_a_truncated_png.png").exists()  # a broken file is not left as if it were a figure
+    assert (head / "_plain_writes_a_file.dat").is_file() and not (head / "_plain_writes_a_file.error.txt").exists()
+
+
+def _raises_three_lines(attn, save_dir):
+    raise ValueError("first line\nsecond line\n\tthird line")
+
+
+_raises_three_lines.figure_save_fmt = "png"
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_multi_line_exception_message_is_one_line_in_the_summary_and_error_file(tmp_path, jobs):
+    model_dir = write_synthetic_model(tmp_path, n_layers=1, n_heads=2, n_ctx=8, n_prompts=1)
+    summary = figures_main(model_dir.name, tmp_path, None, False, [_raises_three_lines], n_jobs=jobs,
+                           progress=False, verbose=False)
+    stat = summary.failures["_raises_three_lines"]
+    assert stat.count == 2 and stat.first_message == "ValueError: first line second line third line"
+    failure_lines = [line for line in summary.format().splitlines() if "_raises_three_lines" in line]
+    assert len(failure_lines) == 1 and "first line second line third line" in failure_lines[0]
+    text = Path(stat.first_where).read_text()
+    assert text.splitlines()[0] == "ValueError: first line second line third line"
+    assert "Traceback (most recent call last)" in text  # the traceback follows on later lines
+
+
 # ---------------------------------------------------------------------------------------------------
 # Ctrl-C and SIGTERM of the run
 
@@ -208,6 +270,42 @@ def test_interrupt_prints_one_line_exits_128_plus_signal_and_resumes(tmp_path, s
     assert f"{done} already done" in rerun.stdout
     assert len(list(model_dir.rglob("slow.png"))) == 24
     _assert_no_leftovers(mark, tmp_path)
+
+
+def _messages(stderr: str) -> list[str]:
+    """stderr's lines without the progress bar's"""
+    lines = [line.strip() for line in stderr.replace("\r", "\n").splitlines()]
+    return [line for line in lines if line and "%|" not in line and "head/s" not in line and "it/s" not in line]
+
+
+@pytest.mark.parametrize("delay", [0.25, 0.5, 0.8, 1.2, 1.7, 2.3])
+def test_ctrl_c_early_in_a_run_is_one_line_and_exit_130(tmp_path, delay):
+    """Ctrl-C while the parser is built, modules import, workers start or warm: never a traceback
+
+    The signal goes to the whole process group, as a terminal sends it: the workers loky is still
+    starting get it too. (Before ~0.1 s the interpreter itself is starting, which no code of the
+    package can catch.)
+    """
+    model_dir = write_synthetic_model(tmp_path, n_layers=4, n_heads=4, n_ctx=32, n_prompts=3, seed=2)
+    mark = uuid.uuid4().hex
+    cmd = _cmd(tmp_path, model_dir.name, "--figure-funcs", "slow", "--import", "fault_funcs", "--jobs", "2",
+               "--no-index-html")
+    proc = subprocess.Popen(cmd, cwd=REPO, env=_env(mark), start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(delay)
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert "Traceback" not in stderr, stderr
+    assert proc.returncode == 130, stdout + stderr
+    messages = _messages(stderr)
+    assert len(messages) == 1 and messages[0].startswith("interrupted"), stderr
+    _assert_no_leftovers(mark, tmp_path, pid=proc.pid)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -274,6 +372,35 @@ def test_a_bad_line_in_prompts_jsonl_costs_that_prompt_only(tmp_path):
     assert any("prompts.jsonl:3: expected a JSON object, got list" in m for m in summary.input_errors)
 
 
+def test_a_line_that_is_not_utf8_costs_that_prompt_only(tmp_path):
+    model_dir = write_synthetic_model(tmp_path, n_layers=1, n_heads=2, n_ctx=16, n_prompts=3)
+    index = model_dir / "prompts.jsonl"
+    lines = index.read_bytes().splitlines()
+    index.write_bytes(b"\n".join([lines[0], b'{"hash": "x\xff"}', *lines[1:]]) + b"\n")
+    summary = figures_main(model_dir.name, tmp_path, None, False, "raw", n_jobs=1, progress=False, verbose=False)
+    assert summary.n_outputs == 3 * 2 and not summary.ok
+    assert [m for m in summary.input_errors if f"{index}:2: not valid UTF-8" in m], summary.input_errors
+    assert len(summary.input_errors) == 1
+
+
+def test_the_index_keeps_its_good_rows_in_order_after_a_bad_line(tmp_path):
+    """a bad line must not cost the index its order, or the rows whose prompt.json is missing"""
+    model_dir = write_synthetic_model(tmp_path, n_layers=1, n_heads=1, n_ctx=8, n_prompts=4)
+    index = model_dir / "prompts.jsonl"
+    rows = [json.loads(line) for line in index.read_text().splitlines()]
+    rows = [rows[2], rows[0], rows[3], rows[1]]  # an order that is not the folders' (sorted) order
+    (model_dir / "prompts" / rows[1]["hash"] / "prompt.json").unlink()
+    index.write_bytes(b"".join((json.dumps(r) + "\n").encode() for r in rows[:2]) + b"{bad\n\xff\xfe\n"
+                      + b"".join((json.dumps(r) + "\n").encode() for r in rows[2:]))
+    summary = figures_main(model_dir.name, tmp_path, None, False, "raw", n_jobs=1, progress=False, verbose=False)
+    assert summary.n_outputs == 4 and len(summary.input_errors) == 3, summary.input_errors  # 2 bad lines, 1 prompt.json
+    after = [json.loads(line)["hash"] for line in index.read_text().splitlines()]
+    assert after == [r["hash"] for r in rows]
+    # the row without prompt.json is still there, so the next run still renders (and reports) that prompt
+    summary = figures_main(model_dir.name, tmp_path, None, False, "raw", n_jobs=1, progress=False, verbose=False)
+    assert summary.n_prompts == 4 and summary.n_skipped == 4
+
+
 def test_a_prompt_without_prompt_json_is_rendered_and_reported(tmp_path):
     model_dir = write_synthetic_model(tmp_path, n_layers=1, n_heads=2, n_ctx=16, n_prompts=2)
     missing = model_dir / "prompts" / _first_hash(model_dir) / "prompt.json"
@@ -330,6 +457,46 @@ def test_symlinks_that_leave_the_save_path_are_refused(tmp_path, link):
     assert _snapshot(elsewhere) == before
 
 
+@pytest.mark.parametrize("where", ["model", "prompt", "L0", "H0"])
+@pytest.mark.parametrize("jobs", [1, None])
+def test_a_symlink_loop_is_refused_with_a_message_naming_it(tmp_path, where, jobs):
+    """a folder that is a link to itself: `Path.resolve()` raises RuntimeError; it must be a refusal"""
+    model_dir = write_synthetic_model(tmp_path, n_layers=2, n_heads=2, n_ctx=8, n_prompts=2)
+    prompt = model_dir / "prompts" / _first_hash(model_dir)
+    loop = {"model": model_dir, "prompt": prompt, "L0": prompt / "L0", "H0": prompt / "L0" / "H0"}[where]
+    if loop.exists():
+        import shutil
+
+        shutil.rmtree(loop)
+    loop.parent.mkdir(parents=True, exist_ok=True)
+    loop.symlink_to(loop.name)  # a link to itself
+    if where == "model":
+        with pytest.raises(InputError, match=str(loop)):
+            figures_main(model_dir.name, tmp_path, None, False, "raw", n_jobs=jobs, progress=False, verbose=False)
+        return
+    summary = figures_main(model_dir.name, tmp_path, None, False, "raw", n_jobs=jobs, progress=False, verbose=False)
+    assert not summary.ok
+    assert [m for m in summary.input_errors if str(loop) in m and "\n" not in m], summary.input_errors
+    lost = {"prompt": 4, "L0": 2, "H0": 1}[where]
+    assert summary.n_outputs == 8 - lost, summary.format()  # the rest rendered
+    _indexes_exist(tmp_path, model_dir)
+
+
+def test_compute_and_save_figures_refuses_folders_outside_the_save_path(tmp_path):
+    save, outside = tmp_path / "save", tmp_path / "outside"
+    outside.mkdir()
+    model_dir = write_synthetic_model(save, n_layers=1, n_heads=1, n_ctx=8, n_prompts=1)
+    cfg = HTConfigMock(**json.loads((model_dir / "model_cfg.json").read_text()))
+    prompt = model_dir / "prompts" / _first_hash(model_dir)
+    (prompt / "L0").symlink_to(outside)
+    before = _snapshot(outside)
+    with pytest.raises(InputError, match="leads outside the save path"):
+        compute_and_save_figures(cfg, prompt / "activations.npz", np.zeros((1, 1, 4, 4)), [_named("f", "png")], save)
+    with pytest.raises(InputError, match="leads outside the save path"):  # activations_path not under save_path
+        compute_and_save_figures(cfg, outside / "activations.npz", np.zeros((1, 1, 4, 4)), [_named("f", "png")], save)
+    assert _snapshot(outside) == before
+
+
 def test_python_api_refuses_hashes_and_model_names_that_leave_the_save_path(tmp_path):
     save = tmp_path / "a" / "b" / "save"
     model_dir = write_synthetic_model(save, n_layers=1, n_heads=1, n_ctx=8, n_prompts=1)
@@ -344,36 +511,89 @@ def test_python_api_refuses_hashes_and_model_names_that_leave_the_save_path(tmp_
 
 
 def _named(name: str, fmt: str):
+    # a file that passes the completeness check: a broken one is deleted after the call, which would
+    # hide a write that escaped
+    data = PNG_SIGNATURE + PNG_IEND if fmt == "png" else b"x"
+
     def func(attn, save_dir):
-        atomic_write_bytes(Path(save_dir) / f"{name}.{fmt}", b"x")
+        atomic_write_bytes(Path(save_dir) / f"{name}.{fmt}", data)
 
     func.__name__ = name
     func.figure_save_fmt = fmt
     return func
 
 
+ABSOLUTE = "<abs>"
+"in a hostile name, stands for the test's own temporary root: an absolute name that lands where it is watched"
+
 _hostile = st.one_of(
-    st.sampled_from(["..", ".", "", "../..", "../x", "/etc/x", "a/../../b", "..\\..\\x", "~", "x\0y", " "]),
+    st.sampled_from([
+        "..", ".", "", "../..", "../x", "../../../x", "../../../../x", "a/../../b", "..\\..\\x", "~", "x\0y", " ",
+        f"{ABSOLUTE}/x", f"{ABSOLUTE}/d1/d2/x", "../../../../../../../x",
+    ]),
     st.text(alphabet=st.sampled_from(list("./\\~x0_- \0")), max_size=12),
 )
 
 
+def _placed(name: str, top: Path) -> str:
+    """`name` with `ABSOLUTE`, or a leading `/`, made a path under `top`: an escape through an absolute
+    name then writes where the snapshot sees it, never into the real root folder"""
+    name = name.replace(ABSOLUTE, str(top))
+    return str(top) + name if name.startswith("/") and not name.startswith(str(top)) else name
+
+
+def _plant(target: Path, top: Path, save: Path, source: Path) -> None:
+    """copy `source` (a model folder, or a prompt's activations) to `target` when that is under `top`
+    but outside `save`: code that followed the hostile name there would find real input and write
+    beside it, so a missing guard shows in the snapshot"""
+    import shutil
+
+    target = Path(os.path.normpath(target))
+    if "\0" in str(target) or not target.is_relative_to(top) or target.is_relative_to(save):
+        return  # not watched, or inside the save path (allowed); an ancestor of the save path is planted
+    if source.is_dir():
+        for item in source.iterdir():  # merge: `target` may be an ancestor of the save path
+            dest = target / item.name
+            if not dest.exists():
+                (shutil.copytree if item.is_dir() else shutil.copy2)(item, dest)
+    elif not (target / source.name).exists():
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, target / source.name)
+
+
 @settings(max_examples=60, deadline=None)
 @given(model=_hostile, prompt_hash=_hostile, figure=_hostile, fmt=st.sampled_from(["png", "bin", "", "/x", ".."]))
+@example(model="..", prompt_hash="../../../x", figure=f"{ABSOLUTE}/x", fmt="png")
+@example(model="..", prompt_hash=f"{ABSOLUTE}/d1/d2/x", figure="../../../../../../../x", fmt="png")
+@example(model="x", prompt_hash="../../../../x", figure="f", fmt="/x")
+@example(model="x", prompt_hash="../../../x", figure="f", fmt="png")
+@example(model="..", prompt_hash="x", figure="f", fmt="png")
 def test_hostile_names_never_write_outside_the_save_path(tmp_path_factory, model, prompt_hash, figure, fmt):
+    """every API that takes a model name, a prompt hash or figure names, fed hostile ones
+
+    Real input waits wherever a hostile name leads (`_plant`), and absolute names point into the
+    test's own root (`_placed`), so code without its guard renders there and fails the snapshot
+    (checked by disabling each guard in turn: the model name's, the hash's, the symlink / folder
+    check's and the figure names').
+    """
     top = tmp_path_factory.mktemp("hostile")
     save = top / "d1" / "d2" / "save"
+    model, prompt_hash, figure = (_placed(x, top) for x in (model, prompt_hash, figure))
     model_dir = write_synthetic_model(save, n_layers=1, n_heads=1, n_ctx=4, n_prompts=1)
     good_hash = _first_hash(model_dir)
     cfg_data = json.loads((model_dir / "model_cfg.json").read_text())
     if sanitize_model_name(model) not in ("", ".", ".."):  # a sanitised name that could be a folder: give it a model
         write_synthetic_model(save, model_name=model, n_layers=1, n_heads=1, n_ctx=4, n_prompts=1)
+    _plant(save / sanitize_model_name(model), top, save, model_dir)  # figures_main / process_prompt with the model name
+    _plant(model_dir / "prompts" / prompt_hash, top, save, model_dir / "prompts" / good_hash / "activations.npz")
     outside_before = _snapshot(top) - {p for p in _snapshot(top) if p.startswith(str(Path("d1/d2/save")))}
     func = _named(figure, fmt)
     attempts = [
         lambda: figures_main(model, save, None, False, [func], n_jobs=1, progress=False, verbose=False),
         lambda: process_prompt({"hash": prompt_hash}, HTConfigMock(**cfg_data), save, [func]),
         lambda: process_prompt({"hash": good_hash}, HTConfigMock(**{**cfg_data, "model_name": model}), save, [func]),
+        lambda: compute_and_save_figures(HTConfigMock(**cfg_data), model_dir / "prompts" / prompt_hash / "activations.npz",
+                                         np.eye(2)[None, None], [func], save),
         lambda: process_single_head(0, 0, np.eye(2), model_dir / "prompts" / good_hash / "L0" / "H0", [func]),
     ]
     for attempt in attempts:

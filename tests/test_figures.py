@@ -186,9 +186,31 @@ def test_workers_write_what_one_process_writes(tmp_path, use_workers):
     s1 = figures_main(a.name, a.parent, None, False, funcs, n_jobs=1, progress=False, verbose=False)
     s2 = figures_main(b.name, b.parent, None, False, funcs, n_jobs=2, progress=False, verbose=False)
     assert s1.backend == "sequential" and s2.backend == "loky" and s2.n_jobs == 2
-    assert s1.ok and s2.ok and s2.n_outputs == 36 * 3
+    assert s1.ok and s2.ok and s2.n_outputs == 36 * (1 + 2 + 1)  # files: ident, multi's two figures, raw
     assert _outputs(a) == _outputs(b)
     assert (a.parent / "figures.jsonl").read_text() == (b.parent / "figures.jsonl").read_text()
+
+
+def test_a_module_added_to_sys_path_after_the_workers_started_is_found(tmp_path, monkeypatch):
+    """two runs in one session: the second uses a module from a folder put on sys.path after the
+    first run started the (reused) worker pool"""
+    a = _tiny(tmp_path / "a", n_ctx=8, n_layers=1, n_heads=2, n_prompts=1)
+    assert figures_main(a.name, a.parent, None, True, "raw", n_jobs=2, progress=False, verbose=False).backend == "loky"
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    (mods / "pl_late_figs.py").write_text(
+        "import numpy as np\nfrom pathlib import Path\n\n"
+        "def late(attn, save_dir):\n    (Path(save_dir) / 'late.bin').write_bytes(np.asarray(attn).tobytes())\n\n"
+        "late.figure_save_fmt = 'bin'\n"
+    )
+    monkeypatch.syspath_prepend(str(mods))
+    import pl_late_figs
+
+    try:
+        s = figures_main(a.name, a.parent, None, True, [pl_late_figs.late], n_jobs=2, progress=False, verbose=False)
+        assert s.ok and s.backend == "loky" and len(list(a.rglob("late.bin"))) == 2, s.format()
+    finally:
+        sys.modules.pop("pl_late_figs", None)
 
 
 @pytest.fixture
@@ -198,9 +220,10 @@ def use_workers(monkeypatch):
 
 
 def slow_ident(attn, save_dir):
-    """`ident` at the cost of a matplotlib figure (the planner's prior does not know it)"""
+    """`ident` at the cost of a matplotlib figure (the planner's prior does not know it), into its own
+    file: a function that returns without its declared `slow_ident.bin` has failed"""
     time.sleep(0.1)
-    ident(attn, save_dir)
+    atomic_write_bytes(Path(save_dir) / "slow_ident.bin", np.ascontiguousarray(attn).tobytes())
 
 
 slow_ident.figure_save_fmt = "bin"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -212,7 +213,7 @@ def test_transformerlens_style_model(tmp_path):
 def test_stream_equals_two_step(models, tmp_path, monkeypatch, kind, profile, n_jobs):
     # a run this small would go sequential; with 2 jobs, really use loky worker processes (arrays
     # handed over as memory-mapped files)
-    monkeypatch.setattr("pattern_lens._pipeline.stream.MIN_TASK_SECONDS", 0.0)
+    monkeypatch.setattr("pattern_lens._pipeline.stream.SMALL_RUN_SECONDS", 0.0)
     prompts = _prompts_file(tmp_path / "prompts.jsonl")
     two, one = tmp_path / "two", tmp_path / "one"
     report = activations_main(str(models[kind]), two, str(prompts), False, None, None, False, None, True,
@@ -316,7 +317,7 @@ def test_worker_processes_get_only_the_layers_in_flight(tmp_path, monkeypatch):
     spill = tmp_path / "spill"
     spill.mkdir()
     monkeypatch.setattr(stream, "_spill_root", lambda: str(spill))
-    monkeypatch.setattr(stream, "MIN_TASK_SECONDS", 0.0)
+    monkeypatch.setattr(stream, "SMALL_RUN_SECONDS", 0.0)
     layer_bytes = n_heads * n_ctx * n_ctx * 4
     peak = [0]
     stop = threading.Event()
@@ -370,6 +371,7 @@ def test_run_cli_bad_prompts_reported_rest_rendered(models, tmp_path):
     r = _cli("run", "-m", f"{models['gpt2']},{tmp_path / 'no-such-model'}", "-p", str(prompts), "-s", str(tmp_path / "out"),
              "--figure-funcs", "raw", "--jobs", "1", "-q")
     assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
     err = r.stdout + r.stderr
     assert f"{prompts}:2: not valid JSON" in err
     assert f"{prompts}:3: no 'text' key" in err
@@ -381,8 +383,151 @@ def test_run_cli_bad_prompts_reported_rest_rendered(models, tmp_path):
     r = _cli("activations", "-m", f"surely-not-a-model-name-xyz,{models['bert']}", "-p", str(prompts),
              "-s", str(tmp_path / "out3"), "--compress-level", "1")
     assert r.returncode == 1 and "surely-not-a-model-name-xyz" in r.stderr and "Hugging Face hub" in r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
     assert f"{prompts}:3: no 'text' key" in r.stdout
     assert len(list((tmp_path / "out3" / "tiny-bert" / "prompts").glob("*/activations.npz"))) == 2
+
+
+def test_no_index_html_for_activations_and_run(models, tmp_path):
+    """`--no-index-html` (the reference's flag) for `python -m pattern_lens.activations` and `run`;
+    `run` without it writes the gallery as `render` does"""
+    prompts = _prompts_file(tmp_path / "prompts.jsonl", PROMPTS[:2])
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
+    r = subprocess.run([sys.executable, "-m", "pattern_lens.activations", "-m", str(models["gpt2"]), "-p", str(prompts),
+                        "-s", str(tmp_path / "acts"), "--no-index-html"],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert len(list((tmp_path / "acts").rglob("activations.npz"))) == 2
+    for flag, gallery in (["--no-index-html"], False), ([], True):
+        out = tmp_path / f"run{len(flag)}"
+        r = _cli("run", "-m", str(models["gpt2"]), "-p", str(prompts), "-s", str(out), "--figure-funcs", "raw",
+                 "--jobs", "1", "-q", *flag)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stdout + r.stderr
+        assert (out / "index.html").is_file() == gallery
+
+
+def _hash_of(text: str) -> str:
+    return augment_prompt_with_hash({"text": text})["hash"]
+
+
+def _run_env(mark: str, **extra: str) -> dict[str, str]:
+    tests = str(REPO / "tests")
+    return dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=os.pathsep.join([str(REPO), tests]), PATTERN_LENS_TEST_MARK=mark,
+                **extra)
+
+
+def test_run_reports_a_worker_that_dies_and_goes_on(models, tmp_path):
+    """a figure function that segfaults its worker on one head: reported, the rest rendered, exit 1"""
+    prompts = _prompts_file(tmp_path / "prompts.jsonl", PROMPTS[:2])
+    env = _run_env("run-segfault", FAULT_HASH=_hash_of(PROMPTS[0]), FAULTS=json.dumps({"L1/H2": "segfault"}))
+    r = subprocess.run([sys.executable, "-m", "pattern_lens.cli", "run", "-m", str(models["gpt2"]), "-p", str(prompts),
+                        "-s", str(tmp_path / "out"), "--figure-funcs", "raw,misbehave", "--import", "fault_funcs",
+                        "--jobs", "2", "-q", "--no-index-html"],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out
+    assert "Traceback" not in out and "TerminatedWorkerError" not in out, out
+    assert "misbehave: 1 heads; first: worker process died (SIGSEGV(-11))" in r.stdout, out
+    model_dir = tmp_path / "out" / "tiny-gpt2"
+    assert len(list(model_dir.rglob("raw.png"))) == 2 * 3 * 4
+    assert len(list(model_dir.rglob("misbehave.png"))) == 2 * 3 * 4 - 1
+    for index in (tmp_path / "out" / "figures.jsonl", tmp_path / "out" / "models.jsonl", model_dir / "prompts.jsonl"):
+        assert index.is_file()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_run_interrupted_prints_one_line_writes_indexes_and_exits_128_plus_signal(models, tmp_path, signum):
+    prompts = _prompts_file(tmp_path / "prompts.jsonl")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "pattern_lens.cli", "run", "-m", str(models["gpt2"]), "-p", str(prompts),
+                             "-s", str(out), "--figure-funcs", "slow", "--import", "fault_funcs", "--jobs", "2",
+                             "--no-index-html"],
+                            cwd=REPO, env=_run_env("run-interrupt"), start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and len(list(out.rglob("slow.png"))) < 3:
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        if signum == signal.SIGINT:
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 128 + signum, stdout + stderr
+    assert "Traceback" not in stderr, stderr
+    last = [line for line in stderr.replace("\r", "\n").splitlines() if line.strip()][-1]
+    assert last.startswith(f"interrupted by {signal.Signals(signum).name} after "), stderr
+    assert "rerun the same command to resume" in last
+    for index in (out / "figures.jsonl", out / "models.jsonl", out / "tiny-gpt2" / "prompts.jsonl"):
+        assert index.is_file()
+    assert len(list(out.rglob("slow.png"))) < len(PROMPTS) * 12
+
+
+def test_spill_folders_carry_the_pid_and_dead_ones_are_removed(models, tmp_path, monkeypatch):
+    """a SIGKILLed `run` leaves its hand-over folder behind: the next run deletes it, never a live one's"""
+    import pattern_lens._pipeline.stream as stream
+    from pattern_lens._layout import this_host
+
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    monkeypatch.setattr(stream, "_spill_root", lambda: str(spill))
+    monkeypatch.setattr(stream, "SMALL_RUN_SECONDS", 0.0)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = spill / f"pattern_lens_stream_{gone.pid}@{this_host()}_abc"
+    live = spill / f"pattern_lens_stream_{os.getppid()}@{this_host()}_def"
+    elsewhere = spill / f"pattern_lens_stream_{gone.pid}@another-host_ghi"
+    for d in (dead, live, elsewhere):
+        d.mkdir()
+        np.save(d / "0.npy", np.zeros(4))
+    seen: set[str] = set()
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            seen.update(p.name for p in spill.iterdir())
+            time.sleep(0.002)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        summary = run_main(str(models["gpt2"]), _prompts_file(tmp_path / "p.jsonl", PROMPTS[:2]), tmp_path / "out",
+                           figure_funcs_select="raw", n_jobs=2, backend="loky", progress=False, verbose=False)
+    finally:
+        stop.set()
+        sampler.join()
+    assert summary.ok, summary.format()
+    assert not dead.exists() and live.is_dir() and elsewhere.is_dir()
+    ours = [n for n in seen if n.startswith(f"pattern_lens_stream_{os.getpid()}@{this_host()}_")]
+    assert ours, seen
+    assert not (spill / ours[0]).exists()  # removed at the end of the run
+
+
+def test_a_prompt_hash_that_is_not_a_folder_name_is_a_bad_prompt(models, tmp_path):
+    """a `hash` given in a prompt is checked like one read from prompts.jsonl: never a path"""
+    top = tmp_path / "top"
+    save = top / "a" / "b" / "save"
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"text": PROMPTS[0], "hash": "../../../escaped"}) + "\n"
+                       + json.dumps({"text": PROMPTS[1]}) + "\n")
+    summary = run_main(str(models["gpt2"]), prompts, save, figure_funcs_select="raw", n_jobs=1, progress=False, verbose=False)
+    assert not summary.ok and summary.n_rendered == 12
+    assert [m for m in summary.input_errors if f"{prompts}:1" in m and "'../../../escaped' is not a folder name" in m]
+    report = activations_main(str(models["gpt2"]), save, str(prompts), False, None, None, False, None, True, verbose=False)
+    assert not report.ok and report.n_computed + report.n_cached == 1
+    assert [m for m in report.errors if "is not a folder name" in m]
+    from pattern_lens._errors import InputError
+
+    with pytest.raises(InputError, match="is not a folder name"):
+        compute_activations({"text": PROMPTS[0], "hash": "../../../escaped"}, load_model(str(models["gpt2"])), save)
+    with pytest.raises(InputError, match="is not a folder name"):
+        load_activations("tiny-gpt2", {"text": PROMPTS[0], "hash": "../../x"}, save, return_fmt="numpy")
+    assert sorted(p.name for p in top.rglob("*") if not p.is_relative_to(save)) == ["a", "b"]
 
 
 def test_module_cli_and_no_torch_on_render_path(tmp_path):
@@ -465,7 +610,7 @@ def test_failed_batch_leaves_no_partial_npz_and_the_rest_goes_on(models, tmp_pat
 def test_render_side_error_stops_the_forward_thread(models, tmp_path, monkeypatch):
     import pattern_lens._pipeline.stream as stream
 
-    def failing_run_all(session, func, tasks):
+    def failing_run_all(session, func, tasks, **kwargs):
         it = iter(tasks)
         yield func(next(it))
         raise RuntimeError("worker pool broke (simulated)")
