@@ -36,8 +36,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _no_summaries(repo: Path) -> list[str]:
+    """`--no-summaries` and `--no-index-html` where the checkout has head summaries (issue 12) and the
+    gallery (issue 13): the baseline makes neither, so both sides do the same work"""
+    flags = ["--no-summaries"] if (repo / "pattern_lens" / "_pipeline" / "summaries.py").is_file() else []
+    return flags + (["--no-index-html"] if (repo / "pattern_lens" / "_view" / "gallery.py").is_file() else [])
+
+
 def _child(cfg: dict) -> dict:
+    import inspect
+    import functools
+
     from pattern_lens.figures import figures_main
+
+    if "summaries" in inspect.signature(figures_main).parameters:  # see `_no_summaries`
+        figures_main = functools.partial(figures_main, summaries=False)
 
     if cfg["kind"] == "render_only":
         from pattern_lens.bench import BenchConfig, run_benchmark
@@ -74,7 +87,7 @@ def _cold(repo: Path, root: Path, model: str, jobs: int, profile: str) -> tuple[
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run([sys.executable, "-m", "pattern_lens.cli", "render", "-m", model, "-s", str(root), "--figure-funcs",
-                    "raw", "--force", "--profile", profile, "--jobs", str(jobs), "-q"],
+                    "raw", "--force", "--profile", profile, "--jobs", str(jobs), "-q", *_no_summaries(repo)],
                    env=env, cwd=str(repo), check=True, capture_output=True)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -152,7 +165,8 @@ def main(argv=None) -> int:
         for name, repo in repos.items():
             for profile in ("exact", "fast"):
                 cmd = [sys.executable, "-m", "pattern_lens.cli", "render", "-m", four.name, "-s", str(four.parent),
-                       "--figure-funcs", "raw", "--force", "--profile", profile, "--jobs", "2", "-q"]
+                       "--figure-funcs", "raw", "--force", "--profile", profile, "--jobs", "2", "-q",
+                       *_no_summaries(repo)]
                 runs = [_timed(cmd, cwd=str(repo), env={**os.environ, "PYTHONPATH": str(repo)})
                         for _ in range(args.cold_repeats)]
                 wall, cpu = min(r[0] for r in runs), min(r[1] for r in runs)

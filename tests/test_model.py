@@ -308,6 +308,7 @@ def test_stream_memory_stays_near_the_layers_in_flight(tmp_path):
 def test_worker_processes_get_only_the_layers_in_flight(tmp_path, monkeypatch):
     """with loky, layers travel as files the workers map and delete: the files on disk (RAM) at any
     moment stay a few layers, where joblib's own memory-mapping kept every layer until the end"""
+    import pattern_lens._pipeline.handover as handover
     import pattern_lens._pipeline.stream as stream
 
     n_layers, n_heads, n_ctx = 24, 4, 256
@@ -316,7 +317,7 @@ def test_worker_processes_get_only_the_layers_in_flight(tmp_path, monkeypatch):
     texts = [" ".join(words[(i + k) % len(words)] for i in range(n_ctx - 1)) for k in range(2)]
     spill = tmp_path / "spill"
     spill.mkdir()
-    monkeypatch.setattr(stream, "_spill_root", lambda: str(spill))
+    monkeypatch.setattr(handover, "spill_root", lambda: str(spill))
     monkeypatch.setattr(stream, "SMALL_RUN_SECONDS", 0.0)
     layer_bytes = n_heads * n_ctx * n_ctx * 4
     peak = [0]
@@ -470,18 +471,19 @@ def test_run_interrupted_prints_one_line_writes_indexes_and_exits_128_plus_signa
 
 def test_spill_folders_carry_the_pid_and_dead_ones_are_removed(models, tmp_path, monkeypatch):
     """a SIGKILLed `run` leaves its hand-over folder behind: the next run deletes it, never a live one's"""
+    import pattern_lens._pipeline.handover as handover
     import pattern_lens._pipeline.stream as stream
     from pattern_lens._layout import this_host
 
     spill = tmp_path / "spill"
     spill.mkdir()
-    monkeypatch.setattr(stream, "_spill_root", lambda: str(spill))
+    monkeypatch.setattr(handover, "spill_root", lambda: str(spill))
     monkeypatch.setattr(stream, "SMALL_RUN_SECONDS", 0.0)
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    dead = spill / f"pattern_lens_stream_{gone.pid}@{this_host()}_abc"
-    live = spill / f"pattern_lens_stream_{os.getppid()}@{this_host()}_def"
-    elsewhere = spill / f"pattern_lens_stream_{gone.pid}@another-host_ghi"
+    dead = spill / f"pattern_lens_layers_{gone.pid}@{this_host()}_abc"
+    live = spill / f"pattern_lens_layers_{os.getppid()}@{this_host()}_def"
+    elsewhere = spill / f"pattern_lens_layers_{gone.pid}@another-host_ghi"
     for d in (dead, live, elsewhere):
         d.mkdir()
         np.save(d / "0.npy", np.zeros(4))
@@ -503,7 +505,7 @@ def test_spill_folders_carry_the_pid_and_dead_ones_are_removed(models, tmp_path,
         sampler.join()
     assert summary.ok, summary.format()
     assert not dead.exists() and live.is_dir() and elsewhere.is_dir()
-    ours = [n for n in seen if n.startswith(f"pattern_lens_stream_{os.getpid()}@{this_host()}_")]
+    ours = [n for n in seen if n.startswith(f"pattern_lens_layers_{os.getpid()}@{this_host()}_")]
     assert ours, seen
     assert not (spill / ours[0]).exists()  # removed at the end of the run
 

@@ -29,6 +29,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from pattern_lens._errors import InputError
@@ -396,17 +398,22 @@ class ActivationsFile:
             raise self._cannot_read(key, e) from e
 
 
-def nonfinite_heads(layer_patterns: np.ndarray) -> dict[int, int]:
+def nonfinite_heads(layer_patterns: np.ndarray, heads: Sequence[int] | None = None) -> dict[int, int]:
     """heads holding NaN or infinite values, with how many
 
     # Parameters:
      - `layer_patterns : np.ndarray`
        one layer, shape `(n_heads, n_ctx, n_ctx)`
+     - `heads : Sequence[int] | None`
+       check only these (a batch of a memory-mapped layer then reads only its own heads' pages)
+       (defaults to `None`: every head)
 
     # Returns:
      - `dict[int, int]`
        head index -> number of non-finite values; empty when every value is finite
     """
+    if heads is not None:
+        return {h: n for h in heads for n in nonfinite_heads(layer_patterns[h : h + 1]).values()}
     # fast path (one vectorised pass): a NaN or inf anywhere makes the sum non-finite; a finite sum
     # means every value is finite. Only a non-finite sum (or an overflow of huge finite values,
     # which the exact count below then clears) costs the per-head count.

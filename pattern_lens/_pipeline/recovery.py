@@ -24,7 +24,7 @@ from pattern_lens._pipeline.outputs import figure_func_name, list_head_dir, pend
 from pattern_lens._pipeline.summary import TaskResult
 from pattern_lens._pipeline.worker import InMemoryTask, Task
 
-__all__ = ["split_task", "task_failed", "split_in_memory_task", "in_memory_task_failed"]
+__all__ = ["split_task", "task_failed", "split_in_memory_task", "in_memory_task_failed", "split_job", "job_failed"]
 
 
 def split_task(task: Task) -> list[Task]:
@@ -146,3 +146,23 @@ def in_memory_task_failed(job: InMemoryTask, exc: BaseException) -> TaskResult:
     """`task_failed` for an in-memory task; its hand-over files, which no worker will read, are deleted"""
     _delete_files(job)
     return task_failed(job.task, exc)
+
+
+# ---------------------------------------------------------------------------------------------------
+# both kinds in one run (`render` with split layers read once: `pattern_lens._pipeline.handover`)
+
+
+def split_job(job: Task | InMemoryTask) -> list[Task | InMemoryTask]:
+    """`split_task` or `split_in_memory_task` by the job's kind; a batch of a layer `render` read
+    for it falls back to its `.npz`, split like any task (its hand-over file is deleted)"""
+    if not isinstance(job, InMemoryTask):
+        return split_task(job)
+    if job.from_npz:
+        _delete_files(job)
+        return split_task(job.task)
+    return split_in_memory_task(job)
+
+
+def job_failed(job: Task | InMemoryTask, exc: BaseException) -> TaskResult:
+    """`task_failed` or `in_memory_task_failed` by the job's kind"""
+    return in_memory_task_failed(job, exc) if isinstance(job, InMemoryTask) else task_failed(job, exc)

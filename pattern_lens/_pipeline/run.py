@@ -23,13 +23,15 @@ from tqdm import tqdm
 from pattern_lens._errors import PatternLensError, RunInterrupted
 from pattern_lens._pipeline.backends import parallel_session, run_all
 from pattern_lens._pipeline.outputs import check_output_names
-from pattern_lens._pipeline.recovery import split_task, task_failed
+from pattern_lens._pipeline import handover
+from pattern_lens._pipeline.handover import share_split_layers, spill_folder
+from pattern_lens._pipeline.recovery import job_failed, split_job
 from pattern_lens._pipeline.planner import PromptWork, TaskPlanner
 from pattern_lens._pipeline.prestart import wait_prestarted
 from pattern_lens._pipeline.summaries import PromptStatsWriter, SummarySpec
 from pattern_lens._pipeline.summary import RenderSummary
 from pattern_lens._pipeline.transfer import FigureFuncs
-from pattern_lens._pipeline.worker import Task, run_task
+from pattern_lens._pipeline.worker import InMemoryTask, Task, run_job
 from pattern_lens.profile import EXPORT_PROFILES
 
 __all__ = ["render_prompts", "stop_on_signals", "prior_knows", "SMALL_RUN_SECONDS"]
@@ -141,7 +143,7 @@ def render_prompts(
     summary = summary if summary is not None else RenderSummary()
     summary.figure_funcs = names
     summary.profile = profile
-    with parallel_session(n_jobs, backend, scheduler) as session:
+    with parallel_session(n_jobs, backend, scheduler) as session, contextlib.ExitStack() as stack:
         if not session.in_process:
             funcs.blob()  # fail now, with advice, if a function cannot travel to the workers
         planner = TaskPlanner(prompts, layers, heads, len(funcs), session.n_workers, profile)
@@ -165,13 +167,19 @@ def render_prompts(
                 session.in_process and threading.current_thread() is not threading.main_thread())):
             warnings.warn(f"timeout={timeout} is not enforced on {session.backend_name} workers (it needs "
                           "SIGALRM in a process's main thread)", stacklevel=2)
+        jobs: Iterator[Task | InMemoryTask] = iter(tasks)
+        read_here = [0.0]
+        if planner.split_parts >= handover.SHARE_MIN_BATCHES and not session.in_process and session.backend_name != "dask":
+            # a layer split into batches is read once, here, for all of them (`handover`)
+            jobs = share_split_layers(tasks, spill_folder(stack), read_here)
+            stack.callback(jobs.close)  # before the folder goes (callbacks run last in, first out)
         wait_prestarted()  # the pool the CLI started early: warm by now, or soon
         with tqdm(
             total=total, unit="head", desc=desc or None, disable=not progress, file=sys.stderr,
             dynamic_ncols=True, smoothing=0.1,
         ) as bar:
             try:
-                with contextlib.closing(run_all(session, run_task, tasks, on_error=task_failed, split=split_task)) as results:
+                with contextlib.closing(run_all(session, run_job, jobs, on_error=job_failed, split=split_job)) as results:
                     for res in results:
                         summary.merge(res)
                         if stats_writer is not None:
@@ -183,4 +191,5 @@ def render_prompts(
                 if stats_writer is not None:
                     stats_writer.close()  # each prompt's file once all its heads are back, atomically
                 summary.elapsed += time.perf_counter() - t0
+                summary.read_seconds += read_here[0]
     return summary

@@ -13,21 +13,17 @@ workers fall behind. The files are those `activations` -> `.npz` -> `render` wri
 Faults as in `render` (`pattern_lens._pipeline.run`): a task that raises or kills its worker is split
 into heads and reported (`recovery.split_in_memory_task`); Ctrl-C / SIGTERM stop the forward pass
 and the workers, write the index files and raise `RunInterrupted` with one line. The hand-over
-folder is `pattern_lens_stream_<pid>@<host>_<random>`: a later run deletes those of processes that
-are gone (a SIGKILLed run cannot delete its own).
+folder (`pattern_lens._pipeline.handover`) is named with the run's pid and host: a later run deletes
+those of processes that are gone (a SIGKILLed run cannot delete its own).
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import queue
-import re
-import shutil
 import sys
 import threading
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,9 +34,9 @@ import numpy as np
 from tqdm import tqdm
 
 from pattern_lens._errors import RunInterrupted
-from pattern_lens._layout import ACTIVATIONS_FILE, head_dir, layer_key, prompt_dir as _prompt_dir, this_host
-from pattern_lens._pipeline.atomic import STALE_TEMP_SECONDS, owner_gone
+from pattern_lens._layout import ACTIVATIONS_FILE, head_dir, layer_key, prompt_dir as _prompt_dir
 from pattern_lens._pipeline.backends import parallel_session, run_all
+from pattern_lens._pipeline.handover import spill_folder
 from pattern_lens._pipeline.inputs import check_layers, load_model_cfg, model_folder
 from pattern_lens._pipeline.outputs import list_head_dir, pending_funcs
 from pattern_lens._pipeline.planner import PromptWork, TaskPlanner
@@ -60,57 +56,6 @@ DEFAULT_BATCH_SIZE: int = 8
 "prompts per forward pass of `run` (a batch's layer is `batch x n_heads x n_ctx^2` floats inside the model)"
 
 _DONE = object()
-
-
-def _spill_root() -> str | None:
-    """where layers handed to worker processes are written: /dev/shm (RAM) when there is one, else the temp folder"""
-    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-
-
-SPILL_PREFIX: str = "pattern_lens_stream_"
-"start of a run's hand-over folder's name: `pattern_lens_stream_<pid>@<host>_<random>`"
-
-_SPILL_OWNER: re.Pattern = re.compile(rf"^{SPILL_PREFIX}(\d+)@([A-Za-z0-9-]*)_")
-
-
-def _spill_stale(entry: os.DirEntry) -> bool:
-    m = _SPILL_OWNER.match(entry.name)
-    if m is not None:
-        return owner_gone(int(m.group(1)), m.group(2))
-    try:  # an older version's folder, without its owner in the name: the age rule of temporary files
-        return time.time() - entry.stat(follow_symlinks=False).st_mtime > STALE_TEMP_SECONDS
-    except OSError:
-        return False
-
-
-def remove_stale_spill_folders(root: str | None) -> list[str]:
-    """delete the hand-over folders in `root` (`None`: the temporary folder) of runs that are gone
-
-    A run deletes its own folder when it ends, but a SIGKILLed one cannot: its layers (in RAM, in
-    /dev/shm) would stay until a reboot. Another live run's folder, or another machine's, is kept.
-
-    # Returns:
-     - `list[str]` the folders deleted
-    """
-    removed: list[str] = []
-    try:
-        entries = [e for e in os.scandir(root or tempfile.gettempdir()) if e.name.startswith(SPILL_PREFIX)]
-    except OSError:
-        return removed
-    for entry in entries:
-        if entry.is_dir(follow_symlinks=False) and _spill_stale(entry):
-            shutil.rmtree(entry.path, ignore_errors=True)
-            removed.append(entry.path)
-    return removed
-
-
-def _spill_folder(stack: contextlib.ExitStack) -> str:
-    """this run's hand-over folder, named with its pid and host and removed when `stack` closes; the
-    folders of runs that are gone are deleted first"""
-    root = _spill_root()
-    remove_stale_spill_folders(root)
-    prefix = f"{SPILL_PREFIX}{os.getpid()}@{this_host()}_"
-    return stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix, dir=root))
 
 
 class _Stopped(Exception):
@@ -320,7 +265,7 @@ def run_main(
             # one) that they memory-map and delete once rendered, so only the layers in flight take
             # space; threads get the array itself, and a dask cluster the array by value
             spill_dir = (
-                _spill_folder(stack) if not session.in_process and session.backend_name != "dask" else None
+                spill_folder(stack) if not session.in_process and session.backend_name != "dask" else None
             )
             spill_ids = itertools.count()
             handoff: queue.Queue = queue.Queue(maxsize=max_queued_layers or max(2, session.n_workers))

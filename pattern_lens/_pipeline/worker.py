@@ -31,7 +31,7 @@ from pattern_lens._pipeline.transfer import FigureFuncs
 from pattern_lens._system import peak_rss_bytes
 from pattern_lens.profile import export_profile
 
-__all__ = ["Task", "run_task", "InMemoryTask", "run_in_memory_task"]
+__all__ = ["Task", "run_task", "InMemoryTask", "run_in_memory_task", "run_job"]
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def _render_item(
         return
     try:
         patterns = acts.read_layer(layer)
-        bad: dict[int, int] = nonfinite_heads(patterns)
+        bad: dict[int, int] = nonfinite_heads(patterns, [h for h, *_ in todo])
     except ActivationsError as e:
         res.add_input_error(str(e), len(todo))
         return
@@ -180,6 +180,8 @@ class InMemoryTask:
 
     task: Task
     patterns: tuple[np.ndarray | str, ...]
+    from_npz: bool = False
+    "the task's `.npz` holds the same layers (`render` read them once for several batches): a task that fails can fall back to it"
 
 
 def run_in_memory_task(job: InMemoryTask) -> TaskResult:
@@ -201,3 +203,9 @@ def run_in_memory_task(job: InMemoryTask) -> TaskResult:
     res.peak_rss = peak_rss_bytes()
     res.task_seconds = time.perf_counter() - t0
     return res
+
+
+def run_job(job: Task | InMemoryTask) -> TaskResult:
+    """`run_task` or `run_in_memory_task`, by the job's kind: `render` hands out both when it reads
+    split layers once for all their batches (`pattern_lens._pipeline.handover`)"""
+    return run_in_memory_task(job) if isinstance(job, InMemoryTask) else run_task(job)

@@ -1,0 +1,220 @@
+"""handing layers to worker processes as files in RAM: streamed layers (`run`), and split layers read once
+
+A layer reaches a worker process as a `.npy` file in the run's hand-over folder (in /dev/shm, which
+is RAM, where there is one), which the worker memory-maps and deletes once rendered
+(`worker.run_in_memory_task`); only the layers in flight take space.
+
+- `pattern-lens run` hands over every layer the forward pass computes (`pattern_lens._pipeline.stream`).
+- `render` hands over the layers the planner splits into `SHARE_MIN_BATCHES` or more batches of
+  heads (one prompt on many cores, or one long-context layer): `share_split_layers` reads such a
+  layer once, here, in a
+  thread (libdeflate releases the GIL) a layer or two ahead of the workers, and gives each batch a
+  hard link of its own to the same file. Before, every batch inflated the whole layer again: one
+  read per batch, and a copy of the layer in every worker's memory; now one read, and one copy in
+  RAM that the workers' mappings share. A layer that cannot be read here, or a folder that cannot
+  hold it, leaves its batches as they were: the workers read the layer themselves and report what
+  is wrong with it as before.
+
+The folder is `pattern_lens_layers_<pid>@<host>_<random>`, removed when the run ends; a SIGKILLed
+run cannot remove its own, so each run first deletes those of processes that are gone.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import itertools
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from pattern_lens._layout import ACTIVATIONS_FILE, PREVIEW_FILE, head_dir, this_host
+from pattern_lens._pipeline.atomic import STALE_TEMP_SECONDS, owner_gone
+from pattern_lens._pipeline.npz import ActivationsFile
+from pattern_lens._pipeline.outputs import is_complete, list_head_dir
+from pattern_lens._pipeline.worker import InMemoryTask, Task
+
+__all__ = [
+    "SPILL_PREFIX",
+    "spill_root",
+    "spill_folder",
+    "remove_stale_spill_folders",
+    "save_layer",
+    "share_split_layers",
+    "SHARE_MIN_BATCHES",
+]
+
+SPILL_PREFIX: str = "pattern_lens_layers_"
+"start of a run's hand-over folder's name: `pattern_lens_layers_<pid>@<host>_<random>`"
+
+_SPILL_OWNER: re.Pattern = re.compile(rf"^{SPILL_PREFIX}(\d+)@([A-Za-z0-9-]*)_")
+
+LOOKAHEAD: int = 2
+"split layers read ahead of the batch being handed out: one being rendered while the next is read"
+
+SHARE_MIN_BATCHES: int = 3
+"""the fewest batches of a layer that `render` reads once for all of them (`run.render_prompts`).
+Reading here costs a write into /dev/shm and makes the workers wait for the read, where batches
+reading the layer themselves read it at the same time: measured on 2 cores (one layer of 8 heads at
+n_ctx 4096, fast, 2 batches), 2 jobs ran at 0.71x one job's speed sharing the layer, about 1x each
+reading it. From 3 batches up, the reads saved (and the copies of the layer in RAM: 16 workers on
+a 2 GiB layer held 32 GiB) outweigh the write."""
+
+
+def spill_root() -> str | None:
+    """where layers handed to worker processes are written: /dev/shm (RAM) when there is one, else the temp folder"""
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
+def _spill_stale(entry: os.DirEntry) -> bool:
+    m = _SPILL_OWNER.match(entry.name)
+    if m is not None:
+        return owner_gone(int(m.group(1)), m.group(2))
+    try:  # an older version's folder, without its owner in the name: the age rule of temporary files
+        return time.time() - entry.stat(follow_symlinks=False).st_mtime > STALE_TEMP_SECONDS
+    except OSError:
+        return False
+
+
+def remove_stale_spill_folders(root: str | None) -> list[str]:
+    """delete the hand-over folders in `root` (`None`: the temporary folder) of runs that are gone
+
+    A run deletes its own folder when it ends, but a SIGKILLed one cannot: its layers (in RAM, in
+    /dev/shm) would stay until a reboot. Another live run's folder, or another machine's, is kept.
+
+    # Returns:
+     - `list[str]` the folders deleted
+    """
+    removed: list[str] = []
+    try:
+        entries = [e for e in os.scandir(root or tempfile.gettempdir()) if e.name.startswith(SPILL_PREFIX)]
+    except OSError:
+        return removed
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False) and _spill_stale(entry):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.path)
+    return removed
+
+
+def spill_folder(stack: contextlib.ExitStack) -> str:
+    """this run's hand-over folder, named with its pid and host and removed when `stack` closes; the
+    folders of runs that are gone are deleted first"""
+    root = spill_root()
+    remove_stale_spill_folders(root)
+    prefix = f"{SPILL_PREFIX}{os.getpid()}@{this_host()}_"
+    return stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix, dir=root))
+
+
+_names = itertools.count()
+_names_lock = threading.Lock()
+
+
+def save_layer(folder: str, patterns: np.ndarray) -> str:
+    """write one layer into the hand-over folder; returns its path (`OSError`, e.g. a full /dev/shm,
+    leaves no partial file)"""
+    with _names_lock:
+        path = os.path.join(folder, f"{next(_names)}.npy")
+    try:
+        np.save(path, patterns)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    return path
+
+
+def _links(path: str, n: int) -> list[str]:
+    """`n` names of their own for the file at `path` (hard links: no bytes copied), which loses its
+    own name: each worker deletes its name when done, and the last one frees the file"""
+    names = [f"{path[:-4]}.{k}.npy" for k in range(n)]
+    made: list[str] = []
+    try:
+        for name in names:
+            os.link(path, name)
+            made.append(name)
+    except OSError:
+        for name in made:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+        raise
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    return names
+
+
+def _layer_has_work(group: list[Task]) -> bool:
+    """whether a head of these batches may need the layer (by file names only, nothing deleted: the
+    worker checks each output properly; a layer that turns out to be needed after all is read there)"""
+    for task in group:
+        for prompt_dir, layer, heads in task.items:
+            for h in heads:
+                listing = list_head_dir(head_dir(prompt_dir, layer, h), clean_temp=False)
+                if task.force or not all(is_complete(f, listing) for f in task.funcs):
+                    return True
+                if task.summaries is not None and PREVIEW_FILE not in listing:
+                    return True
+    return False
+
+
+def _read_to_file(task: Task, folder: str, read_seconds: list[float]) -> str:
+    prompt_dir, layer, _ = task.items[0]
+    t0 = time.perf_counter()
+    with ActivationsFile(Path(prompt_dir) / ACTIVATIONS_FILE, n_heads=task.n_heads) as acts:
+        patterns = acts.read_layer(layer)
+    path = save_layer(folder, patterns)
+    read_seconds[0] += time.perf_counter() - t0
+    return path
+
+
+def _handed(group: list[Task], future: Future | None) -> list[Task | InMemoryTask]:
+    if future is None:
+        return list(group)
+    try:
+        links = _links(future.result(), len(group))
+        return [InMemoryTask(task, (link,), from_npz=True) for task, link in zip(group, links, strict=True)]
+    except Exception:  # noqa: BLE001 -- unreadable here (bad input, a full folder): the workers read it and report it
+        return list(group)
+
+
+def share_split_layers(
+    tasks: Iterable[Task], folder: str, read_seconds: list[float] | None = None
+) -> Iterator[Task | InMemoryTask]:
+    """the planner's tasks, each layer split into batches read once here and handed to all its batches
+
+    # Parameters:
+     - `tasks : Iterable[Task]` batches of one layer each, the batches of a layer one after another
+       (what `TaskPlanner` yields when it splits layers)
+     - `folder : str` the run's hand-over folder (`spill_folder`)
+     - `read_seconds : list[float] | None` a one-element list the reading time is added to (defaults
+       to `None`: not counted)
+
+    # Returns:
+     - `Iterator[Task | InMemoryTask]` an `InMemoryTask` for each batch of a layer read here, the
+       `Task` itself where the layer is not needed (resumed) or could not be read here
+    """
+    seconds = read_seconds if read_seconds is not None else [0.0]
+    ahead: collections.deque[tuple[list[Task], Future | None]] = collections.deque()
+    with ThreadPoolExecutor(max_workers=LOOKAHEAD, thread_name_prefix="pattern_lens-read") as pool:
+        try:
+            for _, batches in itertools.groupby(tasks, key=lambda t: [(p, layer) for p, layer, _ in t.items]):
+                group = list(batches)
+                shared = len(group) > 1 and all(len(t.items) == 1 for t in group) and _layer_has_work(group)
+                ahead.append((group, pool.submit(_read_to_file, group[0], folder, seconds) if shared else None))
+                if len(ahead) > LOOKAHEAD:
+                    yield from _handed(*ahead.popleft())
+            while ahead:
+                yield from _handed(*ahead.popleft())
+        finally:
+            for _, future in ahead:  # stopped early: nothing reads these layers now (the folder goes too)
+                if future is not None:
+                    future.cancel()
