@@ -26,8 +26,9 @@ import numpy as np
 from pattern_lens._export.preview import preview_png
 from pattern_lens._layout import HEAD_STATS_FILE, PREVIEW_FILE, PROMPTS_INDEX, prompt_dir
 from pattern_lens._pipeline.atomic import atomic_write_bytes
-from pattern_lens._pipeline.indexes import sanitize_model_name
-from pattern_lens._pipeline.inputs import read_prompt_index
+from pattern_lens._errors import InputError
+from pattern_lens._pipeline.indexes import find_model_dir
+from pattern_lens._pipeline.inputs import models_present, read_prompt_index
 from pattern_lens._pipeline.stats import LOCAL_WINDOW, PREVIEW_SIZE, STATISTICS, summarize_head
 from pattern_lens._pipeline.summaries import read_head_stats_file
 from pattern_lens.consts import DATA_DIR
@@ -95,7 +96,11 @@ preview.figure_save_fmt = "png"  # type: ignore[attr-defined]
 
 
 def _model_dir(model_name: str, save_path: Path | str) -> Path:
-    return Path(save_path) / sanitize_model_name(model_name)
+    """the model's folder (older releases' names found too); `InputError` listing the models present when absent"""
+    model_dir = find_model_dir(save_path, model_name)
+    if not model_dir.is_dir():
+        raise InputError(f"model {model_name!r} not found: no folder {model_dir}; {models_present(Path(save_path))}")
+    return model_dir
 
 
 def load_head_stats(
@@ -114,7 +119,8 @@ def load_head_stats(
        without a `head_stats.json` are absent.
 
     # Raises:
-     - `InputError` when `prompts.jsonl` is missing or unreadable
+     - `InputError` when the model folder is absent (the message lists the models present), or its
+       `prompts.jsonl` is missing or unreadable
     """
     model_dir = _model_dir(model_name, save_path)
     prompts = [p for p in read_prompt_index(model_dir / PROMPTS_INDEX) if isinstance(p, dict)]  # bad lines: render reports them

@@ -118,7 +118,7 @@ def test_summaries_only_and_no_summaries(tmp_path):
     no_stats = _cli("stats", "-m", other.name, "-s", str(tmp_path / "off"))
     assert no_stats.returncode == 1 and "no head statistics" in no_stats.stderr and "--summaries-only" in no_stats.stderr
     missing = _cli("stats", "-m", "nope", "-s", str(tmp_path / "off"))
-    assert missing.returncode == 1 and "prompt index not found" in missing.stderr
+    assert missing.returncode == 1 and "model 'nope' not found" in missing.stderr and f"models under {tmp_path / 'off'}: {other.name}" in missing.stderr
 
 
 def test_runs_over_different_layers_merge_into_the_same_file(tmp_path):

@@ -27,6 +27,7 @@ from pattern_lens._pipeline.planner import PromptWork
 from pattern_lens._pipeline.summary import RenderSummary
 
 __all__ = [
+    "models_present",
     "HTConfigMock",
     "load_model_cfg",
     "prompt_work",
@@ -68,7 +69,7 @@ class HTConfigMock:
         return cls(**data)
 
 
-def _models_present(save_path: Path) -> str:
+def models_present(save_path: Path) -> str:
     """which models `save_path` holds (folders with a `model_cfg.json`), for an unknown-model error"""
     try:
         models = sorted(p.name for p in save_path.iterdir() if (p / MODEL_CFG_FILE).is_file())
@@ -90,7 +91,7 @@ def load_model_cfg(model_dir: Path | str) -> HTConfigMock:
     except FileNotFoundError:
         raise InputError(
             f"model config not found: {path} (expected <save_path>/<model>/model_cfg.json with "
-            f"n_layers, n_heads, model_name); {_models_present(path.parent.parent)}"
+            f"n_layers, n_heads, model_name); {models_present(path.parent.parent)}"
         ) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InputError(f"cannot read model config {path}: {e}") from e
