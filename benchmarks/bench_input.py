@@ -116,6 +116,7 @@ def main(argv=None) -> int:
     p.add_argument("--ref-python", type=Path, default=None, help="python of a venv with pattern-lens 0.6.0 (reference rows)")
     p.add_argument("--only-ref", action="store_true", help="only the reference rows")
     p.add_argument("--only-cold", action="store_true", help="only the cold CLI rows and the warm one-prompt rows they are compared with")
+    p.add_argument("--only-long", action="store_true", help="only the one-layer long-context rows")
     p.add_argument("--child", type=str, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
@@ -176,6 +177,11 @@ def main(argv=None) -> int:
                       f"  (cpu {cpu:6.2f} s, {ref_cpu / cpu:5.2f}x)", flush=True)
         if args.only_ref:
             return 0
+    if args.only_long:
+        for profile in ("fast", "exact"):
+            for jobs in (1, 2):
+                warm(f"warm {profile} {jobs} job(s), 1 layer x 8 heads ctx{args.long_ctx}", "long", profile, jobs)
+        return 0
     for profile in ("fast", "exact"):
         for jobs in (2, 1):
             if not args.only_cold:

@@ -37,6 +37,8 @@ HEAD_STAT_NAMES: tuple[str, ...] = (
 )
 "the order of the values `head_summary` writes into `stats`"
 
+_NEG_ZERO = np.int32(-0x80000000)  # the bits of -0.0 as int32
+
 _F32 = np.float32
 _LN2 = _F32(0.6931471805599453)
 _SQRT2 = _F32(1.4142135623730951)
@@ -69,15 +71,17 @@ def _bits_row(bits, hi, expo, mant_bits):
 
     Returns `(smallest bits, largest bits, subnormal count)`: for values >= 0 the int32 bit patterns
     order like the values (an integer min/max vectorises; a float one does not without `nnan`); a
-    negative value gives a negative minimum, NaN a maximum above inf's `0x7F800000`. A subnormal's
-    exponent field is wrong for the log: a row with any takes the exact path.
+    negative value (not -0.0, which counts as 0) gives a negative minimum, NaN a maximum above inf's
+    `0x7F800000` (a negative NaN, a negative minimum). A subnormal's exponent field is wrong for the
+    log: a row with any takes the exact path.
     """
     bmin = np.int32(0x7FFFFFFF)
     bmax = np.int32(-0x80000000)
     n_sub = 0
     for j in range(hi):
         b = bits[j]
-        bmin = min(bmin, b)
+        # -0.0 has the smallest bits of all (0x80000000): taken as +0.0, or it would hide a negative value
+        bmin = min(bmin, b if b != _NEG_ZERO else np.int32(0))
         bmax = max(bmax, b)
         n_sub += (b > 0) & (b < 0x00800000)
         expo[j] = _F32((b >> 23) - 127)

@@ -42,6 +42,7 @@ from pattern_lens._layout import ACTIVATIONS_FILE, layer_key, prompt_dir as _pro
 from pattern_lens._pipeline.indexes import write_models_jsonl, write_prompts_jsonl
 from pattern_lens._pipeline.inputs import model_folder
 from pattern_lens.consts import ATTN_PATTERN_REGEX, DATA_DIR
+from pattern_lens.cli import positive_int
 from pattern_lens.load_activations import (
     ActivationsMissingError,
     activations_exist,
@@ -481,17 +482,6 @@ def _compress_level(text: str) -> int:
     return value
 
 
-def _positive_int(text: str) -> int:
-    """argparse type of `--batch-size`: 0 or less would make no batches (a raw ValueError later)"""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
 def add_arguments(p: argparse.ArgumentParser, batch_size: int = 32) -> None:
     """the reference's options of `python -m pattern_lens.activations` (also `pattern-lens activations`)"""
     p.add_argument("--model", "-m", type=str, required=True, help="model name(s) or folder(s), comma separated without spaces")
@@ -503,7 +493,7 @@ def add_arguments(p: argparse.ArgumentParser, batch_size: int = 32) -> None:
     p.add_argument("--min-chars", type=int, default=100, help="with --raw-prompts: drop shorter texts (default: 100)")
     p.add_argument("--max-chars", type=int, default=1000, help="with --raw-prompts: cut longer texts (default: 1000)")
     p.add_argument("--n-samples", "-n", type=int, default=None, help="only the first N prompts (default: all)")
-    p.add_argument("--batch-size", "-b", type=_positive_int, default=batch_size, help=f"prompts per forward pass (default: {batch_size})")
+    p.add_argument("--batch-size", "-b", type=positive_int, default=batch_size, help=f"prompts per forward pass (default: {batch_size})")
     p.add_argument("--device", type=str, default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--raw-prompts", "-r", action="store_true", help="cut the prompts to --min-chars..--max-chars")
     p.add_argument("--shuffle", action="store_true", help="shuffle the prompts")

@@ -27,7 +27,7 @@ from pathlib import Path
 from pattern_lens._errors import PatternLensError, RunInterrupted
 from pattern_lens.profile import EXPORT_PROFILES
 
-__all__ = ["main", "render_main", "command_main", "build_parser", "COMMANDS", "Command", "parse_index_list", "parse_bool"]
+__all__ = ["main", "render_main", "command_main", "build_parser", "COMMANDS", "Command", "parse_index_list", "parse_bool", "positive_int"]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -76,13 +76,14 @@ def _int_arg(text: str, valid: Callable[[int], bool], expected: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
     if not valid(value):
         raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
     return value
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (`ArgumentTypeError` naming the value otherwise)"""
     return _int_arg(text, lambda v: v >= 1, "a positive integer")
 
 
@@ -130,7 +131,7 @@ def _add_selection_arguments(p: argparse.ArgumentParser) -> None:
         help="skip the head summaries (statistics in prompts/<hash>/head_stats.json, L*/H*/preview.png)",
     )
     p.add_argument("--summaries-only", action="store_true", help="only the head summaries, no figures (a quick look at a huge run)")
-    p.add_argument("--preview-size", type=_positive_int, default=64, metavar="S", help="largest preview side, pixels (default: 64)")
+    p.add_argument("--preview-size", type=positive_int, default=64, metavar="S", help="largest preview side, pixels (default: 64)")
     p.add_argument(
         "--import", dest="imports", action="append", default=[], metavar="MODULE",
         help="import MODULE first (repeatable): a module registering figure functions, looked up in the "
@@ -160,8 +161,10 @@ def _search_current_folder(names: Sequence[str]) -> None:
     The console script, unlike `python -m`, does not. Worker processes get the parent's `sys.path`
     as it is when they start (loky, multiprocessing): so this comes before any worker is started.
     """
+    if not names:
+        return
     cwd = os.getcwd()
-    if names and not any(p in ("", cwd) or (p and os.path.abspath(p) == cwd) for p in sys.path):
+    if not any(p in ("", cwd) or (p and os.path.abspath(p) == cwd) for p in sys.path):
         sys.path.insert(0, cwd)
 
 
@@ -192,7 +195,7 @@ def add_render_arguments(p: argparse.ArgumentParser) -> None:
     from pattern_lens.consts import DATA_DIR
 
     p.add_argument("--save-path", "-s", type=str, default=DATA_DIR, help=f"root folder (default: {DATA_DIR})")
-    p.add_argument("--n-samples", "-n", type=_positive_int, default=None, help="only the first N prompts (default: all)")
+    p.add_argument("--n-samples", "-n", type=positive_int, default=None, help="only the first N prompts (default: all)")
     _add_selection_arguments(p)
     _add_execution_arguments(p)
     _add_gallery_argument(p)
@@ -296,10 +299,10 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
             f"{k} {s.n_layers}x{s.n_heads} ctx {s.n_ctx}" for k, s in SHAPES.items()
         ) + ")",
     )
-    p.add_argument("--n-layers", type=_positive_int, default=None, help="override the shape's layers")
-    p.add_argument("--n-heads", type=_positive_int, default=None, help="override the shape's heads")
-    p.add_argument("--n-ctx", type=_positive_int, default=None, help="override the shape's context length")
-    p.add_argument("--n-prompts", type=_positive_int, default=2, help="prompts (default: 2)")
+    p.add_argument("--n-layers", type=positive_int, default=None, help="override the shape's layers")
+    p.add_argument("--n-heads", type=positive_int, default=None, help="override the shape's heads")
+    p.add_argument("--n-ctx", type=positive_int, default=None, help="override the shape's context length")
+    p.add_argument("--n-prompts", type=positive_int, default=2, help="prompts (default: 2)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     _add_selection_arguments(p)
     _add_execution_arguments(p)
@@ -399,12 +402,12 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
     from pattern_lens.bench import FORMATS, METHODS, BenchConfig
 
     jobs = ",".join(map(str, BenchConfig().jobs))
-    p.add_argument("--n-ctx", type=_list_of(_positive_int, "positive integers like 128,512"), default=None, help="comma-separated context lengths (default: 128,512,1024,2048)")
-    p.add_argument("--jobs", type=_list_of(_positive_int, "positive integers like 1,4"), default=None, help=f"comma-separated job counts (default: {jobs})")
+    p.add_argument("--n-ctx", type=_list_of(positive_int, "positive integers like 128,512"), default=None, help="comma-separated context lengths (default: 128,512,1024,2048)")
+    p.add_argument("--jobs", type=_list_of(positive_int, "positive integers like 1,4"), default=None, help=f"comma-separated job counts (default: {jobs})")
     p.add_argument("--formats", type=_list_of(_one_of(FORMATS), "formats from png,svg,svgz"), default=None, help="comma-separated, of png,svg,svgz (default: png,svgz)")
     p.add_argument("--methods", type=_list_of(_one_of(METHODS), "methods from reference,exact,fast"), default=None, help="comma-separated, of reference,exact,fast (default: all)")
-    p.add_argument("--repeat", type=_positive_int, default=None, help="timed rounds per configuration, median counts (default: 3)")
-    p.add_argument("--heads", type=_positive_int, default=None, help="distinct synthetic heads per n_ctx (default: 8)")
+    p.add_argument("--repeat", type=positive_int, default=None, help="timed rounds per configuration, median counts (default: 3)")
+    p.add_argument("--heads", type=positive_int, default=None, help="distinct synthetic heads per n_ctx (default: 8)")
     p.add_argument("--backend", default=None, help="joblib backend for jobs > 1 (default: joblib's, or joblib.parallel_config's)")
     p.add_argument("--quick", action="store_true", help="a small run: n_ctx 128,512, png, 2 rounds (options given explicitly still apply); about 6 s on 2 cores")
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results as JSON")
@@ -635,6 +638,12 @@ def _run(run: Callable[[], int]) -> int:
         return 130
     finally:
         sys.unraisablehook = previous_hook
+        while _resent:
+            _resent.pop().cancel()
+
+
+_resent: list[threading.Timer] = []
+"Ctrl-Cs `_unraisable` is about to send again: cancelled when the command has ended (nothing to stop then)"
 
 
 def _unraisable(previous: Callable, unraisable: Any) -> None:
@@ -653,6 +662,7 @@ def _unraisable(previous: Callable, unraisable: Any) -> None:
         # not from here: any signal raised now is handled (and swallowed) before this hook returns
         again = threading.Timer(0.01, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
         again.daemon = True
+        _resent.append(again)
         again.start()
         return
     previous(unraisable)

@@ -32,6 +32,7 @@ from pattern_lens._pipeline.inputs import models_present, read_prompt_index
 from pattern_lens._pipeline.stats import LOCAL_WINDOW, PREVIEW_SIZE, STATISTICS, summarize_head
 from pattern_lens._pipeline.summaries import read_head_stats_file
 from pattern_lens.consts import DATA_DIR
+from pattern_lens.cli import positive_int
 
 __all__ = [
     "STATISTICS",
@@ -134,8 +135,25 @@ def load_head_stats(
         data = read_head_stats_file(prompt_dir(model_dir, h) / HEAD_STATS_FILE)
         if data is None:
             continue
-        rows.extend({"prompt": h, **row} for row in data["heads"] if isinstance(row, dict))
+        rows.extend({"prompt": h, **clean} for row in data["heads"] if (clean := _tidy_row(row)) is not None)
     return rows
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _tidy_row(row: object) -> dict | None:
+    """a file's row with int `layer` and `head`, every statistic a number or `None`; `None` for a row
+    without them (a file edited or written by something else must not stop a ranking)"""
+    if not isinstance(row, dict) or not (_is_int(row.get("layer")) and _is_int(row.get("head"))):
+        return None
+    tidy = dict(row)
+    for name in STATISTICS:
+        v = tidy.get(name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:  # v != v: NaN
+            tidy[name] = None
+    return tidy
 
 
 def rank_heads(
@@ -202,13 +220,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """the options of `pattern-lens stats`"""
     p.add_argument("--model", "-m", type=str, required=True, help="model name")
     p.add_argument("--save-path", "-s", type=str, default=DATA_DIR, help=f"root folder (default: {DATA_DIR})")
-    p.add_argument("--n-samples", "-n", type=int, default=None, help="only the first N prompts (default: all)")
+    p.add_argument("--n-samples", "-n", type=positive_int, default=None, help="only the first N prompts (default: all)")
     p.add_argument(
         "--stat", choices=list(STATISTICS), default=None,
         help="rank by this statistic (default: the top heads of every statistic)",
     )
     p.add_argument("--lowest", action="store_true", help="lowest first (default: highest first)")
-    p.add_argument("--top", type=int, default=None, help="heads to show (default: 20 with --stat, else 5 per statistic)")
+    p.add_argument("--top", type=positive_int, default=None, help="heads to show (default: 20 with --stat, else 5 per statistic)")
     p.add_argument("--json", action="store_true", help="print JSON (a list of rows) instead of a table")
 
 

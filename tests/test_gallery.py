@@ -1,6 +1,7 @@
 """the gallery's Python side: the index data it writes, the summaries adapter, the CLI entries"""
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -25,6 +26,8 @@ PREVIEW_FILE = "preview.png"
 def _data(path: Path, key: str) -> object:
     """what a generated script hands to the page under `key`"""
     text = path.read_text()
+    if text.startswith("/* pattern_lens "):  # a statistics script's stamp: which version wrote it
+        text = text.split("\n", 1)[1]
     prefix = f'(window.PL_DATA = window.PL_DATA || {{}})["{key}"] = '
     assert text.startswith(prefix) and text.endswith(";\n"), text[:200]
     return json.loads(text[len(prefix):-2])
@@ -231,3 +234,30 @@ def test_render_imports_no_server(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert result.stdout.strip().splitlines()[-1] == "0 []", result.stdout + result.stderr
     assert (tmp_path / GALLERY_INDEX).is_file()
+
+
+def test_statistics_scripts_are_rewritten_only_when_their_file_changed(tmp_path, monkeypatch):
+    """a render ends by refreshing the gallery: unchanged statistics files are not read again"""
+    import pattern_lens._view.gallery as gallery
+
+    model = write_synthetic_model(tmp_path, n_layers=1, n_heads=2, n_ctx=8, n_prompts=3, seed=1)
+    from pattern_lens.figures import figures_main
+
+    assert figures_main(model.name, tmp_path, None, False, "raw", n_jobs=1, progress=False, verbose=False).ok
+    write_gallery(tmp_path)
+    reads: list[str] = []
+    real = gallery.read_head_stats
+    monkeypatch.setattr(gallery, "read_head_stats", lambda d, *a: reads.append(Path(d).name) or real(d, *a))
+    write_gallery(tmp_path)
+    assert len(reads) == 1  # the model's first prompt, for the statistic names; the others are up to date
+    hashes = [json.loads(line)["hash"] for line in (model / "prompts.jsonl").read_text().splitlines()]
+    changed = model / "prompts" / hashes[2] / STATS_FILE
+    data = json.loads(changed.read_text())
+    data["heads"][0]["entropy"] = 0.5
+    changed.write_text(json.dumps(data))
+    os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))  # later than its script
+    reads.clear()
+    write_gallery(tmp_path)
+    assert sorted(reads) == sorted([hashes[0], hashes[2]])
+    script = tmp_path / "pattern_lens_gallery" / "data" / model.name / "stats" / f"{hashes[2]}.js"
+    assert _data(script, f"stats/{model.name}/{hashes[2]}")["values"]["entropy"][0][0] == 0.5

@@ -29,6 +29,8 @@ def patterns(draw):
         raw = np.divide(raw, sums, out=np.zeros_like(raw), where=sums > 0)  # rows summing to 1
     if n > 1 and draw(st.booleans()):
         raw[draw(st.integers(0, n - 1))] = 0.0  # an all-zero row
+    if draw(st.booleans()):
+        raw[zeros & draw(hnp.arrays(np.bool_, (n, n)))] = -0.0  # negative zeros: zero attention too
     return raw.astype(dtype), causal
 
 
@@ -99,6 +101,8 @@ def test_known_heads():
     "bad, message",
     [
         (np.array([[0.5, 0.5], [-0.1, 1.1]]), "negative"),
+        (np.array([[0.5, -0.25], [-0.0, 1.0]], np.float32), "negative"),  # -0.0 has the smallest bits of all
+        (np.array([[1.0, 0.0, 0.0], [-0.0, 1.0, 0.0], [-0.5, 0.5, 1.0]], np.float32), "negative"),
         (np.array([[0.5, 0.5], [np.nan, 1.0]]), "NaN or inf"),
         (np.array([[1.0, 0.0], [np.inf, 1.0]]), "NaN or inf"),
         (np.ones((2, 3)), "square"),

@@ -21,7 +21,10 @@ PREVIEW_CMAP: str = "Blues"
 
 
 def preview_png(
-    preview: np.ndarray, cmap: str | Colormap = PREVIEW_CMAP, text: tuple[str, str] | None = None
+    preview: np.ndarray,
+    cmap: str | Colormap = PREVIEW_CMAP,
+    text: tuple[str, str] | None = None,
+    clip_first_block: bool = False,
 ) -> bytes:
     """PNG bytes of a preview matrix, min-max normalised and coloured with `cmap`
 
@@ -29,9 +32,17 @@ def preview_png(
      - `preview : np.ndarray` 2D float matrix
      - `cmap : str | Colormap` (defaults to `PREVIEW_CMAP`, `"Blues"`)
      - `text : tuple[str, str] | None` `(keyword, text)` of a `tEXt` chunk to add (defaults to `None`: none)
+     - `clip_first_block : bool` colour block `(0, 0)` as at most the largest other block: in a
+       causal preview of a longer pattern it averages the few positions the first rows see (row 0
+       puts all its mass on one), about twice any other block, and would dim the whole picture
+       (defaults to `False`)
 
     # Returns:
      - `bytes` an indexed PNG (RGB where the colours do not fit a palette)
     """
+    if clip_first_block and preview.size > 1:
+        others = np.concatenate((preview[0, 1:], preview[1:].ravel()))
+        preview = preview.copy()
+        preview[0, 0] = min(preview[0, 0], others.max())
     png = fast_png(preview, _colormap.normalization(preview, normalize=True), cmap)
     return png if text is None else with_text(png, *text)

@@ -84,7 +84,7 @@ def resolve_device(device: Any = None) -> Any:
     raise TypeError(f"invalid device: {device!r} (expected a str or torch.device)")
 
 
-def move_to_device(module: Any, device: Any, name: str) -> None:
+def _move_to_device(module: Any, device: Any, name: str) -> None:
     """`module.to(device)`, a failure naming the model and the device
 
     torch raises `AssertionError` ("Torch not compiled with CUDA enabled") for cuda on a CPU build,
@@ -150,7 +150,7 @@ def load_model(model: Any, device: Any = None, model_name: str | None = None) ->
             else "not a local folder, and not found on the Hugging Face hub (or offline and not in the local cache)"
         )
         raise ModelLoadError(f"cannot load model {name_or_path!r} ({where}): {hint}; {type(e).__name__}: {e}") from e
-    move_to_device(hf_model, dev, name_or_path)
+    _move_to_device(hf_model, dev, name_or_path)
     try:
         return HFPatternModel(hf_model, tokenizer, name)
     except (AttributeError, TypeError, ValueError) as e:

@@ -84,7 +84,6 @@ def remove_stale_temp(path: Path | str) -> bool:
     return True
 
 
-
 def _umask() -> int:
     # the only portable way to read the umask is to set it; done once, at import (single-threaded)
     mask = os.umask(0)
@@ -137,8 +136,14 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
 def _atomic_write(path: Path | str, mode: str, data: bytes | str, **open_kw) -> None:
     # written through the descriptor mkstemp opened: creating a file is the expensive part of a small
     # write on these disks (~0.27 ms measured), so the temporary file is not opened a second time
-    with _temp_beside(Path(path)) as (fd, _), os.fdopen(fd, mode, **open_kw) as f:
-        f.write(data)
+    with _temp_beside(Path(path)) as (fd, _):
+        try:
+            f = os.fdopen(fd, mode, **open_kw)
+        except BaseException:
+            os.close(fd)
+            raise
+        with f:
+            f.write(data)
 
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:

@@ -368,18 +368,28 @@ def run_all(
         inflight: dict[int, T] = {}
         counter = itertools.count()
 
+        feed_error: list[BaseException] = []
+
         def feed() -> Iterator:
-            for t in tasks:
-                i = next(counter)
-                inflight[i] = t
-                yield joblib.delayed(guarded)(i, t)
+            try:
+                for t in tasks:
+                    i = next(counter)
+                    inflight[i] = t
+                    yield joblib.delayed(guarded)(i, t)
+            except BaseException as e:  # the caller's iterator failed: that error, not a dead pool
+                feed_error.append(e)
+                raise
 
         stream = _stream(session, feed(), parallel_kw)
         try:
             for i, r in stream:
                 yield from _settle(inflight.pop(i), r, alone, on_error, split)
+            if feed_error:
+                raise feed_error[0]
             return
         except BaseException as e:
+            if feed_error:  # joblib reports it as a task's failure: it is the tasks' own error
+                raise feed_error[0] from None
             if on_error is None or _must_propagate(e) or not isinstance(e, Exception):
                 raise
             # a worker died (or joblib could not move a task or result): the pool is gone, and with it
@@ -422,9 +432,10 @@ def _settle(task, outcome, alone: Callable, on_error, split) -> Iterator:
 
 
 def _split_up(task, failure: BaseException, alone: Callable, on_error, split) -> Iterator:
-    """`task` failed with `failure`: its parts one at a time, alone, down to what cannot be split"""
+    """`task` failed with `failure`: its parts one at a time, alone, down to what cannot be split
+    (a single part that is another task, e.g. a batch falling back to its `.npz`, runs alone too)"""
     parts = split(task) if split is not None else [task]
-    if len(parts) <= 1:
+    if not parts or (len(parts) == 1 and parts[0] is task):
         yield on_error(task, failure)
         return
     for part in parts:

@@ -11,12 +11,14 @@ is RAM, where there is one), which the worker memory-maps and deletes once rende
   thread (libdeflate releases the GIL) a layer or two ahead of the workers, and gives each batch a
   hard link of its own to the same file. Before, every batch inflated the whole layer again: one
   read per batch, and a copy of the layer in every worker's memory; now one read, and one copy in
-  RAM that the workers' mappings share. A layer that cannot be read here, or a folder that cannot
-  hold it, leaves its batches as they were: the workers read the layer themselves and report what
-  is wrong with it as before.
+  RAM that the workers' mappings share. A stored (`np.savez`) member is left to the workers, which
+  map their own heads' pages of it. A layer that cannot be read here, or a folder that cannot hold
+  it (after which no more layers are read here), leaves its batches as they were: the workers read
+  the layer themselves and report what is wrong with it as before.
 
 The folder is `pattern_lens_layers_<pid>@<host>_<random>`, removed when the run ends; a SIGKILLed
-run cannot remove its own, so each run first deletes those of processes that are gone.
+run cannot remove its own, so every `render` and `run` first deletes those of processes that are
+gone (`remove_stale_spill_folders`).
 """
 
 from __future__ import annotations
@@ -158,7 +160,10 @@ def _layer_has_work(group: list[Task]) -> bool:
     for task in group:
         for prompt_dir, layer, heads in task.items:
             for h in heads:
-                listing = list_head_dir(head_dir(prompt_dir, layer, h), clean_temp=False)
+                try:
+                    listing = list_head_dir(head_dir(prompt_dir, layer, h), clean_temp=False)
+                except (OSError, RuntimeError):  # not a folder, a link loop, no permission: the worker reports it
+                    return True
                 if task.force or not all(is_complete(f, listing) for f in task.funcs):
                     return True
                 if task.summaries is not None and PREVIEW_FILE not in listing:
@@ -166,21 +171,43 @@ def _layer_has_work(group: list[Task]) -> bool:
     return False
 
 
-def _read_to_file(task: Task, folder: str, read_seconds: list[float]) -> str:
-    prompt_dir, layer, _ = task.items[0]
-    t0 = time.perf_counter()
-    with ActivationsFile(Path(prompt_dir) / ACTIVATIONS_FILE, n_heads=task.n_heads) as acts:
-        patterns = acts.read_layer(layer)
-    path = save_layer(folder, patterns)
-    read_seconds[0] += time.perf_counter() - t0
-    return path
+class _Reader:
+    """reads split layers into the hand-over folder, from the reading threads"""
+
+    def __init__(self, folder: str, read_seconds: list[float]) -> None:
+        self.folder = folder
+        self.read_seconds = read_seconds
+        self.full = False  # a write failed (a small /dev/shm): reading the next layers here would be wasted
+        self._lock = threading.Lock()
+
+    def __call__(self, task: Task) -> str | None:
+        """the layer's file, or `None` when its batches are better off reading it themselves: a stored
+        member (each worker maps its own heads' pages of the `.npz`), or a folder that is full"""
+        if self.full:
+            return None
+        prompt_dir, layer, _ = task.items[0]
+        t0 = time.perf_counter()
+        with ActivationsFile(Path(prompt_dir) / ACTIVATIONS_FILE, n_heads=task.n_heads) as acts:
+            if acts.is_stored(layer):
+                return None
+            patterns = acts.read_layer(layer)
+        try:
+            path = save_layer(self.folder, patterns)
+        except OSError:
+            self.full = True
+            raise
+        finally:
+            with self._lock:
+                self.read_seconds[0] += time.perf_counter() - t0
+        return path
 
 
 def _handed(group: list[Task], future: Future | None) -> list[Task | InMemoryTask]:
-    if future is None:
-        return list(group)
     try:
-        links = _links(future.result(), len(group))
+        path = future.result() if future is not None else None
+        if path is None:
+            return list(group)
+        links = _links(path, len(group))
         return [InMemoryTask(task, (link,), from_npz=True) for task, link in zip(group, links, strict=True)]
     except Exception:  # noqa: BLE001 -- unreadable here (bad input, a full folder): the workers read it and report it
         return list(group)
@@ -202,14 +229,14 @@ def share_split_layers(
      - `Iterator[Task | InMemoryTask]` an `InMemoryTask` for each batch of a layer read here, the
        `Task` itself where the layer is not needed (resumed) or could not be read here
     """
-    seconds = read_seconds if read_seconds is not None else [0.0]
+    reader = _Reader(folder, read_seconds if read_seconds is not None else [0.0])
     ahead: collections.deque[tuple[list[Task], Future | None]] = collections.deque()
     with ThreadPoolExecutor(max_workers=LOOKAHEAD, thread_name_prefix="pattern_lens-read") as pool:
         try:
             for _, batches in itertools.groupby(tasks, key=lambda t: [(p, layer) for p, layer, _ in t.items]):
                 group = list(batches)
                 shared = len(group) > 1 and all(len(t.items) == 1 for t in group) and _layer_has_work(group)
-                ahead.append((group, pool.submit(_read_to_file, group[0], folder, seconds) if shared else None))
+                ahead.append((group, pool.submit(reader, group[0]) if shared else None))
                 if len(ahead) > LOOKAHEAD:
                     yield from _handed(*ahead.popleft())
             while ahead:

@@ -261,6 +261,12 @@ class ActivationsFile:
             arr = self._read_member(key, member)
         return arr[0]
 
+    def is_stored(self, layer: int) -> bool:
+        """whether the layer is a stored (not deflated) member that `read_layer` memory-maps
+        (`ActivationsError` when the key is absent)"""
+        member = self._member(layer_key(layer))
+        return member is not None and member.covered and member.method == zipdir.STORED
+
     def layer_shape(self, layer: int) -> tuple[int, ...]:
         """the shape a layer's header declares, read without its data (`ActivationsError` as `read_layer`)"""
         key: str = layer_key(layer)

@@ -116,8 +116,6 @@ def check_output_names(figure_funcs: Iterable[Callable]) -> None:
                 )
 
 
-
-
 def _gzip_problem(path: Path) -> str | None:
     d = zlib.decompressobj(wbits=31)  # gzip container: checks the trailer's CRC and size
     try:
@@ -240,15 +238,16 @@ def missing_outputs(func: Callable, save_dir: Path) -> str | None:
     Each declared output (`expected_outputs`) must be a complete file (`output_problem`; an `.svgz`
     only starts like gzip here: inflating every one just written would cost more than writing it,
     and a resume checks the whole stream); a function without `figure_save_fmt` must have left some
-    `<name>.*` file, the reference's rule. A broken output is deleted, so that it is not taken for a
-    figure (the viewer, a resume).
+    `<name>.*` file, the reference's rule (any such file, checked by name only: such a function may
+    write anything, an empty marker included). A broken declared output is deleted, so that it is not
+    taken for a figure (the viewer, a resume).
 
     # Returns:
      - `str | None` one line, e.g. `"did not write raw.png (missing)"`; `None` when complete
     """
     expected = expected_outputs(func)
     if expected is None:
-        if is_complete(func, list_head_dir(save_dir, clean_temp=False), save_dir):
+        if is_complete(func, list_head_dir(save_dir, clean_temp=False)):
             return None
         return f"did not write any {figure_func_name(func)}.* file"
     problems: list[str] = []

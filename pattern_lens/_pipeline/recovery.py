@@ -107,16 +107,21 @@ def _own_copy(path: str, head: int) -> str:
     try:
         os.link(path, part)
     except OSError:
-        shutil.copyfile(path, part)
+        try:
+            shutil.copyfile(path, part)
+        except OSError:  # no room for the copy: none of it is left behind
+            with contextlib.suppress(OSError):
+                os.unlink(part)
+            raise
     return part
 
 
 def split_in_memory_task(job: InMemoryTask) -> list[InMemoryTask]:
     """one in-memory task per head of `job` (`[job]` when it is one head, or cannot be split)
 
-    A worker deletes the hand-over file it was given once it has rendered from it, so each part gets
-    a file of its own (`_own_copy`), and `job`'s file, which no worker will read again, is deleted.
-    A task that raised has deleted its file already: it cannot be split, and is reported whole.
+    A worker deletes the hand-over file it was given once it has rendered from it (and keeps it when
+    the task failed), so each part gets a file of its own (`_own_copy`), and `job`'s file, which no
+    worker will read again, is deleted. A task whose file is gone cannot be split and is reported whole.
     """
     heads = [(item, patterns, h) for item, patterns in zip(job.task.items, job.patterns, strict=True) for h in item[2]]
     if len(heads) <= 1 or not all(os.path.isfile(p) for p in job.patterns if isinstance(p, str)):

@@ -175,7 +175,9 @@ def summarize_head(
         )
     return HeadSummary(
         stats=dict(zip(HEAD_STAT_NAMES, stats.tolist())),
-        preview=pattern if n <= preview_size else preview,
+        # the pattern itself (its own dtype: it colours into exactly the full image), unless it holds
+        # no floats (the image functions want numbers they can normalise)
+        preview=(pattern if pattern.dtype.kind == "f" else x) if n <= preview_size else preview,
         causal=bool(causal),
         n_ctx=n,
     )

@@ -20,7 +20,6 @@ those of processes that are gone (a SIGKILLed run cannot delete its own).
 from __future__ import annotations
 
 import contextlib
-import itertools
 import queue
 import sys
 import threading
@@ -36,7 +35,7 @@ from tqdm import tqdm
 from pattern_lens._errors import RunInterrupted
 from pattern_lens._layout import ACTIVATIONS_FILE, head_dir, layer_key, prompt_dir as _prompt_dir
 from pattern_lens._pipeline.backends import parallel_session, run_all
-from pattern_lens._pipeline.handover import spill_folder
+from pattern_lens._pipeline.handover import save_layer, spill_folder
 from pattern_lens._pipeline.inputs import check_layers, load_model_cfg, model_folder
 from pattern_lens._pipeline.outputs import list_head_dir, pending_funcs
 from pattern_lens._pipeline.planner import PromptWork, TaskPlanner
@@ -220,7 +219,11 @@ def run_main(
     dirs = {id(p): _prompt_dir(model_dir, p.prompt["hash"]) for p in prepared}
     for p in prepared:
         write_prompt_json(dirs[id(p)], p.prompt)
-    stats_writer = PromptStatsWriter(spec, (str(d) for d in dirs.values()), heads_per_prompt) if spec is not None else None
+    stats_writer = (
+        PromptStatsWriter(spec, (str(d) for d in dirs.values()), heads_per_prompt,
+                          on_error=lambda message: summary.add_input_error(message, 0))
+        if spec is not None else None
+    )
     if not force:  # resume: a prompt whose figures and summaries all exist needs no forward pass
         todo = []
         for p in prepared:
@@ -267,7 +270,6 @@ def run_main(
             spill_dir = (
                 spill_folder(stack) if not session.in_process and session.backend_name != "dask" else None
             )
-            spill_ids = itertools.count()
             handoff: queue.Queue = queue.Queue(maxsize=max_queued_layers or max(2, session.n_workers))
             t0 = time.perf_counter()
             forward_end = [t0]
@@ -311,8 +313,7 @@ def run_main(
                                 handed: np.ndarray | str = arr
                                 if spill_dir is not None:  # worker processes: a file they map and delete
                                     ts = time.perf_counter()
-                                    handed = str(Path(spill_dir) / f"{next(spill_ids)}.npy")
-                                    np.save(handed, arr)
+                                    handed = save_layer(spill_dir, arr)
                                     summary.spill_seconds += time.perf_counter() - ts
                                 put(InMemoryTask(task, (handed,)))
 

@@ -157,12 +157,14 @@ def format_head_stats(spec: SummarySpec, rows: Iterable[dict]) -> str:
 
 
 def read_head_stats_file(path: Path | str) -> dict | None:
-    """a prompt's `head_stats.json` as a dict, or `None` when missing, unreadable or not this format"""
+    """a prompt's `head_stats.json` as a dict, or `None` when missing, unreadable, or not this format and version"""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None
     if not isinstance(data, dict) or data.get("format") != HEAD_STATS_FORMAT or not isinstance(data.get("heads"), list):
+        return None
+    if data.get("version") != HEAD_STATS_VERSION:  # another version's fields may mean other things
         return None
     return data
 
@@ -258,7 +260,8 @@ def add_head(
     try:
         summary = summarize_head(pattern, spec.causal, spec.local_window, spec.preview_size)
         row = head_row(layer, head, summary)
-        png = preview_png(summary.preview, spec.cmap, (PREVIEW_TEXT_KEY, _preview_text(spec, row)))
+        clip = summary.causal and summary.preview.shape[0] < summary.n_ctx  # blocks, not the pattern itself
+        png = preview_png(summary.preview, spec.cmap, (PREVIEW_TEXT_KEY, _preview_text(spec, row)), clip_first_block=clip)
         atomic_write_bytes(Path(save_dir) / PREVIEW_FILE, png)
     except (ValueError, TypeError, OSError) as e:
         res.add_failure(SUMMARY_FAILURE_NAME, f"{type(e).__name__}: {e}", str(save_dir))
@@ -293,15 +296,21 @@ class PromptStatsWriter:
      - `spec : SummarySpec`
      - `prompt_dirs : Iterable[str]` the prompts of the run
      - `heads_per_prompt : int` selected heads per prompt (layers x heads)
+     - `on_error : Callable[[str], None]` called with a one-line message for a file that cannot be
+       written (the run reports it and goes on; its heads are summarised again by the next run)
+
+    The file is read, merged and replaced: two runs writing one prompt's file at the same moment may
+    each drop the other's new rows; the next run completes it from the previews' text chunks.
     """
 
-    def __init__(self, spec: SummarySpec, prompt_dirs: Iterable[str], heads_per_prompt: int) -> None:
+    def __init__(
+        self, spec: SummarySpec, prompt_dirs: Iterable[str], heads_per_prompt: int, on_error: Callable[[str], None]
+    ) -> None:
         self.spec = spec
         self.heads_per_prompt = heads_per_prompt
+        self.on_error = on_error
         self._covered: dict[str, int] = {p: 0 for p in prompt_dirs}
         self._rows: dict[str, list[dict]] = {}
-        self.written: list[Path] = []
-        "the files written (or found up to date) so far"
 
     def add(self, res: TaskResult) -> None:
         """take one task's result; write the files of the prompts it completed"""
@@ -324,5 +333,7 @@ class PromptStatsWriter:
             return  # nothing summarised here: the file (if any) already holds every head
         rows = _rows_for(read_head_stats_file(path), self.spec)
         rows.update({(r["layer"], r["head"]): r for r in new})
-        write_text_if_changed(path, format_head_stats(self.spec, rows.values()))
-        self.written.append(path)
+        try:
+            write_text_if_changed(path, format_head_stats(self.spec, rows.values()))
+        except OSError as e:
+            self.on_error(f"{path}: cannot write the head statistics ({type(e).__name__}: {e})")

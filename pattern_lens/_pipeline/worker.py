@@ -53,13 +53,17 @@ class Task:
 
 
 class _InMemoryLayer:
-    """stands in for an `ActivationsFile` when a layer's patterns come with the task"""
+    """stands in for an `ActivationsFile` when a layer's patterns come with the task: an array, or
+    the path of a hand-over `.npy`, memory-mapped only when a head needs it (`where`: what messages
+    name)"""
 
-    def __init__(self, prompt_dir: str, patterns: np.ndarray) -> None:
-        self.path: str = f"{prompt_dir} (patterns in memory)"
+    def __init__(self, where: str, patterns: np.ndarray | str) -> None:
+        self.path: str = where
         self._patterns = patterns
 
     def read_layer(self, layer: int) -> np.ndarray:
+        if isinstance(self._patterns, str):
+            self._patterns = np.asarray(np.load(self._patterns, mmap_mode="r"))
         return self._patterns
 
 
@@ -191,15 +195,15 @@ def run_in_memory_task(job: InMemoryTask) -> TaskResult:
     res = TaskResult(task_estimate=task.estimate)
     with export_profile(task.profile):
         for (prompt_dir, layer, heads), patterns in zip(task.items, job.patterns, strict=True):
-            path = patterns if isinstance(patterns, str) else None
-            if path is not None:
-                patterns = np.asarray(np.load(path, mmap_mode="r"))
-            try:
-                _render_item(task, prompt_dir, layer, heads, {}, res, _InMemoryLayer(prompt_dir, patterns))
-            finally:
-                if path is not None:
-                    del patterns
-                    os.unlink(path)
+            # a batch of a layer `render` read for it names the .npz its patterns came from
+            where = str(Path(prompt_dir) / ACTIVATIONS_FILE) if job.from_npz else f"{prompt_dir} (patterns in memory)"
+            layer_source = _InMemoryLayer(where, patterns)
+            _render_item(task, prompt_dir, layer, heads, {}, res, layer_source)
+            del layer_source  # its mapping, before the file goes
+            if isinstance(patterns, str):
+                # rendered: nobody reads it again. After a failure it stays, for the parent's recovery
+                # to split (each part gets a link of its own) or delete (`recovery`)
+                os.unlink(patterns)
     res.peak_rss = peak_rss_bytes()
     res.task_seconds = time.perf_counter() - t0
     return res

@@ -23,6 +23,7 @@ data the reference wrote. Files whose content would not change are not rewritten
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import importlib.resources
 import json
@@ -37,6 +38,7 @@ from pattern_lens._layout import (
     ERROR_SUFFIX,
     GALLERY_DIR,
     GALLERY_INDEX,
+    HEAD_STATS_FILE,
     MODEL_CFG_FILE,
     PREVIEW_FILE,
     PREVIEW_NAME,
@@ -86,6 +88,7 @@ class GalleryInfo:
         return self.index_html.resolve().as_uri()
 
 
+@functools.lru_cache(maxsize=1)
 def _version() -> str:
     try:
         return importlib.metadata.version("pattern_lens")
@@ -100,6 +103,24 @@ def _colormap_lut(name: str) -> list[list[int]]:
     cmap = matplotlib.colormaps[name]
     rgb = (cmap(np.arange(cmap.N))[:, :3] * 255).astype(np.uint8)
     return rgb.tolist()
+
+
+def _stamp() -> str:
+    """the first line of a prompt's statistics script: which version wrote it"""
+    return f"/* pattern_lens {_version()} */\n"
+
+
+def _up_to_date(script: Path, source: Path) -> bool:
+    """whether `script` was made from `source` as it is now, by this version: written after the
+    source last changed, and stamped with this version (`_stamp`). Rereading a thousand prompts'
+    statistics to rewrite the same scripts took seconds at the end of every render."""
+    try:
+        if script.stat().st_mtime_ns < source.stat().st_mtime_ns:
+            return False
+        with open(script, "rb") as f:
+            return f.read(200).startswith(_stamp().encode())
+    except OSError:
+        return False
 
 
 def _js(key: str, data) -> str:
@@ -229,6 +250,10 @@ def write_gallery(save_path: Path | str) -> GalleryInfo:
         stats_names: dict[str, None] = {}  # in the files' order (entropy, prev_token, ...)
         stats_prompts: list[str] = []
         for prompt in prompts:
+            stats_js = data_dir / model_dir.name / "stats" / f"{prompt['hash']}.js"
+            if stats_names and _up_to_date(stats_js, model_dir / "prompts" / prompt["hash"] / HEAD_STATS_FILE):
+                stats_prompts.append(prompt["hash"])  # written from this very file by this version: kept
+                continue
             try:
                 stats = read_head_stats(model_dir / "prompts" / prompt["hash"], n_layers, n_heads)
             except ValueError as e:
@@ -237,7 +262,7 @@ def write_gallery(save_path: Path | str) -> GalleryInfo:
             if stats is not None:
                 (data_dir / model_dir.name / "stats").mkdir(exist_ok=True)
                 key = f"stats/{model_dir.name}/{prompt['hash']}"
-                write_text_if_changed(data_dir / model_dir.name / "stats" / f"{prompt['hash']}.js", _js(key, stats.page_data()))
+                write_text_if_changed(stats_js, _stamp() + _js(key, stats.page_data()))
                 stats_names.update(dict.fromkeys(stats.values))
                 stats_prompts.append(prompt["hash"])
         models.append({

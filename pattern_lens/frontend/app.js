@@ -405,8 +405,9 @@ async function viewGrid(main, route, rid) {
     el("button", { id: "prev-prompt", onclick: () => nav(-1), text: "◀ prompt" }),
     el("button", { id: "next-prompt", onclick: () => nav(1), text: "prompt ▶" }),
     figureSelect(m, fig.name, (v) => go({ ...route, fig: v })));
-  let sortBy = stats && route.sort in stats ? route.sort : "";
-  let colourBy = stats && route.colour in stats ? route.colour : "";
+  // own keys only: a URL naming "toString" or "constructor" is no statistic
+  let sortBy = stats && Object.hasOwn(stats, route.sort || "") ? route.sort : "";
+  let colourBy = stats && Object.hasOwn(stats, route.colour || "") ? route.colour : "";
   if (stats) {
     const names = Object.keys(stats);
     const pick = (id, label, current, key) => {
@@ -578,7 +579,10 @@ function drawPattern(box, readout, tokensBox, source, pixels, tokens, fig, whyNo
   const canvas = el("canvas", { id: "pattern-canvas", width: size, height: size, dataset: { margin, cell, n } });
   const overlay = el("canvas", { class: "overlay", width: size, height: size });
   const ctx = canvas.getContext("2d");
-  ctx.imageSmoothingEnabled = false;
+  // whole pixels per token: sharp cells; fewer than one pixel per token: a filtered downscale, since
+  // nearest-neighbour would drop whole rows and columns (a previous-token diagonal vanishes)
+  ctx.imageSmoothingEnabled = cell < 1;
+  ctx.imageSmoothingQuality = "high";
   ctx.fillStyle = "#fff";
   ctx.fillRect(0, 0, size, size);
   ctx.drawImage(source, margin, margin, cell * n, cell * n);
