@@ -235,3 +235,15 @@ def test_sigkill_never_leaves_a_half_written_file_and_rerun_is_identical(tmp_pat
     assert sum(k.endswith("head_stats.json") for k in killed_tree) == 6
     different = [k for k in clean_tree if killed_tree[k] != clean_tree[k]]
     assert not different, f"{len(different)} files differ after resuming, e.g. {different[:3]}"
+
+
+def test_a_statistics_file_that_cannot_be_written_is_reported_and_the_indexes_still_are(tmp_path):
+    model = write_synthetic_model(tmp_path, n_layers=1, n_heads=2, n_ctx=16, n_prompts=2, seed=8)
+    first = _prompt_dirs(model)[0]
+    (first / "head_stats.json").mkdir()  # its place is taken: writing it fails (even as root)
+    s = figures_main(model.name, tmp_path, None, False, "raw", n_jobs=1, progress=False, verbose=False)
+    assert not s.ok and any("head_stats.json: cannot write the head statistics" in m for m in s.input_errors), s.format()
+    assert (_prompt_dirs(model)[1] / "head_stats.json").is_file()  # the other prompt's file is written
+    for index in (tmp_path / "figures.jsonl", tmp_path / "models.jsonl", model / "prompts.jsonl"):
+        assert index.is_file()
+    assert len(list(model.rglob("raw.png"))) == 4
