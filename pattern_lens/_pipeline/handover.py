@@ -11,7 +11,9 @@ is RAM, where there is one), which the worker memory-maps and deletes once rende
   thread (libdeflate releases the GIL) a layer or two ahead of the workers, and gives each batch a
   hard link of its own to the same file. Before, every batch inflated the whole layer again: one
   read per batch, and a copy of the layer in every worker's memory; now one read, and one copy in
-  RAM that the workers' mappings share. A stored (`np.savez`) member is left to the workers, which
+  RAM that the workers' mappings share (up to `LOOKAHEAD` + 1 layers at a time). joblib asks for the
+  next batch from its own thread as workers free up; a batch whose layer is still being read waits
+  there for it. A stored (`np.savez`) member is left to the workers, which
   map their own heads' pages of it. A layer that cannot be read here, or a folder that cannot hold
   it (after which no more layers are read here), leaves its batches as they were: the workers read
   the layer themselves and report what is wrong with it as before.

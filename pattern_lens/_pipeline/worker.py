@@ -2,11 +2,15 @@
 
 A task carries only paths and indices. The worker lists each head folder once, skips heads whose
 outputs all exist, and reads a layer from the `.npz` only when one of its heads has work left: a
-worker holds one layer at a time, the parent none, and drops it when the task ends. (Keeping it for
-the worker's next task was measured and dropped: loky restarts a worker whose memory stays 300 MB
-above its size after its first task, so a kept 512 MiB layer cost a worker restart. The planner
-instead gives each worker at most one batch of a split layer.) A stored member is memory-mapped: a
-batch of heads reads only its heads' pages.
+worker holds one layer at a time and drops it when the task ends. (Keeping it for the worker's next
+task was measured and dropped: loky restarts a worker whose memory stays 300 MB above its size after
+its first task, so a kept 512 MiB layer cost a worker restart. The planner instead gives each worker
+at most one batch of a split layer.) A stored member is memory-mapped: a batch of heads reads only
+its heads' pages (and the CRC check reads the rest once).
+
+An `InMemoryTask` brings its layer with it, as an array or a hand-over file in RAM
+(`pattern_lens._pipeline.handover`): the layers `run` computes, and those `render` splits into three
+or more batches and reads once, in the parent, for all of them.
 """
 
 from __future__ import annotations
