@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
+
+from interrupt_support import assert_one_interrupt_line, interrupt_when
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -241,25 +243,9 @@ def test_interrupt_prints_one_line_exits_128_plus_signal_and_resumes(tmp_path, s
     cmd = _cmd(tmp_path, model_dir.name, "--figure-funcs", "slow", "--import", "fault_funcs", "--jobs", "2")
     proc = subprocess.Popen(cmd, cwd=REPO, env=_env(mark), start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None and len(list(model_dir.rglob("slow.png"))) < 3:
-            time.sleep(0.02)
-        assert proc.poll() is None, "the run ended before it could be interrupted"
-        if signum == signal.SIGINT:
-            os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal: the whole foreground group
-        else:
-            proc.send_signal(signal.SIGTERM)  # a job scheduler: the main process only
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 128 + signum, stdout + stderr
-    assert "Traceback" not in stderr, stderr
-    last = [line for line in stderr.replace("\r", "\n").splitlines() if line.strip()][-1]
-    assert last.startswith(f"interrupted by {signal.Signals(signum).name} after "), stderr
-    assert "rerun the same command to resume" in last
+    # SIGINT to the whole group (Ctrl-C in a terminal), SIGTERM to the main process only (a job scheduler)
+    stdout, stderr = interrupt_when(proc, lambda: len(list(model_dir.rglob("slow.png"))) >= 3, signum)
+    assert_one_interrupt_line(proc, signum, stdout, stderr)
     _indexes_exist(tmp_path, model_dir)
     _assert_no_leftovers(mark, tmp_path, pid=proc.pid)
     done = sum((h / "preview.png").is_file() for h in (p.parent for p in model_dir.rglob("slow.png")))

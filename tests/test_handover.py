@@ -76,19 +76,31 @@ def share_two_batches(monkeypatch):
     monkeypatch.setattr(handover, "SHARE_MIN_BATCHES", 2)
 
 
-def test_render_with_shared_layers_writes_what_one_process_writes_and_leaves_nothing(tmp_path, monkeypatch, share_two_batches):
-    spill = tmp_path / "spill"
-    spill.mkdir()
-    monkeypatch.setattr(handover, "spill_root", lambda: str(spill))
+@pytest.fixture
+def spill(tmp_path, monkeypatch) -> Path:
+    """the hand-over folders' root, in the test's folder"""
+    root = tmp_path / "spill"
+    root.mkdir()
+    monkeypatch.setattr(handover, "spill_root", lambda: str(root))
+    return root
+
+
+@pytest.fixture
+def shares(monkeypatch) -> list[int]:
+    """one entry per run that read split layers in the parent"""
     called: list[int] = []
     real = handover.share_split_layers
     monkeypatch.setattr("pattern_lens._pipeline.run.share_split_layers", lambda *a: called.append(1) or real(*a))
+    return called
+
+
+def test_render_with_shared_layers_writes_what_one_process_writes_and_leaves_nothing(tmp_path, share_two_batches, spill, shares):
     kw = dict(n_layers=1, n_heads=8, n_ctx=48, n_prompts=1, seed=3)
     one, two = write_synthetic_model(tmp_path / "one", **kw), write_synthetic_model(tmp_path / "two", **kw)
     a = figures_main(one.name, tmp_path / "one", None, False, "raw", n_jobs=1, progress=False, verbose=False)
     b = figures_main(two.name, tmp_path / "two", None, False, "raw", n_jobs=2, progress=False, verbose=False)
     assert a.ok and b.ok and b.backend == "loky" and b.n_rendered == 8, b.format()
-    assert called == [1] and _tree(one) == _tree(two)
+    assert shares == [1] and _tree(one) == _tree(two)
     assert not list(spill.iterdir())  # the run's folder and every layer file are gone
 
 
@@ -102,11 +114,8 @@ def exits_on_h4(attn, save_dir):
 exits_on_h4.figure_save_fmt = "bin"
 
 
-def test_a_worker_that_dies_on_a_shared_batch_costs_that_head_only(tmp_path, monkeypatch, share_two_batches):
+def test_a_worker_that_dies_on_a_shared_batch_costs_that_head_only(tmp_path, share_two_batches, spill):
     """the batch falls back to its .npz (its hand-over file may be gone), split into heads, rerun alone"""
-    spill = tmp_path / "spill"
-    spill.mkdir()
-    monkeypatch.setattr(handover, "spill_root", lambda: str(spill))
     model_dir = write_synthetic_model(tmp_path / "d", n_layers=1, n_heads=6, n_ctx=32, n_prompts=1, seed=4)
     s = figures_main(model_dir.name, tmp_path / "d", None, False, [raw, exits_on_h4], n_jobs=2, progress=False, verbose=False)
     assert s.failures["exits_on_h4"].count == 1, s.format()
@@ -115,23 +124,14 @@ def test_a_worker_that_dies_on_a_shared_batch_costs_that_head_only(tmp_path, mon
     assert not list(spill.iterdir())
 
 
-def test_runs_whose_layers_are_not_split_hand_nothing_over(tmp_path, monkeypatch, share_two_batches):
-    spill = tmp_path / "spill"
-    spill.mkdir()
-    monkeypatch.setattr(handover, "spill_root", lambda: str(spill))
-    called: list[int] = []
-    real = handover.share_split_layers
-    monkeypatch.setattr("pattern_lens._pipeline.run.share_split_layers", lambda *a: called.append(1) or real(*a))
+def test_runs_whose_layers_are_not_split_hand_nothing_over(tmp_path, share_two_batches, spill, shares):
     model_dir = write_synthetic_model(tmp_path / "d", n_layers=2, n_heads=2, n_ctx=16, n_prompts=2, seed=5)
     assert figures_main(model_dir.name, tmp_path / "d", None, False, "raw", n_jobs=2, progress=False, verbose=False).ok
-    assert called == [] and not list(spill.iterdir())
+    assert shares == [] and not list(spill.iterdir())
 
 
-def test_a_head_folder_that_cannot_be_listed_is_reported_and_the_rest_of_a_shared_layer_renders(tmp_path, monkeypatch):
+def test_a_head_folder_that_cannot_be_listed_is_reported_and_the_rest_of_a_shared_layer_renders(tmp_path, spill, shares):
     """the parent's look at the head folders must not fail the task stream (it did: nothing rendered, exit 0)"""
-    spill = tmp_path / "spill"
-    spill.mkdir()
-    monkeypatch.setattr(handover, "spill_root", lambda: str(spill))
     model_dir = write_synthetic_model(tmp_path / "d", n_layers=1, n_heads=6, n_ctx=16, n_prompts=1, seed=6)
     prompt = next(p for p in (model_dir / "prompts").iterdir() if p.is_dir())
     (prompt / "L0").mkdir()
@@ -139,7 +139,7 @@ def test_a_head_folder_that_cannot_be_listed_is_reported_and_the_rest_of_a_share
     s = figures_main(model_dir.name, tmp_path / "d", None, False, "raw", n_jobs=3, progress=False, verbose=False)
     assert not s.ok and s.n_rendered == 5, s.format()
     assert any("H0: cannot list the head folder" in m for m in s.input_errors), s.input_errors
-    assert len(list(model_dir.rglob("raw.png"))) == 5
+    assert len(list(model_dir.rglob("raw.png"))) == 5 and shares == [1]  # 3 jobs: 3 batches, shared
 
 
 def test_an_error_of_the_task_stream_itself_is_raised_not_taken_for_a_dead_pool():

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from interrupt_support import assert_one_interrupt_line, interrupt_when
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers reads it: nothing is downloaded
 
 torch = pytest.importorskip("torch", reason="the model tests need the `model` extra (torch, transformers)")
@@ -445,25 +447,8 @@ def test_run_interrupted_prints_one_line_writes_indexes_and_exits_128_plus_signa
                              "--no-index-html"],
                             cwd=REPO, env=_run_env("run-interrupt"), start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None and len(list(out.rglob("slow.png"))) < 3:
-            time.sleep(0.02)
-        assert proc.poll() is None, "the run ended before it could be interrupted"
-        if signum == signal.SIGINT:
-            os.killpg(proc.pid, signal.SIGINT)
-        else:
-            proc.send_signal(signal.SIGTERM)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 128 + signum, stdout + stderr
-    assert "Traceback" not in stderr, stderr
-    last = [line for line in stderr.replace("\r", "\n").splitlines() if line.strip()][-1]
-    assert last.startswith(f"interrupted by {signal.Signals(signum).name} after "), stderr
-    assert "rerun the same command to resume" in last
+    stdout, stderr = interrupt_when(proc, lambda: len(list(out.rglob("slow.png"))) >= 3, signum)
+    assert_one_interrupt_line(proc, signum, stdout, stderr)
     for index in (out / "figures.jsonl", out / "models.jsonl", out / "tiny-gpt2" / "prompts.jsonl"):
         assert index.is_file()
     assert len(list(out.rglob("slow.png"))) < len(PROMPTS) * 12
