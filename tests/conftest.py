@@ -11,6 +11,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from matplotlib.colors import ListedColormap
 
+from signals_support import sigint_reaches_children
+
+sigint_reaches_children()  # the Ctrl-C tests, also when the test run started in the background
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("PATTERN_LENS_SHARED", REPO.parent / "shared"))
 "the project's shared/ folder beside the checkout; PATTERN_LENS_SHARED names another (e.g. from a git worktree)"

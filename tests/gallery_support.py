@@ -12,6 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from signals_support import sigint_reaches_children
+
+sigint_reaches_children()  # the servers started here stop on SIGINT (benchmarks import this too)
+
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("PATTERN_LENS_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync"]

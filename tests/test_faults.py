@@ -236,6 +236,30 @@ def test_a_multi_line_exception_message_is_one_line_in_the_summary_and_error_fil
 # Ctrl-C and SIGTERM of the run
 
 
+def test_a_run_started_ignoring_sigint_keeps_ignoring_it(tmp_path):
+    """a shell's background job starts with SIGINT ignored (a Ctrl-C for the foreground must not stop
+    it): the run leaves it so, renders everything and exits 0"""
+    model_dir = write_synthetic_model(tmp_path, n_layers=2, n_heads=4, n_ctx=32, n_prompts=3, seed=2)
+    mark = uuid.uuid4().hex
+    cmd = _cmd(tmp_path, model_dir.name, "--figure-funcs", "slow", "--import", "fault_funcs", "--jobs", "2", "--no-index-html")
+    proc = subprocess.Popen(cmd, cwd=REPO, env=_env(mark), start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and len(list(model_dir.rglob("slow.png"))) < 3:
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, stdout + stderr
+    assert len(list(model_dir.rglob("slow.png"))) == 24
+    _assert_no_leftovers(mark, tmp_path)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_prints_one_line_exits_128_plus_signal_and_resumes(tmp_path, signum):
     model_dir = write_synthetic_model(tmp_path, n_layers=2, n_heads=4, n_ctx=32, n_prompts=3, seed=2)

@@ -44,7 +44,8 @@ explicit `n_jobs`, or any other figure function, always gets the workers"""
 
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[None]:
-    """while inside, SIGINT (Ctrl-C) and SIGTERM raise `RunInterrupted` in this (the main) thread
+    """while inside, SIGINT (Ctrl-C) and SIGTERM raise `RunInterrupted` in this (the main) thread,
+    unless this process ignores them (as a shell's background job ignores SIGINT)
 
     Only the first signal is turned into `RunInterrupted`; the default handlers are back for a
     second one (a second Ctrl-C stops at once). Outside the main thread it does nothing.
@@ -52,7 +53,9 @@ def stop_on_signals() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    wanted = [signal.SIGINT, signal.SIGTERM]
+    # a signal this process was started ignoring stays ignored (a background job of a script: the
+    # shell ignores SIGINT there, so that a Ctrl-C meant for the foreground does not stop it)
+    wanted = [sig for sig in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(sig) != signal.SIG_IGN]
     previous = {sig: signal.getsignal(sig) for sig in wanted}
 
     def handler(signum, frame):
