@@ -24,7 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's pattern_lens, not an installed one
 
-def _best(fn, k: int = 5) -> float:
+def best_of(fn, k: int = 5) -> float:
+    """the shortest of `k` timed calls of `fn`, seconds (the benchmark scripts' timer)"""
     best = float("inf")
     for _ in range(k):
         t0 = time.perf_counter()
@@ -76,7 +77,7 @@ def main() -> None:
     }
     print(f"layer of {size / 2**20:.1f} MiB, deflated to {len(comp) / 2**20:.1f} MiB")
     for label, fn in rows.items():
-        s = _best(fn)
+        s = best_of(fn)
         print(f"{label:<44} {s * 1e3:8.2f} ms  {size / s / 2**20:8.0f} MiB/s")
 
 

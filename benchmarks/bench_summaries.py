@@ -30,14 +30,7 @@ from pattern_lens._export.preview import preview_png
 from pattern_lens._pipeline.stats import summarize_head
 from pattern_lens.bench import _patterns
 
-
-def _best(fn, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+from bench_inflate import best_of as _best  # this folder is on sys.path when run as a script
 
 
 def per_head(n_ctx: int, heads: int, repeat: int, with_exact: bool) -> dict[str, float]:

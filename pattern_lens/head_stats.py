@@ -27,8 +27,7 @@ from pattern_lens._export.preview import preview_png
 from pattern_lens._layout import HEAD_STATS_FILE, PREVIEW_FILE, PROMPTS_INDEX, prompt_dir
 from pattern_lens._pipeline.atomic import atomic_write_bytes
 from pattern_lens._errors import InputError
-from pattern_lens._pipeline.indexes import find_model_dir
-from pattern_lens._pipeline.inputs import models_present, read_prompt_index
+from pattern_lens._pipeline.inputs import model_folder, models_present, read_prompt_index
 from pattern_lens._pipeline.stats import LOCAL_WINDOW, PREVIEW_SIZE, STATISTICS, summarize_head
 from pattern_lens._pipeline.summaries import read_head_stats_file
 from pattern_lens.consts import DATA_DIR
@@ -97,8 +96,9 @@ preview.figure_save_fmt = "png"  # type: ignore[attr-defined]
 
 
 def _model_dir(model_name: str, save_path: Path | str) -> Path:
-    """the model's folder (older releases' names found too); `InputError` listing the models present when absent"""
-    model_dir = find_model_dir(save_path, model_name)
+    """the model's folder, as `render` finds it (`model_folder`: older releases' names, nothing outside
+    the save path); `InputError` listing the models present when absent"""
+    model_dir = model_folder(save_path, model_name)
     if not model_dir.is_dir():
         raise InputError(f"model {model_name!r} not found: no folder {model_dir}; {models_present(Path(save_path))}")
     return model_dir

@@ -245,16 +245,7 @@ def test_a_run_started_ignoring_sigint_keeps_ignoring_it(tmp_path):
     proc = subprocess.Popen(cmd, cwd=REPO, env=_env(mark), start_new_session=True, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None and len(list(model_dir.rglob("slow.png"))) < 3:
-            time.sleep(0.02)
-        os.killpg(proc.pid, signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    stdout, stderr = interrupt_when(proc, lambda: len(list(model_dir.rglob("slow.png"))) >= 3, signal.SIGINT)
     assert proc.returncode == 0, stdout + stderr
     assert len(list(model_dir.rglob("slow.png"))) == 24
     _assert_no_leftovers(mark, tmp_path)
@@ -302,15 +293,8 @@ def test_ctrl_c_early_in_a_run_is_one_line_and_exit_130(tmp_path, delay):
                "--no-index-html")
     proc = subprocess.Popen(cmd, cwd=REPO, env=_env(mark), start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        time.sleep(delay)
-        assert proc.poll() is None, "the run ended before it could be interrupted"
-        os.killpg(proc.pid, signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    at = time.monotonic() + delay
+    stdout, stderr = interrupt_when(proc, lambda: time.monotonic() >= at, signal.SIGINT)
     assert "Traceback" not in stderr, stderr
     assert proc.returncode == 130, stdout + stderr
     messages = _messages(stderr)

@@ -110,41 +110,52 @@ def remove_stale_spill_folders(root: str | None) -> list[str]:
 
 
 def spill_folder(stack: contextlib.ExitStack) -> str:
-    """this run's hand-over folder, named with its pid and host and removed when `stack` closes; the
-    folders of runs that are gone are deleted first"""
-    root = spill_root()
-    remove_stale_spill_folders(root)
+    """this run's hand-over folder, named with its pid and host and removed when `stack` closes (the
+    folders of runs that are gone: `remove_stale_spill_folders`, at the start of every run)"""
     prefix = f"{SPILL_PREFIX}{os.getpid()}@{this_host()}_"
-    return stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix, dir=root))
+    return stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix, dir=spill_root()))
 
 
-_names = itertools.count()
-_names_lock = threading.Lock()
-
-
-def save_layer(folder: str, patterns: np.ndarray) -> str:
-    """write one layer into the hand-over folder; returns its path (`OSError`, e.g. a full /dev/shm,
-    leaves no partial file)"""
-    with _names_lock:
-        path = os.path.join(folder, f"{next(_names)}.npy")
+@contextlib.contextmanager
+def _removed_on_failure(path: str) -> Iterator[None]:
+    """a file being written inside is deleted if the writing fails (a full /dev/shm: no partial file)"""
     try:
-        np.save(path, patterns)
+        yield
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(path)
         raise
+
+
+def save_layer(folder: str, patterns: np.ndarray) -> str:
+    """write one layer into the hand-over folder under a name of its own; returns its path"""
+    fd, path = tempfile.mkstemp(suffix=".npy", dir=folder)
+    with _removed_on_failure(path), os.fdopen(fd, "wb") as f:
+        np.save(f, patterns)
     return path
 
 
+def add_name(path: str, name: str, copy: bool = False) -> str:
+    """`name` for the hand-over file at `path` too: a hard link (no bytes copied), or with `copy` a copy
+    where links cannot be made; on failure nothing of `name` is left. Each task deletes its own name
+    when done, so one file can serve several tasks; the last name deleted frees it."""
+    try:
+        os.link(path, name)
+    except OSError:
+        if not copy:
+            raise
+        with _removed_on_failure(name):
+            shutil.copyfile(path, name)
+    return name
+
+
 def _links(path: str, n: int) -> list[str]:
-    """`n` names of their own for the file at `path` (hard links: no bytes copied), which loses its
-    own name: each worker deletes its name when done, and the last one frees the file"""
-    names = [f"{path[:-4]}.{k}.npy" for k in range(n)]
+    """`n` names of their own for the file at `path`, which loses its own name (`add_name`); never a
+    copy: `n` copies of a layer are what reading it once is for"""
     made: list[str] = []
     try:
-        for name in names:
-            os.link(path, name)
-            made.append(name)
+        for k in range(n):
+            made.append(add_name(path, f"{path[:-4]}.{k}.npy"))
     except OSError:
         for name in made:
             with contextlib.suppress(OSError):
@@ -153,7 +164,7 @@ def _links(path: str, n: int) -> list[str]:
     finally:
         with contextlib.suppress(OSError):
             os.unlink(path)
-    return names
+    return made
 
 
 def _layer_has_work(group: list[Task]) -> bool:

@@ -13,13 +13,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from pattern_lens._layout import error_file_name, head_dir
 from pattern_lens._pipeline.atomic import atomic_write_text
 from pattern_lens._pipeline.backends import describe_failure
+from pattern_lens._pipeline.handover import add_name
 from pattern_lens._pipeline.outputs import figure_func_name, list_head_dir, pending_funcs
 from pattern_lens._pipeline.summary import TaskResult
 from pattern_lens._pipeline.worker import InMemoryTask, Task
@@ -102,18 +102,8 @@ def _report(res: TaskResult, d: Path, name: str, message: str) -> None:
 
 
 def _own_copy(path: str, head: int) -> str:
-    """a name of its own for one head's part of a hand-over file: a hard link (no bytes copied), else a copy"""
-    part = f"{os.path.splitext(path)[0]}.h{head}.npy"
-    try:
-        os.link(path, part)
-    except OSError:
-        try:
-            shutil.copyfile(path, part)
-        except OSError:  # no room for the copy: none of it is left behind
-            with contextlib.suppress(OSError):
-                os.unlink(part)
-            raise
-    return part
+    """a name of its own for one head's part of a hand-over file: a hard link, else a copy"""
+    return add_name(path, f"{os.path.splitext(path)[0]}.h{head}.npy", copy=True)
 
 
 def split_in_memory_task(job: InMemoryTask) -> list[InMemoryTask]:

@@ -24,7 +24,7 @@ from pattern_lens._errors import PatternLensError, RunInterrupted
 from pattern_lens._pipeline.backends import parallel_session, run_all
 from pattern_lens._pipeline.outputs import check_output_names
 from pattern_lens._pipeline import handover
-from pattern_lens._pipeline.handover import remove_stale_spill_folders, share_split_layers, spill_folder, spill_root
+from pattern_lens._pipeline.handover import share_split_layers, spill_folder
 from pattern_lens._pipeline.recovery import job_failed, split_job
 from pattern_lens._pipeline.planner import PromptWork, TaskPlanner
 from pattern_lens._pipeline.prestart import wait_prestarted
@@ -152,8 +152,7 @@ def render_prompts(
         planner = TaskPlanner(prompts, layers, heads, len(funcs), session.n_workers, profile)
         tasks = (Task(funcs, force, profile, n_heads, tuple(items), est, timeout, root, summaries) for items, est in planner)
         stats_writer = (
-            PromptStatsWriter(summaries, (p.prompt_dir for p in prompts), len(layers) * len(heads),
-                              on_error=lambda message: summary.add_input_error(message, 0))
+            PromptStatsWriter(summaries, len(layers) * len(heads), on_error=lambda message: summary.add_input_error(message, 0))
             if summaries is not None else None
         )
         total: int = len(prompts) * len(layers) * len(heads)
@@ -173,7 +172,7 @@ def render_prompts(
                           "SIGALRM in a process's main thread)", stacklevel=2)
         jobs: Iterator[Task | InMemoryTask] = iter(tasks)
         read_here = [0.0]
-        remove_stale_spill_folders(spill_root())  # layers in RAM that killed runs left behind
+        handover.remove_stale_spill_folders(handover.spill_root())  # layers in RAM that killed runs left behind
         if planner.split_parts >= handover.SHARE_MIN_BATCHES and not session.in_process and session.backend_name != "dask":
             # a layer split into batches is read once, here, for all of them (`handover`)
             with contextlib.suppress(OSError):  # no folder for it: every batch reads the layer itself

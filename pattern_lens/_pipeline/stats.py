@@ -117,11 +117,15 @@ def _as_kernel_input(pattern: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(pattern, dtype=np.float32 if pattern.dtype == np.float16 else np.float64)
 
 
-def is_causal(pattern: np.ndarray) -> bool:
-    """whether every value above the diagonal of the square `pattern` is zero (NaN is not zero)"""
-    x = _as_kernel_input(pattern)
+def _zero_above_diagonal(x: np.ndarray) -> bool:
+    """`is_causal` of a kernel input (`_as_kernel_input`): the kernel reads the floats' bits"""
     int_type, mask = _F32_BITS if x.dtype == np.float32 else _F64_BITS
     return not strict_upper_nonzero(x.view(int_type), mask)
+
+
+def is_causal(pattern: np.ndarray) -> bool:
+    """whether every value above the diagonal of the square `pattern` is zero (NaN is not zero)"""
+    return _zero_above_diagonal(_as_kernel_input(pattern))
 
 
 def block_edges(n: int, size: int) -> np.ndarray:
@@ -158,8 +162,7 @@ def summarize_head(
         raise ValueError(f"local_window and preview_size must be >= 1, got {local_window} and {preview_size}")
     n = x.shape[0]
     if causal is None:
-        int_type, mask = _F32_BITS if x.dtype == np.float32 else _F64_BITS
-        causal = not strict_upper_nonzero(x.view(int_type), mask)
+        causal = _zero_above_diagonal(x)
     edges = block_edges(n, int(preview_size))
     k = len(edges) - 1
     stats = np.empty(len(HEAD_STAT_NAMES), dtype=np.float64)

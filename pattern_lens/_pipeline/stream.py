@@ -35,6 +35,7 @@ from tqdm import tqdm
 from pattern_lens._errors import RunInterrupted
 from pattern_lens._layout import ACTIVATIONS_FILE, head_dir, layer_key, prompt_dir as _prompt_dir
 from pattern_lens._pipeline.backends import parallel_session, run_all
+from pattern_lens._pipeline import handover
 from pattern_lens._pipeline.handover import save_layer, spill_folder
 from pattern_lens._pipeline.inputs import check_layers, load_model_cfg, model_folder
 from pattern_lens._pipeline.outputs import list_head_dir, pending_funcs
@@ -220,8 +221,7 @@ def run_main(
     for p in prepared:
         write_prompt_json(dirs[id(p)], p.prompt)
     stats_writer = (
-        PromptStatsWriter(spec, (str(d) for d in dirs.values()), heads_per_prompt,
-                          on_error=lambda message: summary.add_input_error(message, 0))
+        PromptStatsWriter(spec, heads_per_prompt, on_error=lambda message: summary.add_input_error(message, 0))
         if spec is not None else None
     )
     if not force:  # resume: a prompt whose figures and summaries all exist needs no forward pass
@@ -251,6 +251,7 @@ def run_main(
     batch_errors: list[tuple[str, int]] = []  # filled by the forward thread, read after it ended
 
     try:
+        handover.remove_stale_spill_folders(handover.spill_root())  # layers in RAM that killed runs left behind
         with contextlib.ExitStack() as stack:
             stack.enter_context(stop_on_signals())  # Ctrl-C / SIGTERM: RunInterrupted, handled below
             session = stack.enter_context(parallel_session(n_jobs, backend, scheduler))

@@ -63,8 +63,6 @@ from pattern_lens._pipeline.stats import LOCAL_WINDOW, PREVIEW_SIZE, STATISTICS,
 from pattern_lens._pipeline.summary import TaskResult
 
 __all__ = [
-    "HEAD_STATS_FORMAT",
-    "HEAD_STATS_VERSION",
     "SUMMARY_FAILURE_NAME",
     "SummarySpec",
     "summary_spec",
@@ -294,7 +292,6 @@ class PromptStatsWriter:
 
     # Parameters:
      - `spec : SummarySpec`
-     - `prompt_dirs : Iterable[str]` the prompts of the run
      - `heads_per_prompt : int` selected heads per prompt (layers x heads)
      - `on_error : Callable[[str], None]` called with a one-line message for a file that cannot be
        written (the run reports it and goes on; its heads are summarised again by the next run)
@@ -303,13 +300,11 @@ class PromptStatsWriter:
     each drop the other's new rows; the next run completes it from the previews' text chunks.
     """
 
-    def __init__(
-        self, spec: SummarySpec, prompt_dirs: Iterable[str], heads_per_prompt: int, on_error: Callable[[str], None]
-    ) -> None:
+    def __init__(self, spec: SummarySpec, heads_per_prompt: int, on_error: Callable[[str], None]) -> None:
         self.spec = spec
         self.heads_per_prompt = heads_per_prompt
         self.on_error = on_error
-        self._covered: dict[str, int] = {p: 0 for p in prompt_dirs}
+        self._covered: dict[str, int] = {}  # prompt folder -> heads of it accounted for so far
         self._rows: dict[str, list[dict]] = {}
 
     def add(self, res: TaskResult) -> None:

@@ -32,11 +32,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pattern_lens._layout import HEAD_STATS_FILE, HEAD_STATS_FORMAT, PREVIEW_FILE, PREVIEW_NAME
+from pattern_lens._layout import HEAD_STATS_FILE, HEAD_STATS_FORMAT, HEAD_STATS_VERSION, PREVIEW_FILE, PREVIEW_NAME
 
 __all__ = ["HEAD_STATS_VERSIONS", "HeadStats", "page_names", "read_head_stats"]
 
-HEAD_STATS_VERSIONS: tuple[int, ...] = (1,)
+HEAD_STATS_VERSIONS: tuple[int, ...] = (HEAD_STATS_VERSION,)
 "the versions of that format this reader understands"
 
 _NOT_STATS: frozenset[str] = frozenset({"layer", "head", "n_ctx", "causal"})
