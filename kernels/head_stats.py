@@ -1,19 +1,24 @@
 """per-head statistics and a block-averaged preview of one attention pattern, in one pass
 
-`head_summary` reads each value of the pattern once (each row's causal part only, for a causal
-pattern) and accumulates, per row, the sums every statistic needs, plus the block sums of the
+`head_summary` reads each row of the pattern from memory once (its causal part only, for a causal
+pattern; the loops below go over it while it is in cache) and accumulates, per row, the sums every statistic needs, plus the block sums of the
 preview. The definitions (what each statistic means, which rows count) are documented with the
 names in `pattern_lens._pipeline.stats`; the numbers here follow them:
 
 for row `i` with positions `j in [0, L_i)` (causal: `L_i = i + 1`; full: `L_i = n`), values `a_ij`,
 mass `s_i = sum_j a_ij`, `p_ij = a_ij / s_i`; a row counts when `L_i >= 2` and `s_i > 0`.
 
-Per row, two vectorised loops: `_bits_row` splits the float32 bits of each value into exponent and
-mantissa (and finds the smallest and largest bits), `_sums_row` sums `a`, `a log a`, `a j` and adds
-`a` into the preview's block-row sums; then `sum_j p log p = (sum_j a log a) / s - log s`. The log
-(`_log_from_parts`) is `e ln 2 + log(m)` with `log(m)` for `m` in `[sqrt(1/2), sqrt(2))` as
-`2 atanh((m - 1) / (m + 1))` to the 9th power, in float32 (relative error ~1e-7, the accuracy of a
-float32 input): numba's own `log` is one scalar call per value, 1.3 ms more per 1024 x 1024 head.
+Per row, three loops LLVM vectorises: `_bits_range` finds the smallest and largest float32 bits (and
+any subnormal), `_add_row` adds `a` into the preview's block-row sums, and `_log_sums` sums `a`,
+`a log a` and `a j`, taking each value's exponent and mantissa from its bits by integer operations;
+then `sum_j p log p = (sum_j a log a) / s - log s`. The log (`_log_from_parts`) is `e ln 2 + log(m)`
+with `log(m)` for `m` in `[sqrt(1/2), sqrt(2))` as `2 atanh((m - 1) / (m + 1))` to the 9th power, in
+float32 (relative error ~1e-7, the accuracy of a float32 input): numba's own `log` is one scalar
+call per value, 1.3 ms more per 1024 x 1024 head. Measured side by side in one process on one (slow)
+day, causal 1024 x 1024 float32 (benchmarks/README.md): 2.2 ms with an earlier split (bits into
+scratch rows, then a sums loop that did not vectorise), 0.82 ms as these three loops, 0.74 ms with
+int32 constants in the bit tests; one fused loop was slower (1.0 ms), and a store into the block
+sums inside `_log_sums` kept it scalar.
 A row with float32-subnormal values (wrong exponent field) or a mass outside `(1e-30, 1e30)` takes
 the exact path `_plogp_row`: the values scaled to `p` first, then the same log.
 """
@@ -37,7 +42,14 @@ HEAD_STAT_NAMES: tuple[str, ...] = (
 )
 "the order of the values `head_summary` writes into `stats`"
 
-_NEG_ZERO = np.int32(-0x80000000)  # the bits of -0.0 as int32
+_NEG_ZERO = np.int32(-0x80000000)  # the bits of -0.0 as int32, the smallest int32
+_I32_MAX = np.int32(0x7FFFFFFF)
+_SUBNORMAL_END = np.int32(0x00800000)  # the bits of the smallest normal float32
+_MANTISSA = np.int32(0x007FFFFF)
+_I0 = np.int32(0)
+_I1 = np.int32(1)
+_I23 = np.int32(23)
+_BIAS = np.int32(127)
 
 _F32 = np.float32
 _LN2 = _F32(0.6931471805599453)
@@ -48,6 +60,8 @@ _C3 = _F32(1.0 / 3.0)
 _C5 = _F32(1.0 / 5.0)
 _C7 = _F32(1.0 / 7.0)
 _C9 = _F32(1.0 / 9.0)
+_INV23 = _F32(2.0**-23)
+_CHUNK = 1024  # values summed in float32 before the sum moves to float64
 
 
 @jit_reduce
@@ -66,58 +80,75 @@ def _log_from_parts(m, e):
 
 
 @jit_reduce
-def _bits_row(bits, hi, expo, mant_bits):
-    """exponent and mantissa of the float32 values whose bits are `bits[:hi]`, for the log
+def _bits_range(bits, hi):
+    """`(smallest bits, largest bits, 1 if any subnormal else 0)` of the float32 values whose bits are `bits[:hi]`
 
-    Returns `(smallest bits, largest bits, subnormal count)`: for values >= 0 the int32 bit patterns
-    order like the values (an integer min/max vectorises; a float one does not without `nnan`); a
-    negative value (not -0.0, which counts as 0) gives a negative minimum, NaN a maximum above inf's
-    `0x7F800000` (a negative NaN, a negative minimum). A subnormal's exponent field is wrong for the
-    log: a row with any takes the exact path.
+    For values >= 0 the int32 bit patterns order like the values (an integer min/max vectorises; a
+    float one does not without `nnan`); a negative value (not -0.0, which counts as 0) gives a
+    negative minimum, NaN a maximum above inf's `0x7F800000` (a negative NaN, a negative minimum).
+    A subnormal's exponent field is wrong for the log: a row with any takes the exact path.
     """
-    bmin = np.int32(0x7FFFFFFF)
-    bmax = np.int32(-0x80000000)
-    n_sub = 0
+    bmin = _I32_MAX
+    bmax = _NEG_ZERO
+    sub = _I0
     for j in range(hi):
         b = bits[j]
         # -0.0 has the smallest bits of all (0x80000000): taken as +0.0, or it would hide a negative value
-        bmin = min(bmin, b if b != _NEG_ZERO else np.int32(0))
+        bmin = min(bmin, b if b != _NEG_ZERO else _I0)
         bmax = max(bmax, b)
-        n_sub += (b > 0) & (b < 0x00800000)
-        expo[j] = _F32((b >> 23) - 127)
-        mant_bits[j] = (b & 0x7FFFFF) | 0x3F800000
-    return bmin, bmax, n_sub
+        sub = max(sub, _I1 if (b > _I0) & (b < _SUBNORMAL_END) else _I0)
+    return bmin, bmax, sub
 
 
 @jit_reduce
-def _sums_row(row, lo, hi, expo, mant, acc):
-    """`(sum a, sum a log a, sum a j)` over `j in [lo, hi)`, logs from `_bits_row`'s parts; adds `a` into `acc`"""
+def _log_sums(row, bits, lo, hi, pos):
+    """`(sum a, sum a log a, sum a j)` over `j in [lo, hi)`, the log from the float32 bits `bits[j]` of `a`
+
+    One loop that LLVM vectorises (8 float32 lanes): the exponent and mantissa come from the bits by
+    integer operations and an int-to-float conversion (`m = 1 + mantissa field / 2**23`, exact), `j`
+    from `pos` (float32 positions: int64 to float does not vectorise on AVX2). The sums are float32
+    within chunks of `_CHUNK` values and float64 across them, so a 32k-token row loses no more than
+    a 1k one. A float64 row sums in float64 (its log is still float32's).
+    """
     s = 0.0
     sal = 0.0
     saj = 0.0
-    for j in range(lo, hi):
-        a = row[j]
-        s += a
-        sal += a * _log_from_parts(mant[j], expo[j])
-        saj += a * j
-        acc[j] += a
+    for c0 in range(lo, hi, _CHUNK):
+        cs = _F32(0.0)
+        csal = _F32(0.0)
+        csaj = _F32(0.0)
+        for j in range(c0, min(hi, c0 + _CHUNK)):
+            b = bits[j]
+            a = row[j]
+            cs += a
+            csal += a * _log_from_parts(_ONE + _F32(b & _MANTISSA) * _INV23, _F32((b >> _I23) - _BIAS))
+            csaj += a * pos[j]
+        s += cs
+        sal += csal
+        saj += csaj
     return s, sal, saj
 
 
 @jit_reduce
-def _plogp_row(row, hi, scale, f32, bits, expo, mant_bits, mant):
+def _add_row(row, hi, acc):
+    """`acc[j] += row[j]` for `j in [0, hi)` (the preview's block-row sums: its own loop, which
+    vectorises; a store inside `_log_sums` kept that loop scalar)"""
+    for j in range(hi):
+        acc[j] += row[j]
+
+
+@jit_reduce
+def _plogp_row(row, hi, scale, f32, bits, pos):
     """`sum_j p log p` with `p = row[j] * scale` for `j in [0, hi)`: the exact path of `head_summary`
 
-    `f32` (float32) with `bits` its int32 view, `expo` (float32), `mant_bits` (int32) with `mant` its
-    float32 view: scratch rows of the same length. Scaling to `p` first keeps the values normal
-    floats whatever the row's scale. Returns `(sum p log p, smallest bits, largest bits)` of the `p`.
+    `f32` (float32) with `bits` its int32 view: a scratch row of the same length. Scaling to `p`
+    first keeps the values normal floats whatever the row's scale. Returns `(sum p log p, smallest
+    bits, largest bits)` of the `p`.
     """
     for j in range(hi):
         f32[j] = row[j] * scale
-    bmin, bmax, _ = _bits_row(bits, hi, expo, mant_bits)
-    total = 0.0
-    for j in range(hi):
-        total += f32[j] * _log_from_parts(mant[j], expo[j])
+    bmin, bmax, _ = _bits_range(bits, hi)
+    _, total, _ = _log_sums(f32, bits, 0, hi, pos)
     return total, bmin, bmax
 
 
@@ -130,11 +161,19 @@ def _divide(row, hi, s, out):
 
 @jit_reduce
 def _flush_block_row(acc, bounds, block_row, first_row, stop_row, causal, preview, col):
-    """block averages of one preview row from the summed rows in `acc`; moves `acc` into `col`"""
+    """block averages of one preview row from the summed rows in `acc`; moves `acc` into `col`
+
+    Causal: the rows before `stop_row` hold nothing at or after it, so only `acc[:stop_row]` is read
+    and the blocks from there on are 0.
+    """
     n_blocks = bounds.shape[0] - 1
+    width = stop_row if causal else acc.shape[0]
     for bj in range(n_blocks):
         c0 = bounds[bj]
         c1 = bounds[bj + 1]
+        if c0 >= width:
+            preview[block_row, bj] = 0.0
+            continue
         total = 0.0
         for j in range(c0, c1):
             total += acc[j]
@@ -145,7 +184,7 @@ def _flush_block_row(acc, bounds, block_row, first_row, stop_row, causal, previe
         else:
             count = (stop_row - first_row) * (c1 - c0)
         preview[block_row, bj] = total / count if count > 0 else 0.0
-    for j in range(acc.shape[0]):
+    for j in range(width):
         col[j] += acc[j]
         acc[j] = 0.0
 
@@ -170,11 +209,11 @@ def head_summary(x, xbits, causal, window, bounds, stats, preview):
        float32); then how many rows counted.
     """
     n = x.shape[0]
-    f32 = np.empty(n, dtype=np.float32)
+    f32 = np.empty(n, dtype=np.float32)  # the exact path's scratch row
     bits = f32.view(np.int32)
-    expo = np.empty(n, dtype=np.float32)
-    mant_bits = np.empty(n, dtype=np.int32)
-    mant = mant_bits.view(np.float32)
+    pos = np.empty(n, dtype=np.float32)
+    for j in range(n):
+        pos[j] = j
     tiny = np.empty(n, dtype=np.float64)
     one_bits = np.empty(1, dtype=np.int32)  # turns an int32 bit pattern back into its float32
     one_f32 = one_bits.view(np.float32)
@@ -190,19 +229,21 @@ def head_summary(x, xbits, causal, window, bounds, stats, preview):
     dist = 0.0
     rmax = 0.0
     n_rows = 0
-    bits_min = np.int32(0x7FFFFFFF)
-    bits_max = np.int32(-0x80000000)
+    bits_min = _I32_MAX
+    bits_max = _NEG_ZERO
     # rows from the last to the first: the figure functions that read the pattern just before end
     # on its last rows, which are then still in cache (and a causal pattern's longest rows)
     block_row = bounds.shape[0] - 2
     for i in range(n - 1, -1, -1):
         row = x[i]
         hi = i + 1 if causal else n
-        bmin, bmax, n_sub = _bits_row(xbits[i], hi, expo, mant_bits)
-        s, sal, saj = _sums_row(row, 0, i + 1, expo, mant, acc)
+        rbits = xbits[i]
+        bmin, bmax, sub = _bits_range(rbits, hi)
+        _add_row(row, hi, acc)
+        s, sal, saj = _log_sums(row, rbits, 0, i + 1, pos)
         d = i * s - saj  # sum a (i - j) over j <= i
         if hi > i + 1:
-            s1, sal1, saj1 = _sums_row(row, i + 1, hi, expo, mant, acc)
+            s1, sal1, saj1 = _log_sums(row, rbits, i + 1, hi, pos)
             s += s1
             sal += sal1
             d += saj1 - i * s1  # sum a (j - i) over j > i
@@ -210,15 +251,15 @@ def head_summary(x, xbits, causal, window, bounds, stats, preview):
         mx = one_f32[0]  # the row's largest value, rounded to float32
         # sum p log p = sal / s - log s; exact path (values scaled to p first) where the log's
         # inputs were subnormal or s is outside float32's normal range
-        if n_sub == 0 and 1e-30 < s < 1e30:
+        if sub == 0 and 1e-30 < s < 1e30:
             plogp = sal / s - np.log(s)
         else:
             inv = 1.0 / s if s > 0 else 1.0  # scale 1: the bits still show a negative or NaN value
             if inv < 1e30:
-                plogp, bmin, bmax = _plogp_row(row, hi, row.dtype.type(inv), f32, bits, expo, mant_bits, mant)
+                plogp, bmin, bmax = _plogp_row(row, hi, row.dtype.type(inv), f32, bits, pos)
             else:  # 1 / s may overflow: divide, in float64
                 _divide(row, hi, s, tiny)
-                plogp, bmin, bmax = _plogp_row(tiny, hi, 1.0, f32, bits, expo, mant_bits, mant)
+                plogp, bmin, bmax = _plogp_row(tiny, hi, 1.0, f32, bits, pos)
             one_bits[0] = bmax
             mx = one_f32[0] * s  # the largest p, back to the row's scale
         bits_min = min(bits_min, bmin)

@@ -121,6 +121,22 @@ def test_big_preview_of_a_long_head():
     _close(summ.stats, ref.head_stats(a, True, 8))
 
 
+@pytest.mark.parametrize("causal", [True, False])
+def test_rows_longer_than_a_float32_chunk(causal):
+    """rows of 2500 values: the kernel sums float32 chunks of 1024 and adds the chunks in float64"""
+    from pattern_lens.kernels.head_stats import _CHUNK
+
+    n = 2 * _CHUNK + 452
+    rng = np.random.default_rng(1)
+    logits = 6 * rng.random((n, n))
+    logits[:, 0] += 4  # a sink, so rows mix a few large values with many small ones
+    if causal:
+        logits[np.triu_indices(n, 1)] = -np.inf
+    a = np.exp(logits - logits.max(axis=1, keepdims=True))
+    a = (a / a.sum(axis=1, keepdims=True)).astype(np.float32)
+    _close(summarize_head(a, causal=causal).stats, ref.head_stats(a.astype(np.float64), causal, 8))
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_rows_of_subnormal_values(dtype):
     a = np.tril(np.full((6, 6), 1e-45 if dtype == np.float32 else 1e-310, dtype=dtype))
