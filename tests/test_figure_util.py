@@ -182,7 +182,8 @@ def test_registry_and_raw(tmp_path):
 
 
 def test_written_files_get_normal_permissions(tmp_path):
-    """atomic writes go through mkstemp (0600); the final file must be as readable as open() makes it"""
+    """atomic writes create a temporary file; the final file must be as readable as open() makes it,
+    and a replaced file keeps its mode, also bits the umask would take away"""
     import os
     import stat
 
@@ -190,9 +191,11 @@ def test_written_files_get_normal_permissions(tmp_path):
     os.umask(umask)
     raw(CAUSAL, tmp_path)
     assert stat.S_IMODE((tmp_path / "raw.png").stat().st_mode) == 0o666 & ~umask
-    (tmp_path / "raw.png").chmod(0o640)  # an existing file keeps its mode when replaced
-    raw(CAUSAL, tmp_path)
-    assert stat.S_IMODE((tmp_path / "raw.png").stat().st_mode) == 0o640
+    for mode in (0o640, 0o666, 0o600):
+        (tmp_path / "raw.png").chmod(mode)  # an existing file keeps its mode when replaced
+        raw(CAUSAL, tmp_path)
+        assert stat.S_IMODE((tmp_path / "raw.png").stat().st_mode) == mode
+    assert [p.name for p in tmp_path.iterdir()] == ["raw.png"]  # no temporary file left
 
 
 def test_huge_colormap_takes_the_reference_path():
