@@ -162,11 +162,13 @@ def test_a_preview_carries_its_row_and_settings(tmp_path):
     opts = dict(n_jobs=1, progress=False, verbose=False, summaries_only=True)
     assert figures_main(model.name, tmp_path, None, False, None, preview_size=8, **opts).ok
     pdir = _prompt_dirs(model)[0]
-    rows = json.loads((pdir / "head_stats.json").read_text())["heads"]
+    data = json.loads((pdir / "head_stats.json").read_text())
+    rows = data.pop("heads")
     for row in rows:
         image = Image.open(pdir / f"L{row['layer']}" / f"H{row['head']}" / "preview.png")
         carried = json.loads(image.info["pattern_lens.head_stats"])  # Pillow reads the chunk as a decoder would
-        assert carried["row"] == row and carried["header"]["preview"]["size"] == 8
+        assert set(carried) == {"header", "row"} and carried["row"] == row and carried["header"] == data
+        assert carried["header"]["preview"]["size"] == 8
         assert image.size == (8, 8)
     (pdir / "head_stats.json").unlink()
     other = figures_main(model.name, tmp_path, None, False, None, preview_size=12, **opts)

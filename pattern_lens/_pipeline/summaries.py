@@ -189,9 +189,18 @@ def _heads_in_file(prompt_dir: str, spec: SummarySpec) -> frozenset[tuple[int, i
     return _done_heads(path, st.st_mtime_ns, st.st_size, spec)
 
 
+_COMPACT = (",", ":")
+
+
+@functools.lru_cache(maxsize=16)
+def _header_json(spec: SummarySpec) -> str:
+    return json.dumps(spec.header(), separators=_COMPACT)
+
+
 def _preview_text(spec: SummarySpec, row: dict) -> str:
-    """what a preview carries: the head's row and the settings it was computed with"""
-    return json.dumps({"header": spec.header(), "row": row}, separators=(",", ":"))
+    """what a preview carries: the head's row and the settings it was computed with, as
+    `json.dumps({"header": spec.header(), "row": row})` (compact), the header's part made once"""
+    return f'{{"header":{_header_json(spec)},"row":{json.dumps(row, separators=_COMPACT)}}}'
 
 
 def _row_in_preview(path: Path, spec: SummarySpec, layer: int, head: int) -> dict | None:
