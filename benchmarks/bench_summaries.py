@@ -10,17 +10,22 @@ synthetic float32 causal patterns (`pattern_lens.bench._patterns`: every head ki
 - np.log:   numpy's SIMD log over the whole matrix, the yardstick of the issue (0.48 ms at 1024)
 - fast, exact: the `raw` figure's file bytes in the fast and exact profiles
 
-Part 2, end to end (`figures_main`, one job, reading a deflated `.npz`, files written, `--force`):
-the same synthetic model rendered with and without summaries, interleaved, best of `--repeat`.
+Part 2, end to end (`figures_main`, one job, reading a deflated `.npz`, files written: new files as
+in a first export, and `--force` over the files of the run before):
+the same synthetic model rendered with and without summaries, interleaved for `--e2e-rounds`
+rounds: the best of each, the median of the rounds' ratios, and the share of a with-summaries run
+spent inside the summaries' own code (timed in the run: the least noisy of the three).
 
     flock /tmp/pattern_lens_bench.lock python benchmarks/bench_summaries.py
     python benchmarks/bench_summaries.py --n-ctx 1024 --repeat 3 --no-pipeline
 """
 
 import argparse
+import shutil
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -58,23 +63,97 @@ def _file(p: np.ndarray, profile: str) -> bytes:
         return matrix_file_bytes(p, "png", True, "Blues")
 
 
-def end_to_end(n_ctx: int, n_layers: int, n_heads: int, repeat: int, profile: str) -> tuple[float, float]:
+class _SummaryClock:
+    """adds up the time the run spends in the summaries' own code (benchmark instrumentation only)
+
+    With one job the tasks run in this process, so wrapping the module functions the worker calls
+    (`summary_needed`, `add_head`) and the parent's `PromptStatsWriter` methods times every step of
+    the summaries: the with-summaries run's share spent there is the summaries' cost measured
+    inside one run, free of the run-to-run noise that two separate runs compare through.
+    """
+
+    def __init__(self) -> None:
+        from pattern_lens._pipeline import summaries
+
+        self.seconds = 0.0
+        self._patched = [
+            (summaries, "summary_needed"),
+            (summaries, "add_head"),
+            (summaries.PromptStatsWriter, "add"),
+            (summaries.PromptStatsWriter, "close"),
+        ]
+        self._saved = [getattr(owner, name) for owner, name in self._patched]
+
+    def _timed(self, fn):
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - t0
+
+        return timed
+
+    def __enter__(self) -> "_SummaryClock":
+        for (owner, name), fn in zip(self._patched, self._saved):
+            setattr(owner, name, self._timed(fn))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for (owner, name), fn in zip(self._patched, self._saved):
+            setattr(owner, name, fn)
+
+
+def _remove_outputs(model: Path) -> None:
+    """delete every head folder and `head_stats.json` of the model's prompts (inputs stay): the next
+    run writes new files, as a first export does"""
+    for prompt_dir in (model / "prompts").iterdir():
+        for entry in prompt_dir.iterdir():
+            if entry.is_dir() and entry.name.startswith("L"):
+                shutil.rmtree(entry)
+            elif entry.name == "head_stats.json":
+                entry.unlink()
+
+
+def end_to_end(n_ctx: int, n_layers: int, n_heads: int, rounds: int, profile: str, fresh: bool) -> dict[str, float]:
+    """without and with summaries, interleaved for `rounds` rounds after a warm-up round
+
+    `fresh`: the outputs are deleted before each run (not timed), so every file is new, as in a
+    first export; else the run overwrites them (`--force`), which costs a rename over an existing
+    file per output (0.2-0.4 ms more each here).
+
+    Returns the best time of each, the median over rounds of with / without (adjacent runs, so a
+    slow spell of the machine hits both), and the median share of a with-summaries run spent in the
+    summaries' code (`_SummaryClock`).
+    """
     from pattern_lens.figures import figures_main
     from pattern_lens.synthetic import write_synthetic_model
 
     with tempfile.TemporaryDirectory() as tmp:
         model = write_synthetic_model(tmp, n_layers=n_layers, n_heads=n_heads, n_ctx=n_ctx, n_prompts=1)
-        times = {True: float("inf"), False: float("inf")}
-        for k in range(repeat + 1):
+        times: dict[bool, list[float]] = {True: [], False: []}
+        shares = []
+        for k in range(rounds + 1):
             for summaries in (False, True):
-                t0 = time.perf_counter()
-                s = figures_main(model.name, tmp, None, True, "raw", n_jobs=1, profile=profile, progress=False,
-                                 verbose=False, summaries=summaries)
-                dt = time.perf_counter() - t0
+                if fresh:
+                    _remove_outputs(model)
+                with _SummaryClock() as clock:
+                    t0 = time.perf_counter()
+                    s = figures_main(model.name, tmp, None, True, "raw", n_jobs=1, profile=profile,
+                                     progress=False, verbose=False, summaries=summaries)
+                    dt = time.perf_counter() - t0
                 assert s.ok
                 if k:  # the first round warms the caches and the kernels
-                    times[summaries] = min(times[summaries], dt)
-        return times[False], times[True]
+                    times[summaries].append(dt)
+                    if summaries:
+                        shares.append(clock.seconds / dt)
+        return {
+            "off": min(times[False]),
+            "on": min(times[True]),
+            "ratio of bests": min(times[True]) / min(times[False]),
+            "median ratio": statistics.median(b / a for a, b in zip(times[False], times[True])),
+            "share": statistics.median(shares),
+        }
 
 
 def main() -> None:
@@ -84,6 +163,7 @@ def main() -> None:
     ap.add_argument("--no-pipeline", action="store_true")
     ap.add_argument("--e2e-shape", default="2x8", help="LAYERSxHEADS of the end-to-end model (default: 2x8)")
     ap.add_argument("--e2e-n-ctx", type=int, default=1024)
+    ap.add_argument("--e2e-rounds", type=int, default=7, help="interleaved rounds of each end-to-end pair (default: 7)")
     args = ap.parse_args()
     print("| n_ctx | summary ms | +detect ms | preview png ms | np.log ms | fast ms | exact ms | summary+png / fast | summary+png / exact |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -101,11 +181,19 @@ def main() -> None:
     if args.no_pipeline:
         return
     n_layers, n_heads = map(int, args.e2e_shape.split("x"))
-    print(f"\n| end to end, n_ctx {args.e2e_n_ctx}, {n_layers} x {n_heads} heads, 1 job | without summaries s | with s | ratio |")
-    print("|---|---:|---:|---:|")
+    print(
+        f"\n| end to end, n_ctx {args.e2e_n_ctx}, {n_layers} x {n_heads} heads, 1 job, {args.e2e_rounds} rounds "
+        "| without summaries s (best) | with s (best) | ratio of bests | median ratio | summaries' share of a run |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
     for profile in ("fast", "exact"):
-        off, on = end_to_end(args.e2e_n_ctx, n_layers, n_heads, 3 if profile == "fast" else 2, profile)
-        print(f"| {profile} | {off:.3f} | {on:.3f} | {on / off:.3f} |", flush=True)
+        for fresh in (True, False):
+            r = end_to_end(args.e2e_n_ctx, n_layers, n_heads, args.e2e_rounds, profile, fresh)
+            print(
+                f"| {profile}, {'new files' if fresh else '--force over old files'} | {r['off']:.3f} | {r['on']:.3f} | {r['ratio of bests']:.3f} | {r['median ratio']:.3f} | "
+                f"{100 * r['share']:.1f}% |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":
