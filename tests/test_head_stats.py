@@ -137,6 +137,28 @@ def test_rows_longer_than_a_float32_chunk(causal):
     _close(summarize_head(a, causal=causal).stats, ref.head_stats(a.astype(np.float64), causal, 8))
 
 
+def test_distance_of_a_long_row_has_no_cancellation():
+    """a 40k-token row: `sum a |i - j|` summed directly (as `i sum a - sum a j` in float32 it was off
+    by ~1e-3 for a previous-token row)"""
+    from pattern_lens.kernels.head_stats import _log_sums
+
+    n = 40_000
+    rng = np.random.default_rng(2)
+    pos = np.arange(n, dtype=np.float32)
+    local = np.zeros(n, dtype=np.float32)
+    local[-100:] = rng.random(100) / 500
+    local[-2] += 0.9  # mostly the previous token, a little on the 100 before: d ~ 6, i ~ 40k
+    for i, row in [
+        (n - 1, local),
+        (n - 1, np.eye(1, n, n - 2, dtype=np.float32)[0]),  # all on the previous token
+        (n // 2, (rng.random(n) ** 8).astype(np.float32)),  # spread, full row
+    ]:
+        s, _, d = _log_sums(row, row.view(np.int32), n, pos, pos[i])
+        want = np.sum(row.astype(np.float64) * np.abs(np.arange(n) - i))
+        assert s == pytest.approx(row.astype(np.float64).sum(), rel=1e-6)
+        assert d == pytest.approx(want, rel=1e-6)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_rows_of_subnormal_values(dtype):
     a = np.tril(np.full((6, 6), 1e-45 if dtype == np.float32 else 1e-310, dtype=dtype))
