@@ -196,6 +196,17 @@ def test_written_files_get_normal_permissions(tmp_path):
         raw(CAUSAL, tmp_path)
         assert stat.S_IMODE((tmp_path / "raw.png").stat().st_mode) == mode
     assert [p.name for p in tmp_path.iterdir()] == ["raw.png"]  # no temporary file left
+    # the umask in force at the write counts, not the one at import
+    old = os.umask(0o077)
+    try:
+        (tmp_path / "new").mkdir()
+        raw(CAUSAL, tmp_path / "new")
+        assert stat.S_IMODE((tmp_path / "new" / "raw.png").stat().st_mode) == 0o600
+        (tmp_path / "raw.png").chmod(0o644)
+        raw(CAUSAL, tmp_path)
+        assert stat.S_IMODE((tmp_path / "raw.png").stat().st_mode) == 0o644
+    finally:
+        os.umask(old)
 
 
 def test_huge_colormap_takes_the_reference_path():
