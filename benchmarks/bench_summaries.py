@@ -18,6 +18,9 @@ spent inside the summaries' own code (timed in the run: the least noisy of the t
 
     flock /tmp/pattern_lens_bench.lock python benchmarks/bench_summaries.py
     python benchmarks/bench_summaries.py --n-ctx 1024 --repeat 3 --no-pipeline
+    git worktree add --detach /tmp/base 3063769 && python benchmarks/bench_summaries.py --base /tmp/base
+
+`--base`: the statistics kernel of another checkout against this one's, interleaved, in one process.
 """
 
 import argparse
@@ -56,6 +59,46 @@ def per_head(n_ctx: int, heads: int, repeat: int, with_exact: bool) -> dict[str,
     preview_png(summaries[0].preview)
     out["preview png"] = 1e3 * statistics.median(_best(lambda s=s: preview_png(s.preview), repeat) for s in summaries)
     return out
+
+
+def _load_kernels(checkout: Path):
+    """the `kernels` folder of another checkout, imported as a package of its own (`base_kernels`)"""
+    import importlib.util
+    import sys
+
+    folder = checkout / "kernels"
+    spec = importlib.util.spec_from_file_location("base_kernels", folder / "__init__.py",
+                                                  submodule_search_locations=[str(folder)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["base_kernels"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def kernel_against_base(base: Path, n_ctx: int, heads: int, rounds: int) -> dict[str, float]:
+    """`head_summary` of a baseline checkout against this one's, the same heads, calls interleaved
+
+    Median and best of single calls (each head once per round, the two kernels alternating), ms.
+    """
+    from pattern_lens import kernels as ours
+    from pattern_lens._pipeline.stats import LOCAL_WINDOW, PREVIEW_SIZE, block_edges
+
+    theirs = _load_kernels(base)
+    pats = _patterns(n_ctx, heads, seed=1)
+    edges = block_edges(n_ctx, PREVIEW_SIZE)
+    k = len(edges) - 1
+    times: dict[str, list[float]] = {"base": [], "new": []}
+    for r in range(rounds + 1):
+        for p in pats:
+            for name, mod in (("base", theirs), ("new", ours)):
+                stats = np.empty(len(mod.HEAD_STAT_NAMES))
+                preview = np.empty((k, k), dtype=p.dtype)
+                t0 = time.perf_counter()
+                mod.head_summary(p, p.view(np.int32), True, LOCAL_WINDOW, edges, stats, preview)
+                if r:  # round 0 compiles / loads both
+                    times[name].append(time.perf_counter() - t0)
+    return {f"{name} {what}": 1e3 * fn(ts) for name, ts in times.items()
+            for what, fn in (("median", statistics.median), ("best", min))}
 
 
 def _file(p: np.ndarray, profile: str) -> bytes:
@@ -167,7 +210,17 @@ def main() -> None:
     ap.add_argument("--e2e-shape", default="2x8", help="LAYERSxHEADS of the end-to-end model (default: 2x8)")
     ap.add_argument("--e2e-n-ctx", type=int, default=1024)
     ap.add_argument("--e2e-rounds", type=int, default=7, help="interleaved rounds of each end-to-end pair (default: 7)")
+    ap.add_argument("--base", type=Path, default=None,
+                    help="a baseline checkout (git worktree): its statistics kernel against this one's, n_ctx 1024, then stop")
     args = ap.parse_args()
+    if args.base is not None:
+        r = kernel_against_base(args.base, 1024, 8, 15)
+        print("| head_summary, causal 1024 x 1024 float32, 8 heads x 15 rounds | median ms | best ms |")
+        print("|---|---:|---:|")
+        for name in ("base", "new"):
+            print(f"| {name} | {r[name + ' median']:.3f} | {r[name + ' best']:.3f} |")
+        print(f"| new / base | {r['new median'] / r['base median']:.3f} | {r['new best'] / r['base best']:.3f} |")
+        return
     print("| n_ctx | summary ms | +detect ms | preview png ms | np.log ms | fast ms | exact ms | summary+png / fast | summary+png / exact |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in map(int, args.n_ctx.split(",")):
