@@ -14,11 +14,13 @@ any subnormal), `_add_row` adds `a` into the preview's block-row sums, and `_log
 then `sum_j p log p = (sum_j a log a) / s - log s`. The log (`_log_from_parts`) is `e ln 2 + log(m)`
 with `log(m)` for `m` in `[sqrt(1/2), sqrt(2))` as `2 atanh((m - 1) / (m + 1))` to the 9th power, in
 float32 (relative error ~1e-7, the accuracy of a float32 input): numba's own `log` is one scalar
-call per value, 1.3 ms more per 1024 x 1024 head. Measured side by side in one process on one (slow)
-day, causal 1024 x 1024 float32 (benchmarks/README.md): 2.2 ms with an earlier split (bits into
-scratch rows, then a sums loop that did not vectorise), 0.82 ms as these three loops, 0.74 ms with
-int32 constants in the bit tests; one fused loop was slower (1.0 ms), and a store into the block
-sums inside `_log_sums` kept it scalar.
+call per value, 1.3 ms more per 1024 x 1024 head. Against the earlier split (bits into scratch
+rows, then a sums loop that never vectorised), interleaved in one process, causal 1024 x 1024
+float32: median 2.47 -> 1.48 ms (`bench_summaries.py --base`, benchmarks/README.md). Tried and
+dropped, side by side on one day: one loop doing the bit scan too (1.0 against 0.82 ms; an int64
+constant, or counting the subnormals instead of flagging them, also kept a loop scalar), the store
+into the block sums inside `_log_sums` (scalar again), and a division-free log polynomial (within
+noise).
 A row with float32-subnormal values (wrong exponent field) or a mass outside `(1e-30, 1e30)` takes
 the exact path `_plogp_row`: the values scaled to `p` first, then the same log.
 """
