@@ -129,11 +129,12 @@ def main(argv=None) -> int:
 
     work = args.work or Path(tempfile.mkdtemp(prefix="pl_bench_input_"))
     tiny = write_synthetic_model(work / "tiny", n_layers=1, n_heads=2, n_ctx=16, n_prompts=1)
-    models = {
-        "deflated": write_synthetic_model(work / "deflated", n_layers=12, n_heads=12, n_ctx=512, n_prompts=2),
-        "stored": write_synthetic_model(work / "stored", n_layers=12, n_heads=12, n_ctx=512, n_prompts=2, compress=False),
-        "one prompt": write_synthetic_model(work / "one", n_layers=12, n_heads=12, n_ctx=512, n_prompts=1),
-    }
+    models = {}
+    if not (args.only_long or args.only_ref):  # the 12 x 12 models only the other rows read
+        models["deflated"] = write_synthetic_model(work / "deflated", n_layers=12, n_heads=12, n_ctx=512, n_prompts=2)
+        models["stored"] = write_synthetic_model(work / "stored", n_layers=12, n_heads=12, n_ctx=512, n_prompts=2,
+                                                 compress=False)
+        models["one prompt"] = write_synthetic_model(work / "one", n_layers=12, n_heads=12, n_ctx=512, n_prompts=1)
     if args.long_ctx:
         models["long"] = write_synthetic_model(work / "long", n_layers=1, n_heads=8, n_ctx=args.long_ctx, n_prompts=1)
     repos = {"base": args.base.resolve(), "new": REPO}
@@ -175,13 +176,19 @@ def main(argv=None) -> int:
                              "vs_ref": ref / wall, "vs_ref_cpu": ref_cpu / cpu})
                 print(f"{name:<4} {profile:<5} whole process, 4 prompts: {wall:6.2f} s  vs reference {ref / wall:5.2f}x"
                       f"  (cpu {cpu:6.2f} s, {ref_cpu / cpu:5.2f}x)", flush=True)
-        if args.only_ref:
-            return 0
-    if args.only_long:
+    if args.only_ref:
+        return _write_json(args.json, rows)
+
+    def long_rows() -> None:
+        if not args.long_ctx:
+            return
         for profile in ("fast", "exact"):
             for jobs in (1, 2):
                 warm(f"warm {profile} {jobs} job(s), 1 layer x 8 heads ctx{args.long_ctx}", "long", profile, jobs)
-        return 0
+
+    if args.only_long:
+        long_rows()
+        return _write_json(args.json, rows)
     for profile in ("fast", "exact"):
         for jobs in (2, 1):
             if not args.only_cold:
@@ -194,10 +201,8 @@ def main(argv=None) -> int:
         ro = _run(REPO, {"kind": "render_only", "n_ctx": 512, "jobs": 2})
         rows.append({"label": "render only (pattern_lens.bench) fast 2 jobs ctx512", "new": ro["heads_per_s"]})
         print(f"{'render only (pattern_lens.bench) fast 2 jobs ctx512':<52} {ro['heads_per_s']:8.1f} heads/s", flush=True)
-    if args.long_ctx and not args.only_cold:
-        for profile in ("fast", "exact"):
-            for jobs in (1, 2):
-                warm(f"warm {profile} {jobs} job(s), 1 layer x 8 heads ctx{args.long_ctx}", "long", profile, jobs)
+    if not args.only_cold:
+        long_rows()
     m = models["one prompt"]
     for name, repo in repos.items():
         for jobs in (1, 2):
@@ -207,8 +212,12 @@ def main(argv=None) -> int:
             rows.append({"label": f"cold cli fast {jobs} job(s) one prompt", "repo": name, "wall": wall, "cpu": cpu})
             print(f"cold cli {name:<4} fast {jobs} job(s), 1 prompt 12x12 ctx512: wall {wall:6.2f} s  cpu {cpu:6.2f} s",
                   flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+    return _write_json(args.json, rows)
+
+
+def _write_json(path: Path | None, rows: list[dict]) -> int:
+    if path:
+        path.write_text(json.dumps(rows, indent=2))
     return 0
 
 

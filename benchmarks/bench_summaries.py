@@ -35,6 +35,7 @@ import numpy as np
 from pattern_lens import export_profile
 from pattern_lens._export.encode import matrix_file_bytes
 from pattern_lens._export.preview import preview_png
+from pattern_lens._layout import HEAD_STATS_FILE
 from pattern_lens._pipeline.stats import summarize_head
 from pattern_lens.bench import _patterns
 
@@ -156,7 +157,7 @@ def _remove_outputs(model: Path) -> None:
         for entry in prompt_dir.iterdir():
             if entry.is_dir() and entry.name.startswith("L"):
                 shutil.rmtree(entry)
-            elif entry.name == "head_stats.json":
+            elif entry.name == HEAD_STATS_FILE:
                 entry.unlink()
 
 
@@ -214,8 +215,9 @@ def main() -> None:
                     help="a baseline checkout (git worktree): its statistics kernel against this one's, n_ctx 1024, then stop")
     args = ap.parse_args()
     if args.base is not None:
-        r = kernel_against_base(args.base, 1024, 8, 15)
-        print("| head_summary, causal 1024 x 1024 float32, 8 heads x 15 rounds | median ms | best ms |")
+        n_ctx, heads, rounds = 1024, 8, 15
+        r = kernel_against_base(args.base, n_ctx, heads, rounds)
+        print(f"| head_summary, causal {n_ctx} x {n_ctx} float32, {heads} heads x {rounds} rounds | median ms | best ms |")
         print("|---|---:|---:|")
         for name in ("base", "new"):
             print(f"| {name} | {r[name + ' median']:.3f} | {r[name + ' best']:.3f} |")

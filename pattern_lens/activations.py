@@ -42,7 +42,7 @@ from pattern_lens._layout import ACTIVATIONS_FILE, layer_key, prompt_dir as _pro
 from pattern_lens._pipeline.indexes import write_models_jsonl, write_prompts_jsonl
 from pattern_lens._pipeline.inputs import model_folder
 from pattern_lens.consts import ATTN_PATTERN_REGEX, DATA_DIR
-from pattern_lens.cli import positive_int
+from pattern_lens.cli import _add_gallery_argument, positive_int
 from pattern_lens.load_activations import (
     ActivationsMissingError,
     activations_exist,
@@ -308,7 +308,7 @@ def get_activations(
      - `ModelLoadError` when the patterns must be computed and torch (or, for a model name,
        transformers) is not installed; loading saved patterns as numpy needs neither
     """
-    from pattern_lens._model.load import load_model, model_display_name, require_model_extra
+    from pattern_lens._model.load import load_model, model_display_name
 
     augment_prompt_with_hash(prompt)
     model_name: str = model_display_name(str(model)) if isinstance(model, (str, Path)) else load_model(model).model_name
@@ -321,8 +321,8 @@ def get_activations(
                 return load_activations(model_name, prompt, Path(save_path), return_fmt=return_cache)
             except ActivationsMissingError:
                 pass
-    require_model_extra(transformers=isinstance(model, (str, Path)))  # the one message, whichever path computes
-    return compute_activations(prompt=prompt, model=load_model(model), save_path=Path(save_path), return_cache=return_cache)
+    return compute_activations(  # load_model checks for the `model` extra before anything imports torch
+        prompt=prompt, model=load_model(model), save_path=Path(save_path), return_cache=return_cache)
 
 
 @dataclass
@@ -448,24 +448,15 @@ def activations_main(
     write_prompts_jsonl(model_dir)
     write_models_jsonl(save_path)
     if not no_index_html:
-        _write_gallery(save_path, report, verbose)
+        from pattern_lens._view.gallery import write_gallery_after_run
+
+        # a failure is reported, not raised: the patterns are saved already
+        error = write_gallery_after_run(save_path, quiet=not verbose)
+        if error is not None:
+            report.errors.append(error)
     if verbose:
         print(report.format())
     return report
-
-
-def _write_gallery(save_path: Path, report: ActivationsReport, verbose: bool) -> None:
-    """the gallery (`index.html`), as the reference's `write_html_index`; a failure is reported in
-    `report.errors`, not raised: the patterns are saved already"""
-    from pattern_lens._view.gallery import write_gallery
-
-    try:
-        info = write_gallery(save_path)
-    except (PatternLensError, OSError, ValueError) as e:
-        report.errors.append(f"writing the gallery into {save_path} failed: {e}")
-        return
-    if verbose:
-        print(f"gallery: {info.file_url()}  (or: pattern-lens serve {save_path})")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -497,10 +488,7 @@ def add_arguments(p: argparse.ArgumentParser, batch_size: int = 32) -> None:
     p.add_argument("--device", type=str, default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--raw-prompts", "-r", action="store_true", help="cut the prompts to --min-chars..--max-chars")
     p.add_argument("--shuffle", action="store_true", help="shuffle the prompts")
-    p.add_argument(  # dest `index_html`, as `render`'s: `run` shares `cli._each_model`, which reads it
-        "--no-index-html", dest="index_html", action="store_false",
-        help="do not write or refresh the gallery (index.html + pattern_lens_gallery/) in the save path",
-    )
+    _add_gallery_argument(p)  # dest `index_html`, as `render`'s: `run` shares `cli._each_model`, which reads it
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -517,8 +505,7 @@ def run_from_args(args: argparse.Namespace) -> int:
                 max_chars=args.max_chars,
                 force=args.force,
                 n_samples=args.n_samples,
-                # the CLI's dest for --no-index-html may be `index_html` (as `render`'s): take either
-                no_index_html=getattr(args, "no_index_html", not getattr(args, "index_html", True)),
+                no_index_html=not args.index_html,
                 shuffle=args.shuffle,
                 stacked_heads=args.stacked_heads,
                 device=args.device,

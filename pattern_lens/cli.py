@@ -210,15 +210,12 @@ def _add_gallery_argument(p: argparse.ArgumentParser) -> None:
 
 def _refresh_gallery(save_path: str | Path, quiet: bool) -> int:
     """write the gallery into `save_path` after a run; returns 0, or 1 with the error printed"""
-    from pattern_lens._view.gallery import write_gallery
+    from pattern_lens._view.gallery import write_gallery_after_run
 
-    try:
-        info = write_gallery(save_path)
-    except (PatternLensError, OSError, ValueError) as e:
-        print(f"error: writing the gallery into {save_path} failed: {e}", file=sys.stderr)
+    error = write_gallery_after_run(save_path, quiet)
+    if error is not None:
+        print(f"error: {error}", file=sys.stderr)
         return 1
-    if not quiet:
-        print(f"gallery: {info.file_url()}  (or: pattern-lens serve {save_path})")
     return 0
 
 

@@ -179,6 +179,17 @@ def _or_registered(figure_funcs: Sequence[Callable] | None) -> Sequence[Callable
     return list(ATTENTION_MATRIX_FIGURE_FUNCS) if figure_funcs is None else figure_funcs
 
 
+def _inside(path: Path, root: Path) -> Path:
+    """`path`, after checking it stays inside the save path `root` (nothing is written outside it)
+
+    # Raises:
+     - `InputError` naming the path that leaves `root` (a link, a hostile prompt hash)
+    """
+    if (outside := leaves_root(path, root)) is not None:
+        raise InputError(outside)
+    return path
+
+
 def compute_and_save_figures(
     model_cfg: HTConfigMock,
     activations_path: Path,
@@ -212,8 +223,7 @@ def compute_and_save_figures(
     figure_funcs = _or_registered(figure_funcs)
     prompt_dir = Path(activations_path).parent
     root = Path(save_path).resolve()
-    if (outside := leaves_root(prompt_dir, root)) is not None:  # as process_prompt: nothing written outside
-        raise InputError(outside)
+    _inside(prompt_dir, root)  # as process_prompt: nothing written outside the save path
     results: dict[str, dict[tuple[int, int], bool | Exception]] = {}
     for layer in range(model_cfg.n_layers):
         if isinstance(cache, dict):
@@ -223,9 +233,7 @@ def compute_and_save_figures(
         else:
             raise TypeError(f"cache must be a dict or np.ndarray, not {type(cache).__name__}")
         for head in range(model_cfg.n_heads):
-            d = head_dir(prompt_dir, layer, head)
-            if (outside := leaves_root(d, root)) is not None:
-                raise InputError(outside)
+            d = _inside(head_dir(prompt_dir, layer, head), root)
             status = process_single_head(layer, head, layer_patterns[head], d, figure_funcs, force_overwrite)
             if track_results:
                 for name, st in status.items():
@@ -259,15 +267,12 @@ def process_prompt(
     figure_funcs = _or_registered(figure_funcs)
     prompt_dir = model_dir / "prompts" / check_prompt_hash(prompt.get("hash"))
     root = Path(save_path).resolve()
-    if (outside := leaves_root(prompt_dir, root)) is not None:
-        raise InputError(outside)
+    _inside(prompt_dir, root)
     with ActivationsFile(prompt_dir / ACTIVATIONS_FILE, n_heads=model_cfg.n_heads) as acts:
         for layer in range(model_cfg.n_layers):
             patterns = acts.read_layer(layer)
             for head in range(model_cfg.n_heads):
-                d = head_dir(prompt_dir, layer, head)
-                if (outside := leaves_root(d, root)) is not None:
-                    raise InputError(outside)
+                d = _inside(head_dir(prompt_dir, layer, head), root)
                 process_single_head(layer, head, patterns[head], d, figure_funcs, force_overwrite)
     generate_prompts_jsonl(model_dir)
 

@@ -7,6 +7,22 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+MARK: str = "PATTERN_LENS_TEST_MARK"
+"the environment variable a test's child processes carry, so the test can find them (and only them)"
+
+_REPO = Path(__file__).resolve().parents[1]
+
+
+def child_env(mark: str, **extra: str) -> dict[str, str]:
+    """this environment for a child process: this checkout and tests/ on `PYTHONPATH`, `MARK` set to
+    `mark`, plus `extra`"""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(_REPO), str(_REPO / "tests"), env.get("PYTHONPATH", "")])
+    env[MARK] = mark
+    env.update(extra)
+    return env
 
 
 def interrupt_when(proc: subprocess.Popen, ready: Callable[[], bool], signum: int, wait: float = 120) -> tuple[str, str]:

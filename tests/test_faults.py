@@ -19,7 +19,8 @@ import numpy as np
 import psutil
 import pytest
 
-from interrupt_support import assert_one_interrupt_line, interrupt_when
+from interrupt_support import MARK, assert_one_interrupt_line, interrupt_when
+from interrupt_support import child_env as _env
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -32,7 +33,6 @@ from pattern_lens.figures import HTConfigMock
 from pattern_lens.synthetic import write_synthetic_model
 
 REPO = Path(__file__).resolve().parents[1]
-TESTS = Path(__file__).resolve().parent
 # how tests/fault_funcs.py's `misbehave` ends on each head (passed to it as $FAULTS); only the
 # subprocesses import that module (here it would register its functions for every other test)
 FAULTS: dict[str, str] = {
@@ -44,16 +44,6 @@ FAULTS: dict[str, str] = {
     "L2/H2": "os_exit",
     "L2/H3": "segfault",
 }
-
-MARK = "PATTERN_LENS_TEST_MARK"
-
-
-def _env(mark: str, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(TESTS), env.get("PYTHONPATH", "")])
-    env[MARK] = mark
-    env.update(extra)
-    return env
 
 
 def _cmd(root: Path, model: str, *args: str) -> list[str]:

@@ -24,17 +24,30 @@ def _planned(model_dir: Path, n_heads: int, n_ctx: int, n_workers: int, layers=(
     return [Task(FigureFuncs([raw]), False, "fast", n_heads, tuple(items), est) for items, est in planner]
 
 
-def test_each_split_layer_is_read_once_and_every_batch_maps_the_same_file(tmp_path, monkeypatch):
+@pytest.fixture
+def reads(monkeypatch) -> list[int]:
+    """the layers `ActivationsFile.read_layer` reads in this process, in order"""
+    got: list[int] = []
+    real = ActivationsFile.read_layer
+    monkeypatch.setattr(ActivationsFile, "read_layer", lambda self, layer: got.append(layer) or real(self, layer))
+    return got
+
+
+@pytest.fixture
+def spill(tmp_path, monkeypatch) -> Path:
+    """the hand-over folders' root, in the test's folder"""
+    root = tmp_path / "spill"
+    root.mkdir()
+    monkeypatch.setattr(handover, "spill_root", lambda: str(root))
+    return root
+
+
+def test_each_split_layer_is_read_once_and_every_batch_maps_the_same_file(tmp_path, reads, spill):
     model_dir = write_synthetic_model(tmp_path / "data", n_layers=2, n_heads=8, n_ctx=32, n_prompts=1, seed=1)
     tasks = _planned(model_dir, 8, 32, n_workers=4, layers=(0, 1))
     assert len(tasks) == 4 and all(len(t.items) == 1 for t in tasks)  # two batches per layer
-    reads: list[int] = []
-    real = ActivationsFile.read_layer
-    monkeypatch.setattr(ActivationsFile, "read_layer", lambda self, layer: reads.append(layer) or real(self, layer))
-    folder = tmp_path / "spill"
-    folder.mkdir()
     seconds = [0.0]
-    jobs = list(handover.share_split_layers(tasks, str(folder), seconds))
+    jobs = list(handover.share_split_layers(tasks, str(spill), seconds))
     assert sorted(reads) == [0, 1] and seconds[0] > 0
     assert [j.task for j in jobs] == tasks and all(isinstance(j, InMemoryTask) and j.from_npz for j in jobs)
     prompt = Path(tasks[0].items[0][0])
@@ -45,25 +58,21 @@ def test_each_split_layer_is_read_once_and_every_batch_maps_the_same_file(tmp_pa
             assert len({s.st_ino for s in stats}) == 1 and stats[0].st_nlink == 2  # one file, a name per batch
             for j in mine:
                 np.testing.assert_array_equal(np.load(j.patterns[0], mmap_mode="r"), npz[f"blocks.{layer}.attn.hook_pattern"][0])
-    assert sorted(p.name for p in folder.iterdir()) == sorted(os.path.basename(j.patterns[0]) for j in jobs)
+    assert sorted(p.name for p in spill.iterdir()) == sorted(os.path.basename(j.patterns[0]) for j in jobs)
 
 
-def test_a_layer_that_is_done_or_cannot_be_read_here_is_left_to_the_workers(tmp_path, monkeypatch):
+def test_a_layer_that_is_done_or_cannot_be_read_here_is_left_to_the_workers(tmp_path, reads, spill):
     model_dir = write_synthetic_model(tmp_path / "data", n_layers=1, n_heads=4, n_ctx=16, n_prompts=1, seed=2)
-    folder = tmp_path / "spill"
-    folder.mkdir()
     assert figures_main(model_dir.name, tmp_path / "data", None, False, "raw", n_jobs=1, summaries=False,
                         progress=False, verbose=False).ok
     tasks = _planned(model_dir, 4, 16, n_workers=2)
-    reads: list[int] = []
-    real = ActivationsFile.read_layer
-    monkeypatch.setattr(ActivationsFile, "read_layer", lambda self, layer: reads.append(layer) or real(self, layer))
-    assert list(handover.share_split_layers(tasks, str(folder))) == tasks and reads == []  # resumed: never read
+    reads.clear()  # the render above read the layer in this process
+    assert list(handover.share_split_layers(tasks, str(spill))) == tasks and reads == []  # resumed: never read
     npz = Path(tasks[0].items[0][0]) / ACTIVATIONS_FILE
     npz.write_bytes(npz.read_bytes()[:100])  # truncated: the workers read it and report it, as before
     forced = [Task(t.funcs, True, t.profile, t.n_heads, t.items, t.estimate) for t in tasks]
-    assert list(handover.share_split_layers(forced, str(folder))) == forced
-    assert not list(folder.iterdir())
+    assert list(handover.share_split_layers(forced, str(spill))) == forced
+    assert not list(spill.iterdir())
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -74,15 +83,6 @@ def _tree(root: Path) -> dict[str, bytes]:
 def share_two_batches(monkeypatch):
     """on 2 cores a layer is split into 2 batches, below the sharing threshold: share them anyway"""
     monkeypatch.setattr(handover, "SHARE_MIN_BATCHES", 2)
-
-
-@pytest.fixture
-def spill(tmp_path, monkeypatch) -> Path:
-    """the hand-over folders' root, in the test's folder"""
-    root = tmp_path / "spill"
-    root.mkdir()
-    monkeypatch.setattr(handover, "spill_root", lambda: str(root))
-    return root
 
 
 @pytest.fixture

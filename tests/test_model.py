@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from interrupt_support import assert_one_interrupt_line, interrupt_when
+from interrupt_support import assert_one_interrupt_line, child_env, interrupt_when
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers reads it: nothing is downloaded
 
@@ -413,16 +413,10 @@ def _hash_of(text: str) -> str:
     return augment_prompt_with_hash({"text": text})["hash"]
 
 
-def _run_env(mark: str, **extra: str) -> dict[str, str]:
-    tests = str(REPO / "tests")
-    return dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=os.pathsep.join([str(REPO), tests]), PATTERN_LENS_TEST_MARK=mark,
-                **extra)
-
-
 def test_run_reports_a_worker_that_dies_and_goes_on(models, tmp_path):
     """a figure function that segfaults its worker on one head: reported, the rest rendered, exit 1"""
     prompts = _prompts_file(tmp_path / "prompts.jsonl", PROMPTS[:2])
-    env = _run_env("run-segfault", FAULT_HASH=_hash_of(PROMPTS[0]), FAULTS=json.dumps({"L1/H2": "segfault"}))
+    env = child_env("run-segfault", HF_HUB_OFFLINE="1", FAULT_HASH=_hash_of(PROMPTS[0]), FAULTS=json.dumps({"L1/H2": "segfault"}))
     r = subprocess.run([sys.executable, "-m", "pattern_lens.cli", "run", "-m", str(models["gpt2"]), "-p", str(prompts),
                         "-s", str(tmp_path / "out"), "--figure-funcs", "raw,misbehave", "--import", "fault_funcs",
                         "--jobs", "2", "-q", "--no-index-html"],
@@ -445,7 +439,7 @@ def test_run_interrupted_prints_one_line_writes_indexes_and_exits_128_plus_signa
     proc = subprocess.Popen([sys.executable, "-m", "pattern_lens.cli", "run", "-m", str(models["gpt2"]), "-p", str(prompts),
                              "-s", str(out), "--figure-funcs", "slow", "--import", "fault_funcs", "--jobs", "2",
                              "--no-index-html"],
-                            cwd=REPO, env=_run_env("run-interrupt"), start_new_session=True,
+                            cwd=REPO, env=child_env("run-interrupt", HF_HUB_OFFLINE="1"), start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     stdout, stderr = interrupt_when(proc, lambda: len(list(out.rglob("slow.png"))) >= 3, signum)
     assert_one_interrupt_line(proc, signum, stdout, stderr)

@@ -71,6 +71,12 @@ class ParallelSession:
         """one worker in this process: tasks run here, one after the other, without joblib"""
         return self.in_process and self.n_workers == 1
 
+    @property
+    def local_processes(self) -> bool:
+        """tasks run in worker processes of this machine (not threads, not a dask cluster): they can
+        share files in this machine's RAM, and starting them costs ~0.5 s each"""
+        return not self.in_process and self.backend_name != "dask"
+
     def as_sequential(self) -> "ParallelSession":
         """the same run on one worker in this process (a run too small to pay for starting workers)"""
         return ParallelSession(self.n_jobs, 1, "sequential", True, self.supports_generator)

@@ -88,8 +88,8 @@ def _spill_stale(entry: os.DirEntry) -> bool:
         return False
 
 
-def remove_stale_spill_folders(root: str | None) -> list[str]:
-    """delete the hand-over folders in `root` (`None`: the temporary folder) of runs that are gone
+def remove_stale_spill_folders() -> list[str]:
+    """delete the hand-over folders in `spill_root()` of runs that are gone
 
     A run deletes its own folder when it ends, but a SIGKILLed one cannot: its layers (in RAM, in
     /dev/shm) would stay until a reboot. Another live run's folder, or another machine's, is kept.
@@ -99,7 +99,7 @@ def remove_stale_spill_folders(root: str | None) -> list[str]:
     """
     removed: list[str] = []
     try:
-        entries = [e for e in os.scandir(root or tempfile.gettempdir()) if e.name.startswith(SPILL_PREFIX)]
+        entries = [e for e in os.scandir(spill_root() or tempfile.gettempdir()) if e.name.startswith(SPILL_PREFIX)]
     except OSError:
         return removed
     for entry in entries:
@@ -170,6 +170,8 @@ def _links(path: str, n: int) -> list[str]:
 def _layer_has_work(group: list[Task]) -> bool:
     """whether a head of these batches may need the layer (by file names only, nothing deleted: the
     worker checks each output properly; a layer that turns out to be needed after all is read there)"""
+    if any(task.force for task in group):
+        return True
     for task in group:
         for prompt_dir, layer, heads in task.items:
             for h in heads:
@@ -177,7 +179,7 @@ def _layer_has_work(group: list[Task]) -> bool:
                     listing = list_head_dir(head_dir(prompt_dir, layer, h), clean_temp=False)
                 except (OSError, RuntimeError):  # not a folder, a link loop, no permission: the worker reports it
                     return True
-                if task.force or not all(is_complete(f, listing) for f in task.funcs):
+                if not all(is_complete(f, listing) for f in task.funcs):
                     return True
                 if task.summaries is not None and PREVIEW_FILE not in listing:
                     return True

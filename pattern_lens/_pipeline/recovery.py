@@ -114,7 +114,7 @@ def split_in_memory_task(job: InMemoryTask) -> list[InMemoryTask]:
     worker will read again, is deleted. A task whose file is gone cannot be split and is reported whole.
     """
     heads = [(item, patterns, h) for item, patterns in zip(job.task.items, job.patterns, strict=True) for h in item[2]]
-    if len(heads) <= 1 or not all(os.path.isfile(p) for p in job.patterns if isinstance(p, str)):
+    if len(heads) <= 1:
         return [job]
     parts: list[InMemoryTask] = []
     try:
@@ -122,7 +122,7 @@ def split_in_memory_task(job: InMemoryTask) -> list[InMemoryTask]:
             mine = _own_copy(patterns, h) if isinstance(patterns, str) else patterns
             task = dataclasses.replace(job.task, items=((prompt_dir, layer, (h,)),), estimate=job.task.estimate / len(heads))
             parts.append(InMemoryTask(task, (mine,)))
-    except OSError:  # no room for the parts' files (the disk, /dev/shm): the task is reported whole
+    except OSError:  # the file is gone, or no room for the parts' files (the disk, /dev/shm): reported whole
         for part in parts:
             _delete_files(part)
         return [job]

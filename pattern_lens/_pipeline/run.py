@@ -158,8 +158,7 @@ def render_prompts(
         total: int = len(prompts) * len(layers) * len(heads)
         t0: float = time.perf_counter()
         if (
-            n_jobs is None and planner.remaining < SMALL_RUN_SECONDS and prior_knows(funcs)
-            and not session.in_process and session.backend_name != "dask"
+            n_jobs is None and planner.remaining < SMALL_RUN_SECONDS and prior_knows(funcs) and session.local_processes
         ):
             # the default's choice on a run the prior calls small: starting workers (~0.5 s each)
             # would cost more than they save
@@ -172,8 +171,8 @@ def render_prompts(
                           "SIGALRM in a process's main thread)", stacklevel=2)
         jobs: Iterator[Task | InMemoryTask] = iter(tasks)
         read_here = [0.0]
-        handover.remove_stale_spill_folders(handover.spill_root())  # layers in RAM that killed runs left behind
-        if planner.split_parts >= handover.SHARE_MIN_BATCHES and not session.in_process and session.backend_name != "dask":
+        handover.remove_stale_spill_folders()  # layers in RAM that killed runs left behind
+        if planner.split_parts >= handover.SHARE_MIN_BATCHES and session.local_processes:
             # a layer split into batches is read once, here, for all of them (`handover`)
             with contextlib.suppress(OSError):  # no folder for it: every batch reads the layer itself
                 jobs = share_split_layers(tasks, spill_folder(stack), read_here)

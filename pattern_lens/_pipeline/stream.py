@@ -251,7 +251,7 @@ def run_main(
     batch_errors: list[tuple[str, int]] = []  # filled by the forward thread, read after it ended
 
     try:
-        handover.remove_stale_spill_folders(handover.spill_root())  # layers in RAM that killed runs left behind
+        handover.remove_stale_spill_folders()  # layers in RAM that killed runs left behind
         with contextlib.ExitStack() as stack:
             stack.enter_context(stop_on_signals())  # Ctrl-C / SIGTERM: RunInterrupted, handled below
             session = stack.enter_context(parallel_session(n_jobs, backend, scheduler))
@@ -260,7 +260,7 @@ def run_main(
             total_estimate = sum(planner_prior.layer_estimate(PromptWork("", p.seq_len)) for p in prepared) * len(layer_sel)
             if (
                 n_jobs is None and total_estimate < SMALL_RUN_SECONDS and prior_knows(bundle)
-                and not session.in_process and session.backend_name != "dask"
+                and session.local_processes
             ):
                 session = session.as_sequential()  # as render_prompts: starting workers would cost more than it saves
             summary.n_jobs = session.n_workers
@@ -268,9 +268,7 @@ def run_main(
             # worker processes on this machine get each layer as a file in RAM (/dev/shm where there is
             # one) that they memory-map and delete once rendered, so only the layers in flight take
             # space; threads get the array itself, and a dask cluster the array by value
-            spill_dir = (
-                spill_folder(stack) if not session.in_process and session.backend_name != "dask" else None
-            )
+            spill_dir = spill_folder(stack) if session.local_processes else None
             handoff: queue.Queue = queue.Queue(maxsize=max_queued_layers or max(2, session.n_workers))
             t0 = time.perf_counter()
             forward_end = [t0]

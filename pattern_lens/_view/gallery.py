@@ -50,7 +50,15 @@ from pattern_lens._pipeline.atomic import write_text_if_changed
 from pattern_lens._pipeline.indexes import read_jsonl, sanitize_model_name
 from pattern_lens._view.summaries import page_names, read_head_stats
 
-__all__ = ["GalleryInfo", "DECODABLE_FIGURES", "PREVIEW_THUMBNAILS", "STATIC_FILES", "write_gallery", "gallery_url"]
+__all__ = [
+    "GalleryInfo",
+    "DECODABLE_FIGURES",
+    "PREVIEW_THUMBNAILS",
+    "STATIC_FILES",
+    "write_gallery",
+    "write_gallery_after_run",
+    "gallery_url",
+]
 
 STATIC_FILES: tuple[str, ...] = ("app.js", "style.css")
 "files of `pattern_lens/frontend/` copied into `pattern_lens_gallery/` (the page itself goes to `index.html`)"
@@ -215,6 +223,24 @@ def _model_figures(head_dir: Path | None, figure_names: list[str]) -> list[dict]
 def gallery_url(save_path: Path | str) -> str:
     """the `file://` URL of the gallery page in `save_path`"""
     return (Path(save_path) / GALLERY_INDEX).resolve().as_uri()
+
+
+def write_gallery_after_run(save_path: Path | str, quiet: bool) -> str | None:
+    """`write_gallery` at the end of a run: prints where the page is (unless `quiet`); a failure is
+    returned as a one-line message, not raised (the run's outputs are saved already)
+
+    # Returns:
+     - `str | None` `"writing the gallery into <save_path> failed: <why>"`, or `None` when written
+    """
+    from pattern_lens._errors import PatternLensError
+
+    try:
+        info = write_gallery(save_path)
+    except (PatternLensError, OSError, ValueError) as e:
+        return f"writing the gallery into {save_path} failed: {e}"
+    if not quiet:
+        print(f"gallery: {info.file_url()}  (or: pattern-lens serve {save_path})")
+    return None
 
 
 def write_gallery(save_path: Path | str) -> GalleryInfo:
