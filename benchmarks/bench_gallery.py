@@ -29,7 +29,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]  # this checkout first, and the 
 from gallery_support import CHROMIUM, CHROMIUM_ARGS, running_server  # noqa: E402
 
 from pattern_lens._layout import GALLERY_DIR  # noqa: E402
-from pattern_lens._pipeline.indexes import read_jsonl  # noqa: E402
+from pattern_lens._output.indexes import read_jsonl  # noqa: E402
 from pattern_lens._view.gallery import write_gallery  # noqa: E402
 
 WAIT_IMAGES = "[...document.querySelectorAll('main img[src]')].every(i => i.complete)"

@@ -38,7 +38,7 @@ def main() -> None:
     import deflate
     from isal import isal_zlib
 
-    from pattern_lens._pipeline.npz import ActivationsFile
+    from pattern_lens._input.npz import ActivationsFile
     from pattern_lens.synthetic import write_synthetic_model
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 def _no_summaries(repo: Path) -> list[str]:
     """`--no-summaries` and `--no-index-html` where the checkout has head summaries (issue 12) and the
     gallery (issue 13): the baseline makes neither, so both sides do the same work"""
-    flags = ["--no-summaries"] if (repo / "pattern_lens" / "_pipeline" / "summaries.py").is_file() else []
+    flags = ["--no-summaries"] if any((repo / "pattern_lens" / d / "summaries.py").is_file() for d in ("_pipeline", "_summaries")) else []
     return flags + (["--no-index-html"] if (repo / "pattern_lens" / "_view" / "gallery.py").is_file() else [])
 
 

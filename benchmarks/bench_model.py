@@ -59,7 +59,7 @@ def _child(cfg: dict) -> dict:
             "npz_MB": npz_bytes / 1e6, "heads": summ.n_heads, "jobs": summ.n_jobs,
             "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         }
-    from pattern_lens._pipeline.stream import run_main
+    from pattern_lens._engine.stream import run_main
 
     t0 = time.perf_counter()
     summ = run_main(pm, cfg["prompts"], out, batch_size=1, figure_funcs_select="raw", profile=cfg["profile"],

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pattern_lens._pipeline import outputs
+from pattern_lens._output import outputs
 from pattern_lens.figure_util import save_matrix_wrapper
 from pattern_lens.figures import figures_main
 from pattern_lens.synthetic import write_synthetic_model

@@ -36,7 +36,7 @@ from pattern_lens import export_profile
 from pattern_lens._export.encode import matrix_file_bytes
 from pattern_lens._export.preview import preview_png
 from pattern_lens._layout import HEAD_STATS_FILE
-from pattern_lens._pipeline.stats import summarize_head
+from pattern_lens._summaries.stats import summarize_head
 from pattern_lens.bench import _patterns
 
 from bench_inflate import best_of as _best  # this folder is on sys.path when run as a script
@@ -82,7 +82,7 @@ def kernel_against_base(base: Path, n_ctx: int, heads: int, rounds: int) -> dict
     Median and best of single calls (each head once per round, the two kernels alternating), ms.
     """
     from pattern_lens import kernels as ours
-    from pattern_lens._pipeline.stats import LOCAL_WINDOW, PREVIEW_SIZE, block_edges
+    from pattern_lens._summaries.stats import LOCAL_WINDOW, PREVIEW_SIZE, block_edges
 
     theirs = _load_kernels(base)
     pats = _patterns(n_ctx, heads, seed=1)
@@ -119,7 +119,7 @@ class _SummaryClock:
     """
 
     def __init__(self) -> None:
-        from pattern_lens._pipeline import summaries
+        from pattern_lens._summaries import summaries
 
         self.seconds = 0.0
         self._patched = [

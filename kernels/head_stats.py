@@ -3,7 +3,7 @@
 `head_summary` reads each row of the pattern from memory once (its causal part only, for a causal
 pattern; the loops below go over it while it is in cache) and accumulates, per row, the sums every
 statistic needs, plus the block sums of the preview. The definitions (what each statistic means, which rows count) are documented with the
-names in `pattern_lens._pipeline.stats`; the numbers here follow them:
+names in `pattern_lens._summaries.stats`; the numbers here follow them:
 
 for row `i` with positions `j in [0, L_i)` (causal: `L_i = i + 1`; full: `L_i = n`), values `a_ij`,
 mass `s_i = sum_j a_ij`, `p_ij = a_ij / s_i`; a row counts when `L_i >= 2` and `s_i > 0`.

@@ -14,7 +14,7 @@
 
 Temporary files (atomic writes) are `.<final name>.pl<pid>@<host>.<random>.tmp` beside their final
 file: the writing process and machine are in the name, so a run deletes only the temporary files of
-processes that are gone (see `pattern_lens._pipeline.atomic.is_stale_temp`).
+processes that are gone (see `pattern_lens._output.atomic.is_stale_temp`).
 """
 
 from __future__ import annotations
@@ -72,16 +72,16 @@ PREVIEW_NAME: str = "preview"
 "the name of a head's preview among its figures (`figures.jsonl`); no figure function may take it"
 
 PREVIEW_FILE: str = f"{PREVIEW_NAME}.png"
-"a head's preview image in its head folder (`pattern_lens._pipeline.summaries`)"
+"a head's preview image in its head folder (`pattern_lens._summaries.summaries`)"
 
 HEAD_STATS_FILE: str = "head_stats.json"
-"the statistics of every summarised head of a prompt, in its prompt folder (`pattern_lens._pipeline.summaries`)"
+"the statistics of every summarised head of a prompt, in its prompt folder (`pattern_lens._summaries.summaries`)"
 
 HEAD_STATS_FORMAT: str = "pattern_lens.head_stats"
 "the `format` field of `HEAD_STATS_FILE`, which a reader checks before anything else"
 
 HEAD_STATS_VERSION: int = 1
-"the `version` field of `HEAD_STATS_FILE` as written now (the format: `pattern_lens._pipeline.summaries`)"
+"the `version` field of `HEAD_STATS_FILE` as written now (the format: `pattern_lens._summaries.summaries`)"
 
 
 GALLERY_INDEX: str = "index.html"

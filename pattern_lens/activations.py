@@ -39,8 +39,8 @@ import numpy as np
 
 from pattern_lens._errors import InputError, PatternLensError
 from pattern_lens._layout import ACTIVATIONS_FILE, layer_key, prompt_dir as _prompt_dir
-from pattern_lens._pipeline.indexes import write_models_jsonl, write_prompts_jsonl
-from pattern_lens._pipeline.inputs import model_folder
+from pattern_lens._output.indexes import write_models_jsonl, write_prompts_jsonl
+from pattern_lens._input.inputs import model_folder
 from pattern_lens.consts import ATTN_PATTERN_REGEX, DATA_DIR
 from pattern_lens.cli import _add_gallery_argument, positive_int
 from pattern_lens.load_activations import (

@@ -240,7 +240,7 @@ def _run_options(args: argparse.Namespace) -> dict:
 
 def run_render(args: argparse.Namespace) -> int:
     """render every model named in `args.model`; a model that fails does not stop the others"""
-    from pattern_lens._pipeline.prestart import prestart_workers
+    from pattern_lens._engine.prestart import prestart_workers
 
     _search_current_folder(args.imports)  # before the workers start: they take sys.path as it is then
     prestart_workers(args.jobs, args.backend, args.profile, args.imports)  # warm while we import and plan
@@ -427,11 +427,11 @@ def bench_config_from_args(args: argparse.Namespace):
 
 
 def _run_pipeline_bench(args: argparse.Namespace) -> int:
-    """`bench --pipeline`: see `pattern_lens._pipeline.stagebench`"""
+    """`bench --pipeline`: see `pattern_lens._summaries.stagebench`"""
     import dataclasses
     import json
 
-    from pattern_lens._pipeline.stagebench import format_stages, run_stage_bench
+    from pattern_lens._summaries.stagebench import format_stages, run_stage_bench
     from pattern_lens._system import available_cpus
 
     jobs = tuple(args.jobs) if args.jobs else tuple(sorted({1, available_cpus()}))
@@ -514,7 +514,7 @@ def run_activations(args: argparse.Namespace) -> int:
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     """the options of `pattern-lens run`: model and prompts as `activations`, then those of `render`"""
-    from pattern_lens._pipeline.stream import DEFAULT_BATCH_SIZE
+    from pattern_lens._engine.stream import DEFAULT_BATCH_SIZE
     from pattern_lens.activations import DEFAULT_COMPRESS_LEVEL, _compress_level, add_arguments
 
     add_arguments(p, batch_size=DEFAULT_BATCH_SIZE)
@@ -532,7 +532,7 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_run(args: argparse.Namespace) -> int:
     """run each model in `args.model` on the prompts and render its heads as the layers are computed"""
-    from pattern_lens._pipeline.stream import run_main
+    from pattern_lens._engine.stream import run_main
 
     _import_modules(args.imports)
     return _each_model(

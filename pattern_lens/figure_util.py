@@ -23,7 +23,7 @@ from matplotlib.colors import Colormap
 from pattern_lens._export import colormap as _colormap
 from pattern_lens._export.encode import SVG_TEMPLATE, matrix_file_bytes, pillow_png, svg_from_png
 from pattern_lens._layout import FIGURE_NAMES_ATTR, figure_file_name, figure_name
-from pattern_lens._pipeline.atomic import atomic_path, atomic_write_bytes
+from pattern_lens._output.atomic import atomic_path, atomic_write_bytes
 from pattern_lens.consts import AttentionMatrix
 
 __all__ = [

@@ -8,7 +8,7 @@ to resume, every file is written atomically, and failures are summarised at the 
 
 # Figure functions in worker processes
 Workers receive the figure functions by pickling. Define yours at module level in an importable
-module and import it before rendering (CLI: `--import my_module`); see `pattern_lens._pipeline.transfer`.
+module and import it before rendering (CLI: `--import my_module`); see `pattern_lens._engine.transfer`.
 
 ```python
 # my_figs.py, somewhere on sys.path
@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from pattern_lens._errors import FigureFuncTransferError, InputError, PatternLensError, RunInterrupted
-from pattern_lens._pipeline.indexes import write_figures_jsonl, write_models_jsonl
-from pattern_lens._pipeline.indexes import write_prompts_jsonl as generate_prompts_jsonl
-from pattern_lens._pipeline.inputs import (
+from pattern_lens._output.indexes import write_figures_jsonl, write_models_jsonl
+from pattern_lens._output.indexes import write_prompts_jsonl as generate_prompts_jsonl
+from pattern_lens._input.inputs import (
     HTConfigMock,
     check_layers,
     check_prompt_hash,
@@ -48,13 +48,13 @@ from pattern_lens._pipeline.inputs import (
     prompt_work,
     read_prompt_index,
 )
-from pattern_lens._pipeline.npz import ActivationsFile
+from pattern_lens._input.npz import ActivationsFile
 from pattern_lens._layout import ACTIVATIONS_FILE, FIGURES_INDEX, MODELS_INDEX, MODEL_CFG_FILE, PROMPTS_INDEX, head_dir, layer_key
-from pattern_lens._pipeline.outputs import check_output_names, figure_func_name, list_head_dir, run_figure_funcs
-from pattern_lens._pipeline.run import render_prompts, stop_on_signals
-from pattern_lens._pipeline.stats import PREVIEW_SIZE
-from pattern_lens._pipeline.summaries import indexed_funcs, summary_spec
-from pattern_lens._pipeline.summary import FailureStat, RenderSummary
+from pattern_lens._output.outputs import check_output_names, figure_func_name, list_head_dir, run_figure_funcs
+from pattern_lens._engine.run import render_prompts, stop_on_signals
+from pattern_lens._summaries.stats import PREVIEW_SIZE
+from pattern_lens._summaries.summaries import indexed_funcs, summary_spec
+from pattern_lens._summaries.summary import FailureStat, RenderSummary
 from pattern_lens._spinner import SpinnerContext
 from pattern_lens.attn_figure_funcs import ATTENTION_MATRIX_FIGURE_FUNCS
 from pattern_lens.consts import DATA_DIR, ActivationCacheNp, AttentionMatrix
@@ -325,7 +325,7 @@ def figures_main(
        one job (SIGALRM) (defaults to `None`: no limit)
      - `summaries : bool` also summarise every head rendered, from the same read: statistics into
        `prompts/<hash>/head_stats.json` and a preview `L*/H*/preview.png`
-       (`pattern_lens._pipeline.summaries`) (defaults to `True`)
+       (`pattern_lens._summaries.summaries`) (defaults to `True`)
      - `summaries_only : bool` only the summaries, no figures (`figure_funcs_select` is ignored)
        (defaults to `False`)
      - `preview_size : int` largest preview side, pixels (defaults to `PREVIEW_SIZE`, 64)

@@ -1,8 +1,8 @@
 """per-head statistics and previews: compute them for one pattern, read a run's, rank heads
 
 The render pass (`pattern-lens render`, `figures_main`) writes, unless told not to, each prompt's
-`head_stats.json` and each head's `preview.png` (format: `pattern_lens._pipeline.summaries`;
-definitions of the statistics: `pattern_lens._pipeline.stats`). This module reads them back as a tidy
+`head_stats.json` and each head's `preview.png` (format: `pattern_lens._summaries.summaries`;
+definitions of the statistics: `pattern_lens._summaries.stats`). This module reads them back as a tidy
 table (a list of dicts, one per prompt and head) and ranks heads by a statistic averaged over prompts,
 which is what `pattern-lens stats` prints.
 
@@ -25,11 +25,11 @@ import numpy as np
 
 from pattern_lens._export.preview import preview_png
 from pattern_lens._layout import HEAD_STATS_FILE, PREVIEW_FILE, PROMPTS_INDEX, prompt_dir
-from pattern_lens._pipeline.atomic import atomic_write_bytes
+from pattern_lens._output.atomic import atomic_write_bytes
 from pattern_lens._errors import InputError
-from pattern_lens._pipeline.inputs import model_folder, models_present, read_prompt_index
-from pattern_lens._pipeline.stats import LOCAL_WINDOW, PREVIEW_SIZE, STATISTICS, summarize_head
-from pattern_lens._pipeline.summaries import read_head_stats_file
+from pattern_lens._input.inputs import model_folder, models_present, read_prompt_index
+from pattern_lens._summaries.stats import LOCAL_WINDOW, PREVIEW_SIZE, STATISTICS, summarize_head
+from pattern_lens._summaries.summaries import read_head_stats_file
 from pattern_lens.consts import DATA_DIR
 from pattern_lens.cli import positive_int
 

@@ -1,6 +1,6 @@
 """the reference's `pattern_lens.indexes`: the jsonl indexes a viewer reads, and the gallery page
 
-Thin names over `pattern_lens._pipeline.indexes` (which rebuilds each file atomically and leaves it
+Thin names over `pattern_lens._output.indexes` (which rebuilds each file atomically and leaves it
 untouched when nothing changed) and `pattern_lens._view.gallery`. `figures_main` calls them itself at
 the end of a run; they are here for code written against the reference.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from pattern_lens._pipeline.indexes import figure_metadata, write_figures_jsonl, write_models_jsonl, write_prompts_jsonl
+from pattern_lens._output.indexes import figure_metadata, write_figures_jsonl, write_models_jsonl, write_prompts_jsonl
 
 __all__ = [
     "generate_prompts_jsonl",

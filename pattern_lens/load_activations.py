@@ -1,7 +1,7 @@
 """loading a prompt's saved attention patterns from disk, and the prompt hash (the reference's `pattern_lens.load_activations`)
 
 Same names, signatures, defaults and error types as the reference. `load_activations` also finds a
-model folder written with the old naming (see `pattern_lens._pipeline.indexes.find_model_dir`).
+model folder written with the old naming (see `pattern_lens._output.indexes.find_model_dir`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 
 from pattern_lens._layout import ACTIVATIONS_FILE, PROMPT_FILE, prompt_dir as _prompt_dir
-from pattern_lens._pipeline.inputs import check_prompt_hash, model_folder
+from pattern_lens._input.inputs import check_prompt_hash, model_folder
 
 __all__ = [
     "GetActivationsError",

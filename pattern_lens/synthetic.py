@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from pattern_lens._layout import ACTIVATIONS_FILE, MODEL_CFG_FILE, PROMPTS_INDEX, PROMPT_FILE, layer_key
-from pattern_lens._pipeline.atomic import atomic_path, atomic_write_text, write_text_if_changed
+from pattern_lens._output.atomic import atomic_path, atomic_write_text, write_text_if_changed
 
 __all__ = [
     "HEAD_KINDS",
@@ -248,7 +248,7 @@ def write_synthetic_model(
      - `InputError` for a model name that is not a folder name (`.`, `..`, empty after sanitising)
     """
     model_name = model_name or synthetic_model_name(n_layers, n_heads, n_ctx)
-    from pattern_lens._pipeline.inputs import model_folder  # the folder figures_main reads: sanitised, inside save_path
+    from pattern_lens._input.inputs import model_folder  # the folder figures_main reads: sanitised, inside save_path
 
     model_dir = model_folder(save_path, model_name)
     (model_dir / "prompts").mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """the head statistics and the preview written out plainly in numpy: the oracle of test_head_stats
 
-Straight from the definitions in `pattern_lens._pipeline.stats` (float64, one row at a time, numpy's
+Straight from the definitions in `pattern_lens._summaries.stats` (float64, one row at a time, numpy's
 own log). Nothing here imports pattern_lens.
 """
 

@@ -133,7 +133,7 @@ def test_verification_does_not_share_production_normalisation(monkeypatch, tmp_p
 
 
 def test_pipeline_stage_bench_accounts_for_the_workers_time():
-    from pattern_lens._pipeline.stagebench import format_stages, run_stage_bench
+    from pattern_lens._summaries.stagebench import format_stages, run_stage_bench
 
     results = run_stage_bench(n_ctx=16, n_layers=2, n_heads=2, n_prompts=1, jobs=(1,), profiles=("fast",), stored=True, repeat=1)
     (r,) = results

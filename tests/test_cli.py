@@ -312,7 +312,7 @@ def test_render_with_prestarted_workers_writes_what_one_process_writes(tmp_path)
 
 
 def test_warm_worker_renders_nothing_to_disk_and_tolerates_a_missing_module(tmp_path, monkeypatch):
-    from pattern_lens._pipeline.prestart import prestart_workers, warm_worker
+    from pattern_lens._engine.prestart import prestart_workers, warm_worker
 
     monkeypatch.chdir(tmp_path)
     warm_worker(("exact", "fast"), ("no_such_module_for_pattern_lens",))

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pattern_lens._pipeline.atomic import atomic_write_bytes
+from pattern_lens._output.atomic import atomic_write_bytes
 from pattern_lens.cli import main
 from pattern_lens.figures import PatternLensError, figures_main
 from pattern_lens.synthetic import write_synthetic_model

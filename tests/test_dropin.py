@@ -25,7 +25,7 @@ import pytest
 import pattern_lens
 import pattern_lens.attn_figure_funcs as aff
 import pattern_lens.figures as figures
-from pattern_lens._pipeline.indexes import read_jsonl
+from pattern_lens._output.indexes import read_jsonl
 from pattern_lens.figure_util import matplotlib_multifigure_saver, save_matrix_wrapper
 from pattern_lens.synthetic import write_synthetic_model
 
@@ -237,7 +237,7 @@ def test_pyplot_stays_off_the_worker_start_up_path():
     """resolving annotations may import pyplot; importing the worker and rendering a matrix must not"""
     code = textwrap.dedent("""
         import sys, tempfile, numpy as np
-        import pattern_lens._pipeline.worker, pattern_lens.figures
+        import pattern_lens._engine.worker, pattern_lens.figures
         from pattern_lens.attn_figure_funcs import raw
         raw(np.eye(4, dtype=np.float32), tempfile.mkdtemp())
         print("pyplot" if "matplotlib.pyplot" in sys.modules else "no pyplot")

@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 
 from pattern_lens._errors import InputError, PatternLensError
 from pattern_lens._export.png_fast import PNG_IEND, PNG_SIGNATURE
-from pattern_lens._pipeline.atomic import atomic_write_bytes
-from pattern_lens._pipeline.indexes import sanitize_model_name
+from pattern_lens._output.atomic import atomic_write_bytes
+from pattern_lens._output.indexes import sanitize_model_name
 from pattern_lens.figures import compute_and_save_figures, figures_main, process_prompt, process_single_head
 from pattern_lens.figures import HTConfigMock
 from pattern_lens.synthetic import write_synthetic_model

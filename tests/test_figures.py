@@ -16,10 +16,10 @@ import pytest
 import pattern_lens.attn_figure_funcs as aff
 from conftest import SHARED
 import pattern_lens.figures as figures
-from pattern_lens._pipeline import planner as _planner
+from pattern_lens._engine import planner as _planner
 from pattern_lens._layout import layer_key
-from pattern_lens._pipeline.atomic import atomic_write_bytes, atomic_write_text
-from pattern_lens._pipeline.planner import PromptWork, TaskPlanner
+from pattern_lens._output.atomic import atomic_write_bytes, atomic_write_text
+from pattern_lens._engine.planner import PromptWork, TaskPlanner
 from pattern_lens.figure_util import matplotlib_figure_saver, matplotlib_multifigure_saver
 from pattern_lens.figures import (
     FigureFuncTransferError,

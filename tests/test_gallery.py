@@ -115,7 +115,7 @@ def test_head_stats_shapes(tmp_path, shape):
 
 
 def _render_pass_file(heads: list[dict], **header) -> str:
-    """a head_stats.json as pattern_lens._pipeline.summaries documents it (written out here, not by it)"""
+    """a head_stats.json as pattern_lens._summaries.summaries documents it (written out here, not by it)"""
     data = {"format": "pattern_lens.head_stats", "version": 1, "statistics": ["prev_token", "entropy", "key_max_position"],
             "local_window": 8, "preview": {"file": "preview.png", "size": 64, "cmap": "Blues"}, **header, "heads": heads}
     return json.dumps(data)
@@ -142,7 +142,7 @@ def test_head_stats_of_the_render_pass(tmp_path):
 
 
 def test_head_stats_format_is_the_pipelines(tmp_path):
-    from pattern_lens._pipeline.summaries import SummarySpec
+    from pattern_lens._summaries.summaries import SummarySpec
 
     header = SummarySpec().header()  # what the render pass writes
     assert header["format"] == "pattern_lens.head_stats" and header["version"] in HEAD_STATS_VERSIONS

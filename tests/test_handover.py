@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import pattern_lens._pipeline.handover as handover
+import pattern_lens._input.handover as handover
 from pattern_lens._layout import ACTIVATIONS_FILE
-from pattern_lens._pipeline.npz import ActivationsFile
-from pattern_lens._pipeline.planner import PromptWork, TaskPlanner
-from pattern_lens._pipeline.transfer import FigureFuncs
-from pattern_lens._pipeline.worker import InMemoryTask, Task
+from pattern_lens._input.npz import ActivationsFile
+from pattern_lens._engine.planner import PromptWork, TaskPlanner
+from pattern_lens._engine.transfer import FigureFuncs
+from pattern_lens._engine.worker import InMemoryTask, Task
 from pattern_lens.attn_figure_funcs import raw
 from pattern_lens.figures import figures_main
 from pattern_lens.synthetic import write_synthetic_model
@@ -90,7 +90,7 @@ def shares(monkeypatch) -> list[int]:
     """one entry per run that read split layers in the parent"""
     called: list[int] = []
     real = handover.share_split_layers
-    monkeypatch.setattr("pattern_lens._pipeline.run.share_split_layers", lambda *a: called.append(1) or real(*a))
+    monkeypatch.setattr("pattern_lens._engine.run.share_split_layers", lambda *a: called.append(1) or real(*a))
     return called
 
 
@@ -143,7 +143,7 @@ def test_a_head_folder_that_cannot_be_listed_is_reported_and_the_rest_of_a_share
 
 
 def test_an_error_of_the_task_stream_itself_is_raised_not_taken_for_a_dead_pool():
-    from pattern_lens._pipeline.backends import parallel_session, run_all
+    from pattern_lens._engine.backends import parallel_session, run_all
 
     def tasks():
         yield 1

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import reference_head_stats as ref
-from pattern_lens._pipeline.stats import STATISTICS, is_causal, summarize_head
+from pattern_lens._summaries.stats import STATISTICS, is_causal, summarize_head
 
 
 @st.composite

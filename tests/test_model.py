@@ -32,7 +32,7 @@ from tiny_models import SENTENCES, make_tiny_tl, save_tiny_model  # noqa: E402
 from pattern_lens._layout import layer_key  # noqa: E402
 from pattern_lens._model.compute import make_batches, prepare_prompts, run_batch  # noqa: E402
 from pattern_lens._model.load import load_model  # noqa: E402
-from pattern_lens._pipeline.stream import run_main  # noqa: E402
+from pattern_lens._engine.stream import run_main  # noqa: E402
 from pattern_lens.activations import activations_main, compute_activations, compute_activations_batched  # noqa: E402
 from pattern_lens.consts import sanitize_name_str  # noqa: E402
 from pattern_lens.figures import figures_main  # noqa: E402
@@ -215,7 +215,7 @@ def test_transformerlens_style_model(tmp_path):
 def test_stream_equals_two_step(models, tmp_path, monkeypatch, kind, profile, n_jobs):
     # a run this small would go sequential; with 2 jobs, really use loky worker processes (arrays
     # handed over as memory-mapped files)
-    monkeypatch.setattr("pattern_lens._pipeline.stream.SMALL_RUN_SECONDS", 0.0)
+    monkeypatch.setattr("pattern_lens._engine.stream.SMALL_RUN_SECONDS", 0.0)
     prompts = _prompts_file(tmp_path / "prompts.jsonl")
     two, one = tmp_path / "two", tmp_path / "one"
     report = activations_main(str(models[kind]), two, str(prompts), False, None, None, False, None, True,
@@ -310,8 +310,8 @@ def test_stream_memory_stays_near_the_layers_in_flight(tmp_path):
 def test_worker_processes_get_only_the_layers_in_flight(tmp_path, monkeypatch):
     """with loky, layers travel as files the workers map and delete: the files on disk (RAM) at any
     moment stay a few layers, where joblib's own memory-mapping kept every layer until the end"""
-    import pattern_lens._pipeline.handover as handover
-    import pattern_lens._pipeline.stream as stream
+    import pattern_lens._input.handover as handover
+    import pattern_lens._engine.stream as stream
 
     n_layers, n_heads, n_ctx = 24, 4, 256
     folder = save_tiny_model("gpt2", tmp_path / "deep", n_layers=n_layers, n_heads=n_heads, d_model=16, n_ctx=n_ctx)
@@ -450,8 +450,8 @@ def test_run_interrupted_prints_one_line_writes_indexes_and_exits_128_plus_signa
 
 def test_spill_folders_carry_the_pid_and_dead_ones_are_removed(models, tmp_path, monkeypatch):
     """a SIGKILLed `run` leaves its hand-over folder behind: the next run deletes it, never a live one's"""
-    import pattern_lens._pipeline.handover as handover
-    import pattern_lens._pipeline.stream as stream
+    import pattern_lens._input.handover as handover
+    import pattern_lens._engine.stream as stream
     from pattern_lens._layout import this_host
 
     spill = tmp_path / "spill"
@@ -589,7 +589,7 @@ def test_failed_batch_leaves_no_partial_npz_and_the_rest_goes_on(models, tmp_pat
 
 
 def test_render_side_error_stops_the_forward_thread(models, tmp_path, monkeypatch):
-    import pattern_lens._pipeline.stream as stream
+    import pattern_lens._engine.stream as stream
 
     def failing_run_all(session, func, tasks, **kwargs):
         it = iter(tasks)

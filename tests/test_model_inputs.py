@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from pattern_lens._errors import InputError
-from pattern_lens._pipeline.indexes import find_model_dir, raw_model_dir, sanitize_model_name
-from pattern_lens._pipeline.inputs import model_folder
+from pattern_lens._output.indexes import find_model_dir, raw_model_dir, sanitize_model_name
+from pattern_lens._input.inputs import model_folder
 from pattern_lens.figures import figures_main
 from pattern_lens.load_activations import InvalidPromptError, activations_exist, augment_prompt_with_hash, load_activations
 from pattern_lens.synthetic import write_synthetic_model

@@ -20,9 +20,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pattern_lens._layout import layer_key
-from pattern_lens._pipeline import inflate as inflate_mod
-from pattern_lens._pipeline.npz import ActivationsError, ActivationsFile, peek_n_ctx
-from pattern_lens._pipeline.planner import PromptWork, TaskPlanner
+from pattern_lens._input import inflate as inflate_mod
+from pattern_lens._input.npz import ActivationsError, ActivationsFile, peek_n_ctx
+from pattern_lens._engine.planner import PromptWork, TaskPlanner
 from pattern_lens.figures import figures_main
 from pattern_lens.synthetic import write_synthetic_model
 

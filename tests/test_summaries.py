@@ -15,8 +15,8 @@ from PIL import Image
 
 import reference_head_stats as ref
 import reference_impl
-from pattern_lens._pipeline.npz import ActivationsFile
-from pattern_lens._pipeline.stats import STATISTICS
+from pattern_lens._input.npz import ActivationsFile
+from pattern_lens._summaries.stats import STATISTICS
 from pattern_lens.figures import figures_main
 from pattern_lens.synthetic import head_kinds, write_synthetic_model
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pattern_lens._layout import layer_key
-from pattern_lens._pipeline.npz import ActivationsFile
+from pattern_lens._input.npz import ActivationsFile
 from pattern_lens.synthetic import (
     DEFAULT_SHAPE,
     HEAD_KINDS,

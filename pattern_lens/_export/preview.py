@@ -1,6 +1,6 @@
 """a head's preview matrix -> PNG bytes: coloured like the default `raw` figure, with the fast encoder
 
-The preview (block averages, `pattern_lens._pipeline.stats`) is min-max normalised and looked up in
+The preview (block averages, `pattern_lens._summaries.stats`) is min-max normalised and looked up in
 the colormap's table exactly as `save_matrix_wrapper(normalize=True)` does for a full figure, then
 written as an indexed PNG (`fast_png`). A preview of a pattern with `n_ctx <= S` is the pattern
 itself, so its PNG decodes to the same pixels as the `raw` figure's. A text chunk may ride along

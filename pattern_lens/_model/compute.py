@@ -18,7 +18,7 @@ import torch
 
 from pattern_lens._errors import InputError
 from pattern_lens._model.interface import PatternModel
-from pattern_lens._pipeline.inputs import check_prompt_hash
+from pattern_lens._input.inputs import check_prompt_hash
 from pattern_lens.load_activations import augment_prompt_with_hash
 
 __all__ = ["PreparedPrompt", "prepare_prompts", "make_batches", "run_batch", "layer_to_numpy", "StageTimes", "Sink"]

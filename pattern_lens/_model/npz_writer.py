@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pattern_lens._pipeline.atomic import atomic_path
+from pattern_lens._output.atomic import atomic_path
 
 __all__ = ["NpzWriter", "DEFAULT_COMPRESS_LEVEL"]
 

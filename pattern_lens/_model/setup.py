@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pattern_lens._layout import MODEL_CFG_FILE, PROMPT_FILE, PROMPTS_INDEX
 from pattern_lens._model.interface import PatternModel
-from pattern_lens._pipeline.atomic import atomic_write_text
+from pattern_lens._output.atomic import atomic_write_text
 from pattern_lens.prompts import BUILTIN_PROMPTS, read_prompts_file, split_prompts
 
 __all__ = ["load_prompt_list", "write_model_cfg", "write_prompt_json"]

@@ -46,8 +46,8 @@ from pattern_lens._layout import (
     PROMPTS_INDEX,
     is_temp_name,
 )
-from pattern_lens._pipeline.atomic import write_text_if_changed
-from pattern_lens._pipeline.indexes import read_jsonl, sanitize_model_name
+from pattern_lens._output.atomic import write_text_if_changed
+from pattern_lens._output.indexes import read_jsonl, sanitize_model_name
 from pattern_lens._view.summaries import page_names, read_head_stats
 
 __all__ = [

@@ -1,6 +1,6 @@
 """the adapter to the head summaries (statistics and previews), read only where present
 
-The render pass (`pattern_lens._pipeline.summaries`) writes, beside the figures:
+The render pass (`pattern_lens._summaries.summaries`) writes, beside the figures:
 
 - per prompt, the statistics of its heads: `<model>/prompts/<hash>/<HEAD_STATS_FILE>`;
 - per head, one preview: `<model>/prompts/<hash>/L<l>/H<h>/<PREVIEW_FILE>` (the pattern block-averaged

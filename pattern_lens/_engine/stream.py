@@ -10,10 +10,10 @@ workers fall behind. The files are those `activations` -> `.npz` -> `render` wri
 (the same arrays go through the same figure functions); `save_activations=True` also writes the
 `.npz` as the layers go by.
 
-Faults as in `render` (`pattern_lens._pipeline.run`): a task that raises or kills its worker is split
+Faults as in `render` (`pattern_lens._engine.run`): a task that raises or kills its worker is split
 into heads and reported (`recovery.split_in_memory_task`); Ctrl-C / SIGTERM stop the forward pass
 and the workers, write the index files and raise `RunInterrupted` with one line. The hand-over
-folder (`pattern_lens._pipeline.handover`) is named with the run's pid and host: a later run deletes
+folder (`pattern_lens._input.handover`) is named with the run's pid and host: a later run deletes
 those of processes that are gone (a SIGKILLed run cannot delete its own).
 """
 
@@ -34,19 +34,19 @@ from tqdm import tqdm
 
 from pattern_lens._errors import RunInterrupted
 from pattern_lens._layout import ACTIVATIONS_FILE, head_dir, layer_key, prompt_dir as _prompt_dir
-from pattern_lens._pipeline.backends import parallel_session, run_all
-from pattern_lens._pipeline import handover
-from pattern_lens._pipeline.handover import save_layer, spill_folder
-from pattern_lens._pipeline.inputs import check_layers, load_model_cfg, model_folder
-from pattern_lens._pipeline.outputs import list_head_dir, pending_funcs
-from pattern_lens._pipeline.planner import PromptWork, TaskPlanner
-from pattern_lens._pipeline.recovery import in_memory_task_failed, split_in_memory_task
-from pattern_lens._pipeline.run import SMALL_RUN_SECONDS, prior_knows, stop_on_signals
-from pattern_lens._pipeline.stats import PREVIEW_SIZE
-from pattern_lens._pipeline.summaries import PromptStatsWriter, SummarySpec, indexed_funcs, summary_needed, summary_spec
-from pattern_lens._pipeline.summary import FailureStat, RenderSummary, TaskResult  # noqa: F401 -- StreamSummary.__init__ annotations resolve here
-from pattern_lens._pipeline.transfer import FigureFuncs
-from pattern_lens._pipeline.worker import InMemoryTask, Task, run_in_memory_task
+from pattern_lens._engine.backends import parallel_session, run_all
+from pattern_lens._input import handover
+from pattern_lens._input.handover import save_layer, spill_folder
+from pattern_lens._input.inputs import check_layers, load_model_cfg, model_folder
+from pattern_lens._output.outputs import list_head_dir, pending_funcs
+from pattern_lens._engine.planner import PromptWork, TaskPlanner
+from pattern_lens._engine.recovery import in_memory_task_failed, split_in_memory_task
+from pattern_lens._engine.run import SMALL_RUN_SECONDS, prior_knows, stop_on_signals
+from pattern_lens._summaries.stats import PREVIEW_SIZE
+from pattern_lens._summaries.summaries import PromptStatsWriter, SummarySpec, indexed_funcs, summary_needed, summary_spec
+from pattern_lens._summaries.summary import FailureStat, RenderSummary, TaskResult  # noqa: F401 -- StreamSummary.__init__ annotations resolve here
+from pattern_lens._engine.transfer import FigureFuncs
+from pattern_lens._engine.worker import InMemoryTask, Task, run_in_memory_task
 from pattern_lens.consts import DATA_DIR
 from pattern_lens.profile import EXPORT_PROFILES, export_profile
 

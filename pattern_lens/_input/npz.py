@@ -35,8 +35,8 @@ import numpy as np
 
 from pattern_lens._errors import InputError
 from pattern_lens._layout import layer_key
-from pattern_lens._pipeline import zipdir
-from pattern_lens._pipeline.inflate import INFLATE_ERRORS, crc32, inflate
+from pattern_lens._input import zipdir
+from pattern_lens._input.inflate import INFLATE_ERRORS, crc32, inflate
 
 __all__ = [
     "ActivationsError",

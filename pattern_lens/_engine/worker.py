@@ -9,7 +9,7 @@ at most one batch of a split layer.) A stored member is memory-mapped: a batch o
 its heads' pages (and the CRC check reads the rest once).
 
 An `InMemoryTask` brings its layer with it, as an array or a hand-over file in RAM
-(`pattern_lens._pipeline.handover`): the layers `run` computes, and those `render` splits into three
+(`pattern_lens._input.handover`): the layers `run` computes, and those `render` splits into three
 or more batches and reads once, in the parent, for all of them.
 """
 
@@ -24,14 +24,14 @@ from pathlib import Path
 import numpy as np
 
 from pattern_lens._layout import ACTIVATIONS_FILE, error_file_name, figure_names, head_dir, layer_key
-from pattern_lens._pipeline.inputs import leaves_root
-from pattern_lens._pipeline import summaries
-from pattern_lens._pipeline.backends import describe_failure
-from pattern_lens._pipeline.npz import ActivationsError, ActivationsFile, nonfinite_heads
-from pattern_lens._pipeline.outputs import figure_func_name, list_head_dir, pending_funcs, run_figure_funcs
-from pattern_lens._pipeline.planner import Item
-from pattern_lens._pipeline.summary import TaskResult
-from pattern_lens._pipeline.transfer import FigureFuncs
+from pattern_lens._input.inputs import leaves_root
+from pattern_lens._summaries import summaries
+from pattern_lens._engine.backends import describe_failure
+from pattern_lens._input.npz import ActivationsError, ActivationsFile, nonfinite_heads
+from pattern_lens._output.outputs import figure_func_name, list_head_dir, pending_funcs, run_figure_funcs
+from pattern_lens._engine.planner import Item
+from pattern_lens._summaries.summary import TaskResult
+from pattern_lens._engine.transfer import FigureFuncs
 from pattern_lens._system import peak_rss_bytes
 from pattern_lens.profile import export_profile
 
@@ -215,5 +215,5 @@ def run_in_memory_task(job: InMemoryTask) -> TaskResult:
 
 def run_job(job: Task | InMemoryTask) -> TaskResult:
     """`run_task` or `run_in_memory_task`, by the job's kind: `render` hands out both when it reads
-    split layers once for all their batches (`pattern_lens._pipeline.handover`)"""
+    split layers once for all their batches (`pattern_lens._input.handover`)"""
     return run_in_memory_task(job) if isinstance(job, InMemoryTask) else run_task(job)

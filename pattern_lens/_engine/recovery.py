@@ -17,12 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pattern_lens._layout import error_file_name, head_dir
-from pattern_lens._pipeline.atomic import atomic_write_text
-from pattern_lens._pipeline.backends import describe_failure
-from pattern_lens._pipeline.handover import add_name
-from pattern_lens._pipeline.outputs import figure_func_name, list_head_dir, pending_funcs
-from pattern_lens._pipeline.summary import TaskResult
-from pattern_lens._pipeline.worker import InMemoryTask, Task
+from pattern_lens._output.atomic import atomic_write_text
+from pattern_lens._engine.backends import describe_failure
+from pattern_lens._input.handover import add_name
+from pattern_lens._output.outputs import figure_func_name, list_head_dir, pending_funcs
+from pattern_lens._summaries.summary import TaskResult
+from pattern_lens._engine.worker import InMemoryTask, Task
 
 __all__ = ["split_task", "task_failed", "split_in_memory_task", "in_memory_task_failed", "split_job", "job_failed"]
 
@@ -144,7 +144,7 @@ def in_memory_task_failed(job: InMemoryTask, exc: BaseException) -> TaskResult:
 
 
 # ---------------------------------------------------------------------------------------------------
-# both kinds in one run (`render` with split layers read once: `pattern_lens._pipeline.handover`)
+# both kinds in one run (`render` with split layers read once: `pattern_lens._input.handover`)
 
 
 def split_job(job: Task | InMemoryTask) -> list[Task | InMemoryTask]:

@@ -34,7 +34,7 @@ def warm_worker(profiles: Sequence[str], modules: Sequence[str]) -> None:
     """
     import numpy as np
 
-    import pattern_lens._pipeline.worker  # noqa: F401 (what every task imports)
+    import pattern_lens._engine.worker  # noqa: F401 (what every task imports)
     import pattern_lens.attn_figure_funcs  # noqa: F401 (the registry and the built-in figures)
     from pattern_lens._export.encode import matrix_file_bytes
     from pattern_lens.profile import export_profile
@@ -53,7 +53,7 @@ def warm_worker(profiles: Sequence[str], modules: Sequence[str]) -> None:
 def _start(n_jobs: int, profiles: tuple[str, ...], modules: tuple[str, ...]) -> None:
     import joblib
 
-    from pattern_lens._pipeline.backends import parallel_kwargs, parallel_session
+    from pattern_lens._engine.backends import parallel_kwargs, parallel_session
 
     try:
         # the run's own settings (workers that die with this process, no memmapping), so that its

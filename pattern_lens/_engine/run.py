@@ -21,17 +21,17 @@ from collections.abc import Callable, Iterator, Sequence
 from tqdm import tqdm
 
 from pattern_lens._errors import PatternLensError, RunInterrupted
-from pattern_lens._pipeline.backends import parallel_session, run_all
-from pattern_lens._pipeline.outputs import check_output_names
-from pattern_lens._pipeline import handover
-from pattern_lens._pipeline.handover import share_split_layers, spill_folder
-from pattern_lens._pipeline.recovery import job_failed, split_job
-from pattern_lens._pipeline.planner import PromptWork, TaskPlanner
-from pattern_lens._pipeline.prestart import wait_prestarted
-from pattern_lens._pipeline.summaries import PromptStatsWriter, SummarySpec
-from pattern_lens._pipeline.summary import RenderSummary
-from pattern_lens._pipeline.transfer import FigureFuncs
-from pattern_lens._pipeline.worker import InMemoryTask, Task, run_job
+from pattern_lens._engine.backends import parallel_session, run_all
+from pattern_lens._output.outputs import check_output_names
+from pattern_lens._input import handover
+from pattern_lens._input.handover import share_split_layers, spill_folder
+from pattern_lens._engine.recovery import job_failed, split_job
+from pattern_lens._engine.planner import PromptWork, TaskPlanner
+from pattern_lens._engine.prestart import wait_prestarted
+from pattern_lens._summaries.summaries import PromptStatsWriter, SummarySpec
+from pattern_lens._summaries.summary import RenderSummary
+from pattern_lens._engine.transfer import FigureFuncs
+from pattern_lens._engine.worker import InMemoryTask, Task, run_job
 from pattern_lens.profile import EXPORT_PROFILES
 
 __all__ = ["render_prompts", "stop_on_signals", "prior_knows", "SMALL_RUN_SECONDS"]
@@ -123,7 +123,7 @@ def render_prompts(
      - `root : str | None` the save path: no head folder leading outside it (through a symlink)
        is written to (defaults to `None`: not checked)
      - `summaries : SummarySpec | None` also summarise every head rendered: preview files and
-       each prompt's `head_stats.json` (`pattern_lens._pipeline.summaries`) (defaults to `None`: no)
+       each prompt's `head_stats.json` (`pattern_lens._summaries.summaries`) (defaults to `None`: no)
 
     # Returns:
      - `RenderSummary`

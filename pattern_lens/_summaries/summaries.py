@@ -33,7 +33,7 @@ One JSON object:
 - `heads`: one object per summarised head, sorted by `(layer, head)`, one per line. Keys: `layer`,
   `head` (ints), `n_ctx` (int, the pattern's side), `causal` (bool: measured with the causal mask),
   then every key of `statistics`: a float (7 significant digits), or `null` where undefined (no row with a choice);
-  `key_max_position` is an int. Definitions: `pattern_lens._pipeline.stats`.
+  `key_max_position` is an int. Definitions: `pattern_lens._summaries.stats`.
 - the preview of head `(L, H)` is `L<L>/H<H>/<preview.file>` beside the file: a PNG of at most
   `size` x `size` pixels (exactly `n_ctx` x `n_ctx`, and the same pixels as the `raw` figure, when
   `n_ctx <= size`), coloured with `cmap` after min-max normalisation. `figures.jsonl` lists it as
@@ -57,10 +57,10 @@ from pattern_lens._errors import PatternLensError
 from pattern_lens._export.png_fast import read_text
 from pattern_lens._export.preview import PREVIEW_CMAP, preview_png
 from pattern_lens._layout import HEAD_STATS_FILE, HEAD_STATS_FORMAT, HEAD_STATS_VERSION, PREVIEW_FILE, PREVIEW_NAME
-from pattern_lens._pipeline.atomic import atomic_write_bytes, write_text_if_changed
-from pattern_lens._pipeline.outputs import discard_broken, figure_func_name
-from pattern_lens._pipeline.stats import LOCAL_WINDOW, PREVIEW_SIZE, STATISTICS, HeadSummary, summarize_head
-from pattern_lens._pipeline.summary import TaskResult
+from pattern_lens._output.atomic import atomic_write_bytes, write_text_if_changed
+from pattern_lens._output.outputs import discard_broken, figure_func_name
+from pattern_lens._summaries.stats import LOCAL_WINDOW, PREVIEW_SIZE, STATISTICS, HeadSummary, summarize_head
+from pattern_lens._summaries.summary import TaskResult
 
 __all__ = [
     "SUMMARY_FAILURE_NAME",
@@ -119,7 +119,7 @@ def summary_spec(model_cfg: object, preview_size: int = PREVIEW_SIZE) -> Summary
     """the run's `SummarySpec`: causal from the model config's `attention_dir` when it says
 
     `"causal"` -> measured with the causal mask, `"bidirectional"` -> full rows; absent or another
-    value -> decided per head from its values (`pattern_lens._pipeline.stats.is_causal`).
+    value -> decided per head from its values (`pattern_lens._summaries.stats.is_causal`).
 
     # Raises:
      - `PatternLensError` for a `preview_size` below 1

@@ -7,7 +7,7 @@ A head folder is `<prompt_dir>/L<L>/H<H>/`. A figure function `f` with `f.figure
 Resuming needs to know which outputs exist: the folder is listed once (one `os.scandir`) and every
 function is checked against that listing, where the reference globs the disk once per function.
 The listing also removes temporary files left by a killed run (`.<name>.pl<pid>@<host>.XXXX.tmp` of a
-process that is gone, see `pattern_lens._pipeline.atomic.is_stale_temp`), so a rerun leaves no debris
+process that is gone, see `pattern_lens._output.atomic.is_stale_temp`), so a rerun leaves no debris
 behind, and never touches those of another run that is writing the same folder now.
 
 An output counts as done only if it is complete (`output_problem`): a regular file (not a link or a
@@ -37,7 +37,7 @@ import numpy as np
 from pattern_lens._errors import PatternLensError, RunInterrupted
 from pattern_lens._layout import FIGURE_NAMES_ATTR, error_file_name, figure_file_name, figure_names, is_temp_name
 from pattern_lens._export.png_fast import PNG_IEND, PNG_SIGNATURE
-from pattern_lens._pipeline.atomic import atomic_write_text, remove_stale_temp
+from pattern_lens._output.atomic import atomic_write_text, remove_stale_temp
 
 __all__ = [
     "pending_funcs",
@@ -316,7 +316,7 @@ def list_head_dir(path: Path | str, clean_temp: bool = True) -> set[str]:
 
 def _error_text(exc: BaseException) -> str:
     """`<func>.error.txt`: one line (as in the summary: whitespace collapsed), then the traceback"""
-    from pattern_lens._pipeline.backends import describe_failure  # imports joblib: only once something failed
+    from pattern_lens._engine.backends import describe_failure  # imports joblib: only once something failed
 
     return describe_failure(exc) + "\n\n" + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 

@@ -4,7 +4,7 @@ A layer reaches a worker process as a `.npy` file in the run's hand-over folder 
 is RAM, where there is one), which the worker memory-maps and deletes once rendered
 (`worker.run_in_memory_task`); only the layers in flight take space.
 
-- `pattern-lens run` hands over every layer the forward pass computes (`pattern_lens._pipeline.stream`).
+- `pattern-lens run` hands over every layer the forward pass computes (`pattern_lens._engine.stream`).
 - `render` hands over the layers the planner splits into `SHARE_MIN_BATCHES` or more batches of
   heads (one prompt on many cores, or one long-context layer): `share_split_layers` reads such a
   layer once, here, in a
@@ -41,10 +41,10 @@ from pathlib import Path
 import numpy as np
 
 from pattern_lens._layout import ACTIVATIONS_FILE, PREVIEW_FILE, head_dir, this_host
-from pattern_lens._pipeline.atomic import STALE_TEMP_SECONDS, owner_gone
-from pattern_lens._pipeline.npz import ActivationsFile
-from pattern_lens._pipeline.outputs import is_complete, list_head_dir
-from pattern_lens._pipeline.worker import InMemoryTask, Task
+from pattern_lens._output.atomic import STALE_TEMP_SECONDS, owner_gone
+from pattern_lens._input.npz import ActivationsFile
+from pattern_lens._output.outputs import is_complete, list_head_dir
+from pattern_lens._engine.worker import InMemoryTask, Task
 
 __all__ = [
     "SPILL_PREFIX",

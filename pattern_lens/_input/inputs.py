@@ -20,11 +20,11 @@ from pathlib import Path
 
 from pattern_lens._errors import InputError
 from pattern_lens._layout import ACTIVATIONS_FILE, MODEL_CFG_FILE, PROMPTS_INDEX, PROMPT_FILE, TMP_SUFFIX, temp_prefix
-from pattern_lens._pipeline.atomic import remove_stale_temp
-from pattern_lens._pipeline.indexes import find_model_dir, read_jsonl_tolerant, sanitize_model_name
-from pattern_lens._pipeline.npz import peek_n_ctx
-from pattern_lens._pipeline.planner import PromptWork
-from pattern_lens._pipeline.summary import RenderSummary
+from pattern_lens._output.atomic import remove_stale_temp
+from pattern_lens._output.indexes import find_model_dir, read_jsonl_tolerant, sanitize_model_name
+from pattern_lens._input.npz import peek_n_ctx
+from pattern_lens._engine.planner import PromptWork
+from pattern_lens._summaries.summary import RenderSummary
 
 __all__ = [
     "models_present",
@@ -56,7 +56,7 @@ class HTConfigMock:
 
     @property
     def model_name_sanitized(self) -> str:
-        """`model_name` made safe as a folder name (see `pattern_lens._pipeline.indexes.sanitize_model_name`)"""
+        """`model_name` made safe as a folder name (see `pattern_lens._output.indexes.sanitize_model_name`)"""
         return sanitize_model_name(self.model_name)
 
     def serialize(self) -> dict:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 import cloudpickle  # a dependency of its own: joblib >= 1.6 no longer vendors it
 
 from pattern_lens._errors import FigureFuncTransferError
-from pattern_lens._pipeline.outputs import figure_func_name
+from pattern_lens._output.outputs import figure_func_name
 
 __all__ = ["FigureFuncs", "TRANSFER_ADVICE"]
 

@@ -34,7 +34,7 @@ class TaskResult:
     n_rendered: int = 0
     "heads on which a figure function ran or whose summary was computed (their layer was read)"
     n_summarised: int = 0
-    "heads whose statistics and preview were computed (`pattern_lens._pipeline.summaries`)"
+    "heads whose statistics and preview were computed (`pattern_lens._summaries.summaries`)"
     n_outputs: int = 0
     "figure files written (a multi-figure function's run writes several)"
     n_input_error_heads: int = 0
@@ -56,7 +56,7 @@ class TaskResult:
     render_seconds: float = 0.0
     "seconds spent in the figure functions: rendering and writing the files"
     head_stats: dict[str, list[dict]] = field(default_factory=dict)
-    "prompt folder -> statistics rows of the heads summarised (`pattern_lens._pipeline.summaries`)"
+    "prompt folder -> statistics rows of the heads summarised (`pattern_lens._summaries.summaries`)"
     heads_covered: dict[str, int] = field(default_factory=dict)
     "prompt folder -> heads of it the task covered (rendered, skipped or failed)"
 

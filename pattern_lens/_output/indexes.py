@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from pattern_lens._layout import FIGURES_INDEX, MODELS_INDEX, MODEL_CFG_FILE, PROMPTS_INDEX, PROMPT_FILE, figure_names
-from pattern_lens._pipeline.atomic import write_text_if_changed
-from pattern_lens._pipeline.outputs import figure_func_name
+from pattern_lens._output.atomic import write_text_if_changed
+from pattern_lens._output.outputs import figure_func_name
 from pattern_lens.consts import sanitize_name_str
 
 __all__ = [
