@@ -42,7 +42,7 @@ from pattern_lens._layout import ACTIVATIONS_FILE, layer_key, prompt_dir as _pro
 from pattern_lens._output.indexes import write_models_jsonl, write_prompts_jsonl
 from pattern_lens._input.inputs import model_folder
 from pattern_lens.consts import ATTN_PATTERN_REGEX, DATA_DIR
-from pattern_lens.cli import _add_gallery_argument, positive_int
+from pattern_lens._command import add_execution_arguments, add_gallery_argument, add_selection_arguments, each_model, import_modules, positive_int, run_command, run_options
 from pattern_lens.load_activations import (
     ActivationsMissingError,
     activations_exist,
@@ -61,6 +61,8 @@ __all__ = [
     "add_activations_arguments",
     "run_from_args",
     "main",
+    "add_run_arguments",
+    "run_stream_from_args",
 ]
 
 DEFAULT_COMPRESS_LEVEL: int = 6
@@ -488,7 +490,7 @@ def add_arguments(p: argparse.ArgumentParser, batch_size: int = 32) -> None:
     p.add_argument("--device", type=str, default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--raw-prompts", "-r", action="store_true", help="cut the prompts to --min-chars..--max-chars")
     p.add_argument("--shuffle", action="store_true", help="shuffle the prompts")
-    _add_gallery_argument(p)  # dest `index_html`, as `render`'s: `run` shares `cli._each_model`, which reads it
+    add_gallery_argument(p)  # dest `index_html`, as `render`'s: `run` shares `_command.each_model`, which reads it
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -532,11 +534,56 @@ def add_activations_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+# ---------------------------------------------------------------------------------------------------
+# `pattern-lens run`: the model's layers rendered as they are computed (`pattern_lens._engine.stream`)
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """the options of `pattern-lens run`: model and prompts as `activations`, then those of `render`"""
+    from pattern_lens._engine.stream import DEFAULT_BATCH_SIZE
+
+    add_arguments(p, batch_size=DEFAULT_BATCH_SIZE)
+    p.add_argument(
+        "--save-activations", action="store_true",
+        help="also write each prompt's activations.npz (default: figures only, no .npz)",
+    )
+    p.add_argument(
+        "--compress-level", type=_compress_level, default=DEFAULT_COMPRESS_LEVEL,
+        help="deflate level of activations.npz with --save-activations: 0 stored (fastest, largest) to 9; 6 the reference's (default: 6)",
+    )
+    add_selection_arguments(p)
+    add_execution_arguments(p)
+
+
+def run_stream_from_args(args: argparse.Namespace) -> int:
+    """run each model in `args.model` on the prompts and render its heads as the layers are computed"""
+    from pattern_lens._engine.stream import run_main
+
+    import_modules(args.imports)
+    return each_model(
+        args,
+        lambda model: run_main(
+            model,
+            args.prompts,
+            args.save_path,
+            raw_prompts=args.raw_prompts,
+            min_chars=args.min_chars,
+            max_chars=args.max_chars,
+            shuffle=args.shuffle,
+            n_samples=args.n_samples,
+            batch_size=args.batch_size,
+            device=args.device,
+            save_activations=args.save_activations,
+            compress_level=args.compress_level,
+            verbose=not args.quiet,
+            **run_options(args),
+        ),
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m pattern_lens.activations --model M --prompts P [...]`; returns the exit code"""
-    from pattern_lens.cli import command_main  # the one place errors and Ctrl-C become exit codes
-
-    return command_main("activations", argv, prog="python -m pattern_lens.activations")
+    return run_command("activations", add_activations_arguments, run_from_args, argv, prog="python -m pattern_lens.activations")
 
 
 if __name__ == "__main__":

@@ -13,15 +13,17 @@ warm-up round (kernel compilation, worker start-up), then `repeat` timed rounds;
 Heads are written to files in a temporary folder, as a real export would.
 
 This module is the library (`BenchConfig` -> `run_benchmark` -> results, and the report's pieces);
-the command line (`pattern-lens bench`, `python -m pattern_lens.bench`) is in `pattern_lens.cli`.
+the command line (`pattern-lens bench`, `python -m pattern_lens.bench`): `add_arguments`, `run_from_args`.
 """
 
+import argparse
 import functools
 import gzip
 import itertools
 import math
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +34,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 
+from pattern_lens._command import positive_int, run_command
 from pattern_lens._export import reference as _baseline
 from pattern_lens._system import available_cpus, peak_rss_bytes
 from pattern_lens.figure_util import save_matrix_wrapper
@@ -50,6 +53,9 @@ __all__ = [
     "plot",
     "results_json",
     "main",
+    "add_arguments",
+    "bench_config_from_args",
+    "run_from_args",
 ]
 
 METHODS: tuple[str, ...] = ("reference", "exact", "fast")
@@ -396,11 +402,118 @@ def results_json(config: BenchConfig, results: Sequence[BenchResult]) -> dict:
     return {"config": asdict(config), "cpu_count": available_cpus(), "results": [asdict(r) for r in results]}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m pattern_lens.bench ...`: the same as `pattern-lens bench ...` (see `pattern_lens.cli`)"""
-    from pattern_lens.cli import command_main
+# ---------------------------------------------------------------------------------------------------
+# the command line: `pattern-lens bench` and `python -m pattern_lens.bench`
 
-    return command_main("bench", argv, prog="python -m pattern_lens.bench")
+
+def _list_of(parse: Callable[[str], object], what: str) -> Callable[[str], tuple]:
+    """an argparse type: a comma-separated list, each item converted by `parse` (an argparse type)"""
+
+    def convert(text: str) -> tuple:
+        try:
+            items = tuple(parse(v.strip()) for v in text.split(",") if v.strip())
+        except argparse.ArgumentTypeError as err:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r} ({err})") from None
+        if not items:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return items
+
+    return convert
+
+
+def _one_of(allowed: Sequence[str]) -> Callable[[str], str]:
+    def check(text: str) -> str:
+        if text not in allowed:
+            raise argparse.ArgumentTypeError(f"{text!r} is not one of {tuple(allowed)}")
+        return text
+
+    return check
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """the options of `pattern-lens bench` and `python -m pattern_lens.bench`"""
+    jobs = ",".join(map(str, BenchConfig().jobs))
+    p.add_argument("--n-ctx", type=_list_of(positive_int, "positive integers like 128,512"), default=None, help="comma-separated context lengths (default: 128,512,1024,2048)")
+    p.add_argument("--jobs", type=_list_of(positive_int, "positive integers like 1,4"), default=None, help=f"comma-separated job counts (default: {jobs})")
+    p.add_argument("--formats", type=_list_of(_one_of(FORMATS), "formats from png,svg,svgz"), default=None, help="comma-separated, of png,svg,svgz (default: png,svgz)")
+    p.add_argument("--methods", type=_list_of(_one_of(METHODS), "methods from reference,exact,fast"), default=None, help="comma-separated, of reference,exact,fast (default: all)")
+    p.add_argument("--repeat", type=positive_int, default=None, help="timed rounds per configuration, median counts (default: 3)")
+    p.add_argument("--heads", type=positive_int, default=None, help="distinct synthetic heads per n_ctx (default: 8)")
+    p.add_argument("--backend", default=None, help="joblib backend for jobs > 1 (default: joblib's, or joblib.parallel_config's)")
+    p.add_argument("--quick", action="store_true", help="a small run: n_ctx 128,512, png, 2 rounds (options given explicitly still apply); about 6 s on 2 cores")
+    p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results as JSON")
+    p.add_argument("--plot", type=Path, default=None, metavar="PATH", help="also write a PNG chart of throughput against n_ctx")
+    p.add_argument(
+        "--pipeline", action="store_true",
+        help="instead: the whole pipeline on a synthetic 12 x 12 model (2 prompts, .npz read from disk), its heads/s and "
+        "where the time goes: read, render, other, idle, index (n_ctx: the first of --n-ctx, default 512)",
+    )
+    p.add_argument("--stored", action="store_true", help="with --pipeline: uncompressed .npz (np.savez) instead of deflated")
+
+
+def bench_config_from_args(args: argparse.Namespace):
+    """the `BenchConfig` the options ask for: explicit options, else `--quick`'s, else the defaults"""
+    fields = ("n_ctx", "jobs", "formats", "methods", "repeat", "heads", "backend")
+    given = {name: getattr(args, name) for name in fields if getattr(args, name) is not None}
+    return BenchConfig(**{**(QUICK if args.quick else {}), **given})
+
+
+def _run_pipeline_bench(args: argparse.Namespace) -> int:
+    """`bench --pipeline`: see `pattern_lens._summaries.stagebench`"""
+    import dataclasses
+    import json
+
+    from pattern_lens._summaries.stagebench import format_stages, run_stage_bench
+    from pattern_lens.figures import figures_main
+
+    jobs = tuple(args.jobs) if args.jobs else tuple(sorted({1, available_cpus()}))
+    results = run_stage_bench(
+        figures_main,
+        n_ctx=args.n_ctx[0] if args.n_ctx else 512, jobs=jobs, stored=args.stored, repeat=args.repeat or 2,
+        progress=lambda line: print(f"  measuring {line}", file=sys.stderr, flush=True),
+    )
+    print(format_stages(results))
+    if args.json:
+        args.json.write_text(json.dumps([dataclasses.asdict(r) for r in results], indent=2))
+        print(f"results written to {args.json}")
+    return 0
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """measure, then print the table, the estimates and a recommendation; 1 if an output was wrong"""
+    import json
+    import time
+
+    if args.pipeline:
+        return _run_pipeline_bench(args)
+    config = bench_config_from_args(args)
+    started = time.perf_counter()
+    try:
+        results = run_benchmark(config, progress=lambda line: print(f"  measuring {line}", file=sys.stderr, flush=True))
+    except AssertionError as err:  # an output differed from the reference: no timing is worth showing
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(format_table(results))
+    print()
+    for line in model_estimate(results):
+        print(line)
+    print(recommendation(results))
+    print(
+        f"({len(results)} configurations in {time.perf_counter() - started:.0f} s on {available_cpus()} cores; "
+        "every output verified against the reference algorithm first)"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(results_json(config, results), indent=2))
+        print(f"results written to {args.json}")
+    if args.plot:
+        plot(results, args.plot)
+        print(f"chart written to {args.plot}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m pattern_lens.bench ...`: the same as `pattern-lens bench ...`"""
+    return run_command("bench", add_arguments, run_from_args, argv, prog="python -m pattern_lens.bench")
 
 
 if __name__ == "__main__":

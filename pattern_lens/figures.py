@@ -25,8 +25,7 @@ then `pattern-lens render --import my_figs --model M --save-path P --figure-func
 
 from __future__ import annotations
 
-import fnmatch
-import re
+import argparse
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -34,8 +33,20 @@ from pathlib import Path
 
 import numpy as np
 
+from pattern_lens._command import (
+    add_execution_arguments,
+    add_gallery_argument,
+    add_selection_arguments,
+    each_model,
+    import_modules,
+    positive_int,
+    run_command,
+    run_options,
+    search_current_folder,
+)
+from pattern_lens._engine.selection import select_figure_funcs
 from pattern_lens._errors import FigureFuncTransferError, InputError, PatternLensError, RunInterrupted
-from pattern_lens._output.indexes import write_figures_jsonl, write_models_jsonl
+from pattern_lens._output.indexes import write_run_indexes
 from pattern_lens._output.indexes import write_prompts_jsonl as generate_prompts_jsonl
 from pattern_lens._input.inputs import (
     HTConfigMock,
@@ -55,6 +66,7 @@ from pattern_lens._engine.run import render_prompts, stop_on_signals
 from pattern_lens._summaries.stats import PREVIEW_SIZE
 from pattern_lens._summaries.summaries import indexed_funcs, summary_spec
 from pattern_lens._summaries.summary import FailureStat, RenderSummary
+from pattern_lens._summaries.summary import interrupted_line as _interrupted_line
 from pattern_lens._spinner import SpinnerContext
 from pattern_lens.attn_figure_funcs import ATTENTION_MATRIX_FIGURE_FUNCS
 from pattern_lens.consts import DATA_DIR, ActivationCacheNp, AttentionMatrix
@@ -72,6 +84,8 @@ __all__ = [
     "figures_main",
     "load_model_cfg",
     "main",
+    "add_arguments",
+    "run_from_args",
     "RenderSummary",
     "FailureStat",
     "PatternLensError",
@@ -108,31 +122,7 @@ def select_attn_figure_funcs(figure_funcs_select: FigureFuncsSelect = None) -> l
      - `PatternLensError` when nothing matches or a named function is not registered
      - `TypeError` for another kind of selector
     """
-    if isinstance(figure_funcs_select, (list, tuple)) and all(callable(f) for f in figure_funcs_select):
-        if not figure_funcs_select:
-            raise PatternLensError("no figure functions given")
-        return list(figure_funcs_select)
-    registered = _registered_funcs()
-    names = [figure_func_name(f) for f in registered]
-    if figure_funcs_select is None:
-        chosen = registered
-    elif isinstance(figure_funcs_select, str):
-        pattern = re.compile(fnmatch.translate(figure_funcs_select))
-        chosen = [f for f, n in zip(registered, names) if pattern.match(n)]
-    elif isinstance(figure_funcs_select, (set, frozenset, list, tuple)):
-        wanted = {str(x) for x in figure_funcs_select}
-        unknown = sorted(wanted - set(names))
-        if unknown:
-            raise PatternLensError(f"unknown figure functions {unknown}; registered: {names}")
-        chosen = [f for f, n in zip(registered, names) if n in wanted]
-    else:
-        raise TypeError(
-            f"figure_funcs_select must be None, a glob str, a set of names or a list of functions, "
-            f"not {type(figure_funcs_select).__name__}"
-        )
-    if not chosen:
-        raise PatternLensError(f"no figure function matches {figure_funcs_select!r}; registered: {names}")
-    return chosen
+    return select_figure_funcs(figure_funcs_select, _registered_funcs())
 
 
 def process_single_head(
@@ -410,31 +400,32 @@ def write_indexes(save_path: Path, model_dir: Path, funcs: Sequence[Callable], s
     """rebuild the frontend's indexes after a run: `<model>/prompts.jsonl`, `models.jsonl`, and
     `figures.jsonl` (every registered function, plus `funcs` not registered); one that cannot be
     written is bad input in `summary`, not a traceback"""
-    registered = _registered_funcs()
-    writes = (
-        (model_dir / PROMPTS_INDEX, lambda: generate_prompts_jsonl(model_dir)),
-        (save_path / MODELS_INDEX, lambda: write_models_jsonl(save_path)),
-        (save_path / FIGURES_INDEX, lambda: write_figures_jsonl(save_path, [*registered, *(f for f in funcs if f not in registered)])),
-    )
-    for path, write in writes:
-        try:
-            write()
-        except OSError as e:
-            summary.add_input_error(f"{path}: cannot write the index ({type(e).__name__}: {e})", 0)
+    write_run_indexes(save_path, model_dir, funcs, summary, _registered_funcs())
 
 
-def _interrupted_line(signum: int, summary: RenderSummary, total: int) -> str:
-    import signal
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """the options of `pattern-lens render` and `python -m pattern_lens.figures`"""
+    p.add_argument("--model", "-m", type=str, required=True, help="model name(s), comma separated without spaces")
+    p.add_argument("--save-path", "-s", type=str, default=DATA_DIR, help=f"root folder (default: {DATA_DIR})")
+    p.add_argument("--n-samples", "-n", type=positive_int, default=None, help="only the first N prompts (default: all)")
+    add_selection_arguments(p)
+    add_execution_arguments(p)
+    add_gallery_argument(p)
 
-    try:
-        name = signal.Signals(signum).name
-    except ValueError:
-        name = f"signal {signum}"
-    failed = sum(s.count for s in summary.failures.values())
-    return (
-        f"interrupted by {name} after {summary.n_heads} of {total} heads ({summary.n_rendered} rendered, "
-        f"{summary.n_skipped} already done, {failed} figure failures); every file written is complete: "
-        "rerun the same command to resume"
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """render every model named in `args.model`; a model that fails does not stop the others"""
+    from pattern_lens._engine.prestart import prestart_workers
+
+    search_current_folder(args.imports)  # before the workers start: they take sys.path as it is then
+    prestart_workers(args.jobs, args.backend, args.profile, args.imports)  # warm while we import and plan
+    import_modules(args.imports)
+    options = run_options(args)
+    return each_model(
+        args,
+        lambda model: figures_main(
+            model_name=model, save_path=args.save_path, n_samples=args.n_samples, verbose=not args.quiet, **options
+        ),
     )
 
 
@@ -446,9 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Returns:
      - `int` exit code: 0 when everything rendered, 1 when a figure function failed or input was bad
     """
-    from pattern_lens.cli import render_main
-
-    return render_main(argv, prog="python -m pattern_lens.figures")
+    return run_command("render", add_arguments, run_from_args, argv, prog="python -m pattern_lens.figures")
 
 
 if __name__ == "__main__":

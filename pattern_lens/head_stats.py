@@ -23,15 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from pattern_lens._export.preview import preview_png
-from pattern_lens._layout import HEAD_STATS_FILE, PREVIEW_FILE, PROMPTS_INDEX, prompt_dir
-from pattern_lens._output.atomic import atomic_write_bytes
+from pattern_lens._layout import HEAD_STATS_FILE, PROMPTS_INDEX, prompt_dir
 from pattern_lens._errors import InputError
 from pattern_lens._input.inputs import model_folder, models_present, read_prompt_index
 from pattern_lens._summaries.stats import LOCAL_WINDOW, PREVIEW_SIZE, STATISTICS, summarize_head
-from pattern_lens._summaries.summaries import read_head_stats_file
+from pattern_lens._summaries.summaries import preview, read_head_stats_file
 from pattern_lens.consts import DATA_DIR
-from pattern_lens.cli import positive_int
+from pattern_lens._command import positive_int
 
 __all__ = [
     "STATISTICS",
@@ -79,20 +77,6 @@ def head_preview(attn_matrix: np.ndarray, size: int = PREVIEW_SIZE, causal: bool
      - `np.ndarray` `(k, k)`, `k = min(n_ctx, size)`
     """
     return summarize_head(attn_matrix, causal, LOCAL_WINDOW, size).preview
-
-
-def preview(attn_matrix: np.ndarray, save_dir: Path | str) -> None:
-    """the head's preview: block averages of the pattern, min-max normalised, "Blues" (as `raw`)
-
-    At most S x S pixels (`--preview-size`, default 64), exactly the pattern when it is no larger.
-    Written by the render pass for every head it summarises, with the head's statistics in a text
-    chunk; listed in `figures.jsonl` as `preview`. Usable as a figure function (default size, no
-    statistics), but not registered: the render pass makes it from the same pass as the statistics.
-    """
-    atomic_write_bytes(Path(save_dir) / PREVIEW_FILE, preview_png(head_preview(attn_matrix)))
-
-
-preview.figure_save_fmt = "png"  # type: ignore[attr-defined]
 
 
 def _model_dir(model_name: str, save_path: Path | str) -> Path:

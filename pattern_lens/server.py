@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pattern_lens._command import run_command
 from pattern_lens._errors import PatternLensError
 from pattern_lens._layout import GALLERY_DIR, GALLERY_INDEX
 
@@ -70,9 +71,9 @@ def run_from_args(args: argparse.Namespace) -> int:
 
 
 def _cli(argv: Sequence[str] | None = None) -> int:
-    from pattern_lens.cli import command_main  # the one place errors and Ctrl-C become exit codes
-
-    return command_main("serve", argv, prog="python -m pattern_lens.server")
+    return run_command(
+        "serve", lambda p: add_arguments(p, positional=True), run_from_args, argv, prog="python -m pattern_lens.server"
+    )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ model_dir = write_synthetic_model("attn_data", n_layers=12, n_heads=12, n_ctx=25
 
 from __future__ import annotations
 
+import argparse
 import base64
 import hashlib
 import json
@@ -26,6 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
+from pattern_lens._command import (
+    add_execution_arguments,
+    add_selection_arguments,
+    import_modules,
+    positive_int,
+    refresh_gallery,
+    run_options,
+)
 from pattern_lens._layout import ACTIVATIONS_FILE, MODEL_CFG_FILE, PROMPTS_INDEX, PROMPT_FILE, layer_key
 from pattern_lens._output.atomic import atomic_path, atomic_write_text, write_text_if_changed
 
@@ -40,6 +49,8 @@ __all__ = [
     "synthetic_prompt",
     "synthetic_model_name",
     "write_synthetic_model",
+    "add_demo_arguments",
+    "run_demo",
 ]
 
 HEAD_KINDS: tuple[str, ...] = (
@@ -277,3 +288,64 @@ def write_synthetic_model(
             )
     write_text_if_changed(model_dir / PROMPTS_INDEX, "".join(json.dumps(p) + "\n" for p in prompts))
     return model_dir
+
+
+# ---------------------------------------------------------------------------------------------------
+# `pattern-lens demo`
+
+
+def add_demo_arguments(p: argparse.ArgumentParser) -> None:
+    """the options of `pattern-lens demo`"""
+    p.add_argument("--out", "-o", type=str, default="pattern_lens_demo", help="folder to write into (default: ./pattern_lens_demo)")
+    p.add_argument(
+        "--shape", choices=sorted(SHAPES), default=DEFAULT_SHAPE,
+        help=f"model shape (default: {DEFAULT_SHAPE}: " + ", ".join(
+            f"{k} {s.n_layers}x{s.n_heads} ctx {s.n_ctx}" for k, s in SHAPES.items()
+        ) + ")",
+    )
+    p.add_argument("--n-layers", type=positive_int, default=None, help="override the shape's layers")
+    p.add_argument("--n-heads", type=positive_int, default=None, help="override the shape's heads")
+    p.add_argument("--n-ctx", type=positive_int, default=None, help="override the shape's context length")
+    p.add_argument("--n-prompts", type=positive_int, default=2, help="prompts (default: 2)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    add_selection_arguments(p)
+    add_execution_arguments(p)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """write a synthetic model into `args.out` (unless there already) and render every head"""
+    from pattern_lens.figures import figures_main
+
+    import_modules(args.imports)
+    shape = SHAPES[args.shape]
+    n_layers = args.n_layers or shape.n_layers
+    n_heads = args.n_heads or shape.n_heads
+    n_ctx = args.n_ctx or shape.n_ctx
+    out = Path(args.out)
+    model_dir = write_synthetic_model(
+        out, n_layers=n_layers, n_heads=n_heads, n_ctx=n_ctx, n_prompts=args.n_prompts, seed=args.seed
+    )
+    if not args.quiet:
+        print(f"synthetic model {model_dir.name}: {args.n_prompts} prompts, {n_layers} layers x {n_heads} heads, n_ctx {n_ctx}")
+    summary = figures_main(
+        model_name=model_dir.name,
+        save_path=out,
+        n_samples=None,
+        verbose=False,
+        **run_options(args),
+    )
+    print(summary.format())
+    print(f"figures: {model_dir / 'prompts'}/<hash>/L<layer>/H<head>/")
+    if args.summaries or args.summaries_only:
+        print(
+            f"summaries: {model_dir / 'prompts'}/<hash>/head_stats.json and L<layer>/H<head>/preview.png;"
+            f" rank heads: pattern-lens stats -m {model_dir.name} -s {out}"
+        )
+    print(f"indexes: {out / 'figures.jsonl'}, {out / 'models.jsonl'}, {model_dir / 'prompts.jsonl'}")
+    print(f"speed: {summary.heads_per_s:.1f} heads/s on {summary.n_jobs} workers")
+    gallery_code = refresh_gallery(out, quiet=True)
+    if not gallery_code:
+        from pattern_lens._view.gallery import gallery_url
+
+        print(f"look at them: open {gallery_url(out)} in a browser, or run: pattern-lens serve {out}")
+    return 1 if gallery_code or not summary.ok else 0

@@ -90,7 +90,7 @@ def test_bad_options_are_command_line_errors(argv, capsys):
 def test_quick_keeps_explicit_options():
     import argparse
 
-    from pattern_lens.cli import add_bench_arguments, bench_config_from_args
+    from pattern_lens.bench import add_arguments as add_bench_arguments, bench_config_from_args
 
     parser = argparse.ArgumentParser()
     add_bench_arguments(parser)
@@ -134,8 +134,9 @@ def test_verification_does_not_share_production_normalisation(monkeypatch, tmp_p
 
 def test_pipeline_stage_bench_accounts_for_the_workers_time():
     from pattern_lens._summaries.stagebench import format_stages, run_stage_bench
+    from pattern_lens.figures import figures_main
 
-    results = run_stage_bench(n_ctx=16, n_layers=2, n_heads=2, n_prompts=1, jobs=(1,), profiles=("fast",), stored=True, repeat=1)
+    results = run_stage_bench(figures_main, n_ctx=16, n_layers=2, n_heads=2, n_prompts=1, jobs=(1,), profiles=("fast",), stored=True, repeat=1)
     (r,) = results
     assert (r.profile, r.jobs, r.heads, r.stored) == ("fast", 1, 4, True)
     assert r.stages["read"] > 0 and r.stages["render"] > 0

@@ -37,16 +37,20 @@ from pattern_lens._layout import ACTIVATIONS_FILE, head_dir, layer_key, prompt_d
 from pattern_lens._engine.backends import parallel_session, run_all
 from pattern_lens._input import handover
 from pattern_lens._input.handover import save_layer, spill_folder
+from pattern_lens._output.indexes import write_run_indexes
 from pattern_lens._input.inputs import check_layers, load_model_cfg, model_folder
 from pattern_lens._output.outputs import list_head_dir, pending_funcs
 from pattern_lens._engine.planner import PromptWork, TaskPlanner
+from pattern_lens._engine.selection import select_figure_funcs
 from pattern_lens._engine.recovery import in_memory_task_failed, split_in_memory_task
 from pattern_lens._engine.run import SMALL_RUN_SECONDS, prior_knows, stop_on_signals
 from pattern_lens._summaries.stats import PREVIEW_SIZE
 from pattern_lens._summaries.summaries import PromptStatsWriter, SummarySpec, indexed_funcs, summary_needed, summary_spec
+from pattern_lens._summaries.summary import interrupted_line
 from pattern_lens._summaries.summary import FailureStat, RenderSummary, TaskResult  # noqa: F401 -- StreamSummary.__init__ annotations resolve here
 from pattern_lens._engine.transfer import FigureFuncs
 from pattern_lens._engine.worker import InMemoryTask, Task, run_in_memory_task
+from pattern_lens.attn_figure_funcs import ATTENTION_MATRIX_FIGURE_FUNCS  # the registry: below the stages
 from pattern_lens.consts import DATA_DIR
 from pattern_lens.profile import EXPORT_PROFILES, export_profile
 
@@ -182,7 +186,6 @@ def run_main(
     from pattern_lens._model.load import load_model
     from pattern_lens._model.npz_writer import NpzWriter
     from pattern_lens._model.setup import load_prompt_list, write_model_cfg, write_prompt_json
-    from pattern_lens.figures import _interrupted_line, select_attn_figure_funcs, write_indexes
 
     profile = profile if profile is not None else export_profile()
     if profile not in EXPORT_PROFILES:
@@ -195,7 +198,7 @@ def run_main(
     cfg_path = write_model_cfg(model_dir, pm)
     layer_sel = check_layers(layers, pm.n_layers, "layer", cfg_path)
     head_sel = check_layers(heads, pm.n_heads, "head", cfg_path)
-    funcs = [] if summaries_only else select_attn_figure_funcs(figure_funcs_select)
+    funcs = [] if summaries_only else select_figure_funcs(figure_funcs_select, ATTENTION_MATRIX_FIGURE_FUNCS)
     # from the config file as written, so that `render` of the same folder decides the same way
     spec = summary_spec(load_model_cfg(model_dir), preview_size) if summaries or summaries_only else None
     listed = indexed_funcs(funcs, spec)
@@ -368,8 +371,8 @@ def run_main(
             summary.forward_wall_seconds = forward_end[0] - t0
             summary.tail_seconds = max(0.0, t_end - forward_end[0])
     except RunInterrupted as e:  # the forward pass and the workers are stopped: what was done stays indexed
-        write_indexes(save_path, model_dir, listed, summary)
-        line = _interrupted_line(e.signum, summary, summary.n_prompts * heads_per_prompt)
+        write_run_indexes(save_path, model_dir, listed, summary, ATTENTION_MATRIX_FIGURE_FUNCS)
+        line = interrupted_line(e.signum, summary, summary.n_prompts * heads_per_prompt)
         raise RunInterrupted(e.signum, line) from None
     if failures:
         raise failures[0]
@@ -380,7 +383,7 @@ def run_main(
     summary.copy_out_seconds = times.copy_out
     summary.n_batches = times.n_batches
 
-    write_indexes(save_path, model_dir, listed, summary)
+    write_run_indexes(save_path, model_dir, listed, summary, ATTENTION_MATRIX_FIGURE_FUNCS)
     if verbose:
         print(summary.format())
     return summary

@@ -32,8 +32,7 @@ from typing import Any
 import torch
 
 from pattern_lens._layout import layer_key
-from pattern_lens._model.interface import OnLayer, PatternModel  # defined there: they need no torch
-from pattern_lens._model.load import model_display_name  # defined there: it needs no torch
+from pattern_lens._model.interface import OnLayer, PatternModel, model_display_name  # defined there: they need no torch
 
 __all__ = ["PatternModel", "HFPatternModel", "TLPatternModel", "OnLayer", "wrap_model", "model_display_name"]
 

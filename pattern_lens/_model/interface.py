@@ -8,9 +8,10 @@ names the interface, works on a core install (a runtime type checker resolves th
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
-__all__ = ["PatternModel", "OnLayer"]
+__all__ = ["PatternModel", "OnLayer", "model_display_name"]
 
 OnLayer = Callable[[int, Any], None]
 "called with (layer, patterns: a `torch.Tensor` of shape (batch, n_heads, seq, seq)) during the forward pass"
@@ -40,3 +41,9 @@ class PatternModel:
     def config_dict(self) -> dict:
         """what `model_cfg.json` holds: the model's config plus `model_name`, `n_layers`, `n_heads`, `n_ctx`"""
         raise NotImplementedError
+
+
+def model_display_name(name_or_path: str) -> str:
+    """the model's name for the data folder: a local folder's own name, else the name as given"""
+    p = Path(name_or_path)
+    return p.resolve().name if p.is_dir() else name_or_path

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pattern_lens._errors import InputError
-from pattern_lens._model.interface import PatternModel
+from pattern_lens._model.interface import PatternModel, model_display_name
 
 __all__ = ["ModelLoadError", "INSTALL_ADVICE", "require_model_extra", "load_model", "model_display_name", "resolve_device"]
 
@@ -60,12 +60,6 @@ def require_model_extra(what: str = "computing attention patterns", transformers
             f"{what} needs the `model` extra (torch, transformers), not installed here "
             f"(missing: {', '.join(missing)}): {INSTALL_ADVICE}"
         )
-
-
-def model_display_name(name_or_path: str) -> str:
-    """the model's name for the data folder: a local folder's own name, else the name as given"""
-    p = Path(name_or_path)
-    return p.resolve().name if p.is_dir() else name_or_path
 
 
 def resolve_device(device: Any = None) -> Any:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import inspect
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from pattern_lens._layout import FIGURES_INDEX, MODELS_INDEX, MODEL_CFG_FILE, PROMPTS_INDEX, PROMPT_FILE, figure_names
 from pattern_lens._output.atomic import write_text_if_changed
 from pattern_lens._output.outputs import figure_func_name
+from pattern_lens._summaries.summary import RenderSummary
 from pattern_lens.consts import sanitize_name_str
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "write_figures_jsonl",
     "write_models_jsonl",
     "write_prompts_jsonl",
+    "write_run_indexes",
     "read_jsonl",
     "read_jsonl_tolerant",
     "parse_jsonl_line",
@@ -244,3 +246,20 @@ def write_figures_jsonl(save_path: Path, figure_funcs: Iterable[Callable]) -> Pa
             rows[str(row["name"])] = row
     write_text_if_changed(path, _jsonl(rows[name] for name in sorted(rows)))
     return path
+
+
+def write_run_indexes(save_path: Path, model_dir: Path, funcs: Sequence[Callable], summary: RenderSummary, registered: Sequence[Callable]) -> None:
+    """rebuild the frontend's indexes after a run: `<model>/prompts.jsonl`, `models.jsonl`, and
+    `figures.jsonl` (every `registered` function, plus `funcs` not registered); one that cannot be
+    written is bad input in `summary`, not a traceback"""
+    registered = list(registered)
+    writes = (
+        (model_dir / PROMPTS_INDEX, lambda: write_prompts_jsonl(model_dir)),
+        (save_path / MODELS_INDEX, lambda: write_models_jsonl(save_path)),
+        (save_path / FIGURES_INDEX, lambda: write_figures_jsonl(save_path, [*registered, *(f for f in funcs if f not in registered)])),
+    )
+    for path, write in writes:
+        try:
+            write()
+        except OSError as e:
+            summary.add_input_error(f"{path}: cannot write the index ({type(e).__name__}: {e})", 0)

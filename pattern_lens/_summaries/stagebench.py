@@ -14,8 +14,11 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from pattern_lens._summaries.summary import RenderSummary
 
 __all__ = ["StageResult", "run_stage_bench", "format_stages"]
 
@@ -42,6 +45,7 @@ class StageResult:
 
 
 def run_stage_bench(
+    figures_main: Callable[..., RenderSummary],
     n_ctx: int = 512,
     n_layers: int = 12,
     n_heads: int = 12,
@@ -55,6 +59,8 @@ def run_stage_bench(
     """render a synthetic model with `raw` per profile and job count; best of `repeat` after a warm-up
 
     # Parameters:
+     - `figures_main : Callable` the pipeline's entry, `pattern_lens.figures.figures_main` (passed in:
+       a stage does not import the public modules above it)
      - `n_ctx`, `n_layers`, `n_heads`, `n_prompts`: the synthetic model (defaults to 512, 12, 12, 2)
      - `jobs : tuple[int, ...]` worker counts (defaults to `(1, 2)`)
      - `profiles : tuple[str, ...]` (defaults to `("exact", "fast")`)
@@ -65,7 +71,6 @@ def run_stage_bench(
     # Returns:
      - `list[StageResult]`
     """
-    from pattern_lens.figures import figures_main
     from pattern_lens.synthetic import write_synthetic_model
 
     tmp = Path(tempfile.mkdtemp(prefix="pattern_lens_stages_"))

@@ -277,6 +277,20 @@ def add_head(
     res.head_stats.setdefault(prompt_dir, []).append(row)
 
 
+def preview(attn_matrix: np.ndarray, save_dir: Path | str) -> None:
+    """the head's preview: block averages of the pattern, min-max normalised, "Blues" (as `raw`)
+
+    At most S x S pixels (`--preview-size`, default 64), exactly the pattern when it is no larger.
+    Written by the render pass for every head it summarises, with the head's statistics in a text
+    chunk; listed in `figures.jsonl` as `preview`. Usable as a figure function (default size, no
+    statistics), but not registered: the render pass makes it from the same pass as the statistics.
+    """
+    atomic_write_bytes(Path(save_dir) / PREVIEW_FILE, preview_png(summarize_head(attn_matrix, None, LOCAL_WINDOW, PREVIEW_SIZE).preview))
+
+
+preview.figure_save_fmt = "png"  # type: ignore[attr-defined]
+
+
 def indexed_funcs(funcs: Sequence[Callable], spec: SummarySpec | None) -> list[Callable]:
     """what `figures.jsonl` lists besides the registered functions: `funcs`, and with summaries the
     heads' `preview`
@@ -291,8 +305,6 @@ def indexed_funcs(funcs: Sequence[Callable], spec: SummarySpec | None) -> list[C
             f"a figure function named {PREVIEW_NAME!r} would overwrite the heads' previews: rename it "
             "or pass summaries=False (--no-summaries)"
         )
-    from pattern_lens.head_stats import preview  # the preview's entry: its name, doc and format
-
     return [*funcs, preview]
 
 

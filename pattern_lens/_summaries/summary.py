@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-__all__ = ["FailureStat", "TaskResult", "RenderSummary"]
+__all__ = ["FailureStat", "TaskResult", "RenderSummary", "interrupted_line"]
 
 
 @dataclass
@@ -169,3 +169,19 @@ class RenderSummary(TaskResult):
             )
             lines.extend(f"  {msg}" for msg in self.input_errors)
         return "\n".join(lines)
+
+
+def interrupted_line(signum: int, summary: RenderSummary, total: int) -> str:
+    """the one line an interrupted run prints: the signal, the heads done of `total`, that a rerun resumes"""
+    import signal
+
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = f"signal {signum}"
+    failed = sum(s.count for s in summary.failures.values())
+    return (
+        f"interrupted by {name} after {summary.n_heads} of {total} heads ({summary.n_rendered} rendered, "
+        f"{summary.n_skipped} already done, {failed} figure failures); every file written is complete: "
+        "rerun the same command to resume"
+    )
