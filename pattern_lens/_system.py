@@ -1,17 +1,72 @@
 """facts about the machine a process runs on: usable cores and peak memory, portably"""
 
+import math
 import os
 import sys
+from pathlib import Path
 
 __all__ = ["available_cpus", "peak_rss_bytes"]
 
 
 def available_cpus() -> int:
-    """cores this process may use (its CPU affinity where the OS reports one)"""
+    """cores this process may use: its CPU affinity where the OS reports one, and no more than its
+    cgroup's CPU quota (`cpu.max`, or `cpu.cfs_quota_us` with cgroup v1) allows, rounded up"""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    quota = cgroup_cpu_quota()
+    return max(1, min(cores, math.ceil(quota))) if quota is not None else max(1, cores)
+
+
+def cgroup_cpu_quota(root: Path | str = "/sys/fs/cgroup", proc_cgroup: Path | str = "/proc/self/cgroup") -> float | None:
+    """the CPUs this process's cgroup (or one above it) may use, e.g. `1.5`; `None` without a limit
+
+    # Parameters:
+     - `root : Path | str` where the cgroup file systems are mounted (defaults to `"/sys/fs/cgroup"`)
+     - `proc_cgroup : Path | str` the process's cgroup list (defaults to `"/proc/self/cgroup"`)
+    """
+    root = Path(root)
+    try:
+        lines = Path(proc_cgroup).read_text().splitlines()
+    except OSError:
+        return None
+    limits: list[float] = []
+    for line in lines:
+        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if controllers == "":  # cgroup v2: cpu.max is "QUOTA PERIOD" or "max PERIOD", in every folder up to the root
+            folders = [root / path.lstrip("/")]
+            files = ("cpu.max",)
+        elif "cpu" in controllers.split(","):  # cgroup v1: cpu.cfs_quota_us (-1: none) / cpu.cfs_period_us
+            base = next((root / name for name in (controllers, "cpu", "cpu,cpuacct") if (root / name).is_dir()), None)
+            if base is None:
+                continue
+            folders = [base / path.lstrip("/")]
+            files = ("cpu.cfs_quota_us", "cpu.cfs_period_us")
+        else:
+            continue
+        folder = folders[0]
+        while True:
+            limit = _cpu_limit(folder, files)
+            if limit is not None:
+                limits.append(limit)
+            if folder == root or root not in folder.parents:
+                break
+            folder = folder.parent
+    return min(limits) if limits else None
+
+
+def _cpu_limit(folder: Path, files: tuple[str, ...]) -> float | None:
+    try:
+        if len(files) == 1:
+            quota, period = (folder / files[0]).read_text().split()[:2]
+        else:
+            quota, period = ((folder / name).read_text().strip() for name in files)
+        if quota in ("max", "-1") or float(period) <= 0:
+            return None
+        return float(quota) / float(period)
+    except (OSError, ValueError):
+        return None
 
 
 def peak_rss_bytes() -> int:

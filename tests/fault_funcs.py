@@ -89,3 +89,23 @@ def _slow_png_writer():
 
 _write_slow_png = _slow_png_writer()
 slow.figure_save_fmt = "png"
+
+
+def _steady_png_writer():
+    @save_matrix_wrapper(fmt="png")
+    def steady(attn):
+        return np.asarray(attn)
+
+    return steady
+
+
+_write_steady_png = _steady_png_writer()
+
+
+@register_attn_figure_func
+def steady(attn, save_dir):
+    """a viridis PNG of the pattern, always: a function that runs after one that crashes"""
+    _write_steady_png(attn, save_dir)
+
+
+steady.figure_save_fmt = "png"

@@ -286,7 +286,7 @@ def test_demo_options(tmp_path, capsys):
 
 
 def test_render_with_prestarted_workers_writes_what_one_process_writes(tmp_path):
-    """`--jobs 2` starts and warms the pool while the CLI imports (a user module imported there too)"""
+    """`--jobs 2 --backend loky` starts and warms the pool while the CLI imports (a user module imported there too)"""
     (tmp_path / "my_figs.py").write_text(textwrap.dedent("""
         from pattern_lens.attn_figure_funcs import register_attn_figure_func
         from pattern_lens.figure_util import save_matrix_wrapper
@@ -301,7 +301,7 @@ def test_render_with_prestarted_workers_writes_what_one_process_writes(tmp_path)
     for root, jobs in ((a, "1"), (b, "2")):
         proc = subprocess.run(
             [sys.executable, "-m", "pattern_lens.cli", "render", "-m", root.name, "-s", str(root.parent),
-             "--import", "my_figs", "--figure-funcs", "raw,doubled", "--profile", "fast", "--jobs", jobs, "-q"],
+             "--import", "my_figs", "--figure-funcs", "raw,doubled", "--profile", "fast", "--jobs", jobs, "--backend", "loky", "-q"],
             capture_output=True, text=True, timeout=300, cwd=REPO, env=env,
         )
         assert proc.returncode == 0, proc.stderr

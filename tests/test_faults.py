@@ -123,7 +123,7 @@ def test_every_fault_of_a_figure_function_is_one_reported_head(tmp_path, jobs):
     assert proc.returncode == 1, out
     assert "Traceback" not in out and "Fatal Python error" not in out, out
     if jobs != "1":
-        assert "jobs, loky" in proc.stdout, "the faults must run in worker processes here"
+        assert "jobs, warm" in proc.stdout, "the faults must run in worker processes here"
     assert f"misbehave: {len(faults)} heads; first: " in proc.stdout, out
     assert "raw:" not in proc.stdout, "raw ran before misbehave on every head and must not be blamed"
 

@@ -185,7 +185,7 @@ def test_workers_write_what_one_process_writes(tmp_path, use_workers):
     funcs = [ident, multi, aff.raw]
     s1 = figures_main(a.name, a.parent, None, False, funcs, n_jobs=1, progress=False, verbose=False)
     s2 = figures_main(b.name, b.parent, None, False, funcs, n_jobs=2, progress=False, verbose=False)
-    assert s1.backend == "sequential" and s2.backend == "loky" and s2.n_jobs == 2
+    assert s1.backend == "sequential" and s2.backend == "warm" and s2.n_jobs == 2
     assert s1.ok and s2.ok and s2.n_outputs == 36 * (1 + 2 + 1)  # files: ident, multi's two figures, raw
     assert _outputs(a) == _outputs(b)
     assert (a.parent / "figures.jsonl").read_text() == (b.parent / "figures.jsonl").read_text()
@@ -195,7 +195,7 @@ def test_a_module_added_to_sys_path_after_the_workers_started_is_found(tmp_path,
     """two runs in one session: the second uses a module from a folder put on sys.path after the
     first run started the (reused) worker pool"""
     a = _tiny(tmp_path / "a", n_ctx=8, n_layers=1, n_heads=2, n_prompts=1)
-    assert figures_main(a.name, a.parent, None, True, "raw", n_jobs=2, progress=False, verbose=False).backend == "loky"
+    assert figures_main(a.name, a.parent, None, True, "raw", n_jobs=2, progress=False, verbose=False).backend == "warm"
     mods = tmp_path / "mods"
     mods.mkdir()
     (mods / "pl_late_figs.py").write_text(
@@ -208,7 +208,7 @@ def test_a_module_added_to_sys_path_after_the_workers_started_is_found(tmp_path,
 
     try:
         s = figures_main(a.name, a.parent, None, True, [pl_late_figs.late], n_jobs=2, progress=False, verbose=False)
-        assert s.ok and s.backend == "loky" and len(list(a.rglob("late.bin"))) == 2, s.format()
+        assert s.ok and s.backend == "warm" and len(list(a.rglob("late.bin"))) == 2, s.format()
     finally:
         sys.modules.pop("pl_late_figs", None)
 
@@ -237,12 +237,12 @@ def test_explicit_n_jobs_is_honoured_and_the_default_trusts_its_prior_only_for_i
     kw = dict(progress=False, verbose=False)
     a = _tiny(tmp_path / "a", n_ctx=16, n_layers=4, n_heads=4, n_prompts=1)
     explicit = figures_main(a.name, a.parent, None, True, [ident], n_jobs=2, **kw)
-    assert explicit.backend == "loky" and explicit.n_jobs == 2 and explicit.n_rendered == 16
+    assert explicit.backend == "warm" and explicit.n_jobs == 2 and explicit.n_rendered == 16
     builtin_default = figures_main(a.name, a.parent, None, True, "raw", **kw)
     assert builtin_default.backend == "sequential" and builtin_default.n_rendered == 16
     for func in (ident, slow_ident):  # fast or slow (1.6 s of work): the prior knows neither
         user_default = figures_main(a.name, a.parent, None, True, [func], **kw)
-        assert user_default.backend == "loky" and user_default.n_jobs == joblib.effective_n_jobs(-1)
+        assert user_default.backend == "warm" and user_default.n_jobs == joblib.effective_n_jobs(-1)
         assert user_default.ok and user_default.n_rendered == 16
 
 
@@ -251,7 +251,7 @@ def test_matplotlib_figure_functions_run_in_workers(tmp_path, use_workers):
     b = _tiny(tmp_path / "b", n_ctx=16, n_layers=1, n_heads=2, n_prompts=1)
     s1 = figures_main(a.name, a.parent, None, False, [mpl_heat, mpl_sums], n_jobs=1, progress=False, verbose=False)
     s2 = figures_main(b.name, b.parent, None, False, [mpl_heat, mpl_sums], n_jobs=2, progress=False, verbose=False)
-    assert s1.ok and s2.ok and s2.backend == "loky"
+    assert s1.ok and s2.ok and s2.backend == "warm"
     head = _prompt_dirs(b)[0] / "L0" / "H1"
     assert sorted(p.name for p in head.iterdir()) == ["mpl_heat.png", "mpl_sums.cols.png", "mpl_sums.rows.png", "preview.png"]
     assert _outputs(a) == _outputs(b)
@@ -264,7 +264,7 @@ def test_export_profile_is_set_inside_every_worker_task(tmp_path, use_workers):
         model_dir.name, tmp_path, None, False, [profile_probe, aff.raw], n_jobs=2, profile="fast",
         progress=False, verbose=False,
     )
-    assert summary.backend == "loky" and summary.profile == "fast"
+    assert summary.backend == "warm" and summary.profile == "fast"
     probes = list(model_dir.rglob("profile_probe.txt"))
     assert len(probes) == 24 and {p.read_text() for p in probes} == {"fast"}
     # profile=None takes the caller's active profile

@@ -99,7 +99,7 @@ def test_render_with_shared_layers_writes_what_one_process_writes_and_leaves_not
     one, two = write_synthetic_model(tmp_path / "one", **kw), write_synthetic_model(tmp_path / "two", **kw)
     a = figures_main(one.name, tmp_path / "one", None, False, "raw", n_jobs=1, progress=False, verbose=False)
     b = figures_main(two.name, tmp_path / "two", None, False, "raw", n_jobs=2, progress=False, verbose=False)
-    assert a.ok and b.ok and b.backend == "loky" and b.n_rendered == 8, b.format()
+    assert a.ok and b.ok and b.backend == "warm" and b.n_rendered == 8, b.format()
     assert shares == [1] and _tree(one) == _tree(two)
     assert not list(spill.iterdir())  # the run's folder and every layer file are gone
 

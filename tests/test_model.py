@@ -213,7 +213,7 @@ def test_transformerlens_style_model(tmp_path):
 
 @pytest.mark.parametrize("kind,profile,n_jobs", [("gpt2", "exact", 1), ("bert", "fast", 1), ("gpt2", "fast", 2)])
 def test_stream_equals_two_step(models, tmp_path, monkeypatch, kind, profile, n_jobs):
-    # a run this small would go sequential; with 2 jobs, really use loky worker processes (arrays
+    # a run this small would go sequential; with 2 jobs, really use worker processes (arrays
     # handed over as memory-mapped files)
     monkeypatch.setattr("pattern_lens._engine.stream.SMALL_RUN_SECONDS", 0.0)
     prompts = _prompts_file(tmp_path / "prompts.jsonl")
@@ -227,7 +227,7 @@ def test_stream_equals_two_step(models, tmp_path, monkeypatch, kind, profile, n_
                        profile=profile, n_jobs=n_jobs, progress=False, verbose=False)
     assert summary.ok, summary.format()
     assert summary.n_rendered == len(PROMPTS) * 3 * 4 and summary.n_batches == 2
-    assert summary.backend == ("loky" if n_jobs == 2 else "sequential")
+    assert summary.backend == ("warm" if n_jobs == 2 else "sequential")
     a = {k: v for k, v in _tree(two).items() if not k.endswith("activations.npz")}
     b = _tree(one)
     assert sorted(a) == sorted(b)

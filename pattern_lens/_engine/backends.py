@@ -1,8 +1,11 @@
 """joblib does the fan-out: resolving the parallel settings of a run and streaming task results
 
 `n_jobs` and `backend` are parameters, and when not given the ambient `joblib.parallel_config`
-decides (default: loky processes on all cores). `backend="dask"` with a scheduler address runs the
-same tasks on a dask.distributed cluster.
+decides; when that names no backend either, the run's workers are warm processes
+(`pattern_lens._engine.warm`, joblib backend `"warm"`) on all the cores this process may use.
+`backend="dask"` with a scheduler address runs the same tasks on a dask.distributed cluster. More
+workers than usable cores (affinity, cgroup quota) are never started on this machine: the number
+is capped, with one line on stderr saying so.
 
 Faults: every way a task can end becomes a result. A task that raises (any `BaseException`:
 `SystemExit`, `MemoryError`, ...) is split (`split`) and its parts run alone, down to the parts that
@@ -26,6 +29,7 @@ import itertools
 import os
 import re
 import signal
+import sys
 import tempfile
 import threading
 import time
@@ -38,8 +42,9 @@ from joblib._parallel_backends import LokyBackend
 from joblib.parallel import get_active_backend
 
 from pattern_lens._errors import FigureFuncTransferError, PatternLensError, RunInterrupted
+from pattern_lens._system import available_cpus
 
-__all__ = ["ParallelSession", "parallel_session", "parallel_kwargs", "run_all", "describe_failure", "TaskRaised", "WATCHDOG_PERIOD"]
+__all__ = ["ParallelSession", "parallel_session", "parallel_kwargs", "run_all", "describe_failure", "TaskRaised", "Settled", "WATCHDOG_PERIOD"]
 
 WATCHDOG_PERIOD: float = 0.1
 "seconds between a worker's checks that the process that started it is still alive"
@@ -74,12 +79,18 @@ class ParallelSession:
     @property
     def local_processes(self) -> bool:
         """tasks run in worker processes of this machine (not threads, not a dask cluster): they can
-        share files in this machine's RAM, and starting them costs ~0.5 s each"""
+        share files in this machine's RAM, and starting them costs ~20 ms each (warm) to ~1 s (loky)"""
         return not self.in_process and self.backend_name != "dask"
 
     def as_sequential(self) -> "ParallelSession":
         """the same run on one worker in this process (a run too small to pay for starting workers)"""
         return ParallelSession(self.n_jobs, 1, "sequential", True, self.supports_generator)
+
+    def with_workers(self, n_workers: int) -> "ParallelSession":
+        """the same backend with `n_workers` (fewer) workers; one worker: `as_sequential`"""
+        if n_workers <= 1:
+            return self.as_sequential()
+        return ParallelSession(n_workers, n_workers, self.backend_name, self.in_process, self.supports_generator)
 
 
 _BACKEND_NAMES: dict[str, str] = {
@@ -88,7 +99,23 @@ _BACKEND_NAMES: dict[str, str] = {
     "LokyBackend": "loky",
     "MultiprocessingBackend": "multiprocessing",
     "DaskDistributedBackend": "dask",
+    "WarmBackend": "warm",
 }
+
+WARM_BACKEND: str = "warm"
+"""the joblib name of the warm backend (`pattern_lens._engine.warm`, registered by the modules that
+run a render: `run`, `stream`): the default when nothing names a backend"""
+
+
+def _backend_named_by_caller() -> bool:
+    """whether an ambient `joblib.parallel_config` / `parallel_backend` names a backend (then it decides)"""
+    try:
+        from joblib.parallel import _backend, _get_config_param, default_parallel_config
+
+        config = getattr(_backend, "config", default_parallel_config)
+        return _get_config_param(default_parallel_config["backend"], config, "backend") is not None
+    except (ImportError, AttributeError, KeyError, TypeError):  # another joblib: leave it to joblib
+        return True
 
 
 @contextlib.contextmanager
@@ -124,6 +151,8 @@ def parallel_session(
     n_jobs: int | None = None,
     backend: str | None = None,
     scheduler: str | None = None,
+    profiles: tuple[str, ...] = ("exact", "fast"),
+    announce: bool = True,
 ) -> Iterator[ParallelSession]:
     """enter the joblib configuration a run uses and say what it resolved to
 
@@ -139,35 +168,52 @@ def parallel_session(
        dask scheduler address, only with `backend="dask"`; a `distributed.Client` is opened for the
        run and closed after it
        (defaults to `None`)
+     - `profiles : tuple[str, ...]` export profiles whose kernels warm workers get loaded
+       (defaults to `("exact", "fast")`)
+     - `announce : bool` print the line saying that `n_jobs` was capped to the usable cores
+       (defaults to `True`)
 
     # Yields:
-     - `ParallelSession`
+     - `ParallelSession`; a warm backend's pool is shut down when the session ends
     """
     if scheduler is not None and backend != "dask":
         raise PatternLensError(f"a scheduler address ({scheduler!r}) needs backend 'dask', not {backend!r}")
     with contextlib.ExitStack() as stack:
         if backend == "dask":
             stack.enter_context(_dask_client(scheduler))
+        from joblib.parallel import BACKENDS
+
+        if backend is None and not _backend_named_by_caller() and WARM_BACKEND in BACKENDS:
+            backend = WARM_BACKEND  # the default: workers that start warm
         if backend is not None:
+            params = {"profiles": profiles} if backend == WARM_BACKEND else {}
             try:
-                stack.enter_context(joblib.parallel_config(backend=backend))
+                stack.enter_context(joblib.parallel_config(backend=backend, **params))
             except ValueError as e:
                 raise PatternLensError(f"unknown joblib backend {backend!r}: {e}") from e
         backend_obj, config_n_jobs = get_active_backend()
+        if callable(end := getattr(backend_obj, "end_session", None)):
+            stack.callback(end)  # a warm backend's pool ends with the run
         if n_jobs is None:
             n_jobs = config_n_jobs if config_n_jobs is not None else -1
         n_jobs = int(n_jobs)
         if n_jobs == 0:
             raise PatternLensError("n_jobs must be a positive number of workers or negative (-1: all cores), not 0")
-        n_workers: int = max(1, int(joblib.effective_n_jobs(n_jobs)))
         name: str = _BACKEND_NAMES.get(type(backend_obj).__name__, type(backend_obj).__name__)
         is_dask: bool = name == "dask"
+        cores = available_cpus()
+        if not is_dask and n_jobs > cores:
+            if announce:
+                print(f"{n_jobs} workers asked for, {cores} cores usable by this process (affinity, CPU quota): "
+                      f"using {cores}", file=sys.stderr, flush=True)
+            n_jobs = cores
+        n_workers: int = max(1, int(joblib.effective_n_jobs(n_jobs)))
         in_process: bool = bool(getattr(backend_obj, "uses_threads", False)) or (n_workers == 1 and not is_dask)
         if n_workers == 1 and not is_dask:
             name = "sequential"
         if isinstance(backend_obj, LokyBackend):
             _spawn_with_sigint_blocked()
-        if isinstance(backend_obj, LokyBackend) and "initializer" not in backend_obj.backend_kwargs:
+        if type(backend_obj) is LokyBackend and "initializer" not in backend_obj.backend_kwargs:
             # the same loky settings, plus workers that die with this process (see `_worker_start`)
             stack.enter_context(joblib.parallel_config(backend=LokyBackend(
                 nesting_level=backend_obj.nesting_level,
@@ -288,6 +334,13 @@ def _must_propagate(exc: BaseException) -> bool:
     return isinstance(exc, (RunInterrupted, FigureFuncTransferError))
 
 
+@dataclass(frozen=True)
+class Settled:
+    """a part `split` returns whose result is known without running it (e.g. counting a head once)"""
+
+    result: object
+
+
 class TaskRaised(Exception):
     """a task ended with an exception in its worker: `str()` is that exception's one-line description"""
 
@@ -309,7 +362,7 @@ class _Guarded:
 
     def __call__(self, index: int, task):
         _worker_start(self.parent_pid, started_by_run=False)
-        if os.getppid() == self.parent_pid and faulthandler.is_enabled():
+        if os.getpid() != self.parent_pid and faulthandler.is_enabled():
             # a crash is reported by the parent in one line naming the head and function; the
             # faulthandler loky enables (after the initializer) would add a page of traceback per crash
             faulthandler.disable()
@@ -348,8 +401,9 @@ def run_all(
      - `on_error : Callable[[T, BaseException], R] | None`
        the result of a task that cannot be split and raised (`TaskRaised`) or killed its worker
        (joblib's `TerminatedWorkerError`); `None`: exceptions propagate (defaults to `None`)
-     - `split : Callable[[T], list[T]] | None`
-       smaller tasks covering a task; `None` or a one-element list: the task cannot be split
+     - `split : Callable[[T, BaseException], list[T | Settled]] | None`
+       smaller tasks covering a task that failed with the given exception (a part may be a
+       `Settled` result instead); `None` or a one-element list: the task cannot be split
        (defaults to `None`)
 
     # Raises:
@@ -440,9 +494,12 @@ def _settle(task, outcome, alone: Callable, on_error, split) -> Iterator:
 def _split_up(task, failure: BaseException, alone: Callable, on_error, split) -> Iterator:
     """`task` failed with `failure`: its parts one at a time, alone, down to what cannot be split
     (a single part that is another task, e.g. a batch falling back to its `.npz`, runs alone too)"""
-    parts = split(task) if split is not None else [task]
+    parts = split(task, failure) if split is not None else [task]
     if not parts or (len(parts) == 1 and parts[0] is task):
         yield on_error(task, failure)
         return
     for part in parts:
-        yield from _run_alone(part, alone, on_error, split)
+        if isinstance(part, Settled):
+            yield part.result
+        else:
+            yield from _run_alone(part, alone, on_error, split)

@@ -9,45 +9,22 @@ render through the kernels, no file written); the run's `joblib.Parallel` then f
 reusable pool (joblib keeps one loky executor per set of arguments) already warm, after
 `wait_prestarted()`.
 
-Only for the default (loky) backend and an explicit number of workers above one: a run that may
-turn out small enough for one process (the default's choice) should not pay for workers.
+Only for the loky backend asked for by name (`--backend loky`) and an explicit number of workers
+above one: the default backend's workers start warm from the run's own process
+(`pattern_lens._engine.warm`), and a run that may turn out small enough for one process (the
+default's choice) should not pay for workers.
 """
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections.abc import Sequence
+
+from pattern_lens._engine.warmup import warm_worker
 
 __all__ = ["prestart_workers", "wait_prestarted", "warm_worker"]
 
 _thread: threading.Thread | None = None
-
-
-def warm_worker(profiles: Sequence[str], modules: Sequence[str]) -> None:
-    """in a worker: import what tasks need and load the numba kernels once per export profile
-
-    # Parameters:
-     - `profiles : Sequence[str]` export profiles to warm (`"exact"`, `"fast"`)
-     - `modules : Sequence[str]` modules to import too (the user's figure-function modules); one that
-       fails to import is left for the task to report
-    """
-    import numpy as np
-
-    import pattern_lens._engine.worker  # noqa: F401 (what every task imports)
-    import pattern_lens.attn_figure_funcs  # noqa: F401 (the registry and the built-in figures)
-    from pattern_lens._export.encode import matrix_file_bytes
-    from pattern_lens.profile import export_profile
-
-    for name in modules:
-        try:
-            importlib.import_module(name)
-        except Exception:  # noqa: BLE001, S110 (the task that needs it reports it properly)
-            pass
-    tiny = np.tril(np.full((4, 4), 0.25, dtype=np.float32))
-    for profile in profiles:
-        with export_profile(profile):
-            matrix_file_bytes(tiny, "png", True, "viridis", False, None)
 
 
 def _start(n_jobs: int, profiles: tuple[str, ...], modules: tuple[str, ...]) -> None:
@@ -58,7 +35,7 @@ def _start(n_jobs: int, profiles: tuple[str, ...], modules: tuple[str, ...]) -> 
     try:
         # the run's own settings (workers that die with this process, no memmapping), so that its
         # `joblib.Parallel` reuses this very pool
-        with parallel_session(n_jobs) as session:
+        with parallel_session(n_jobs, "loky", announce=False) as session:
             jobs = (joblib.delayed(warm_worker)(profiles, modules) for _ in range(session.n_workers))
             joblib.Parallel(n_jobs=session.n_jobs, **parallel_kwargs())(jobs)
     except Exception:  # noqa: BLE001, S110 (an optimisation only: the run starts its own workers)
@@ -73,7 +50,7 @@ def prestart_workers(
     # Parameters:
      - `n_jobs : int | None` the run's explicit number of workers (`None`: the default's choice, no
        prestart; 1: none)
-     - `backend : str | None` the run's backend (`None`: the ambient one, prestarted only if loky)
+     - `backend : str | None` the run's backend (prestarted only when it is `"loky"`)
      - `profile : str | None` the run's export profile (defaults to `None`: `"exact"`)
      - `modules : Sequence[str]` the user's figure-function modules, imported in the workers too
        (defaults to `()`)
@@ -82,11 +59,7 @@ def prestart_workers(
      - `bool` whether a prestart began
     """
     global _thread
-    if n_jobs is None or n_jobs == 1 or backend not in (None, "loky") or _thread is not None:
-        return False
-    from joblib.parallel import get_active_backend
-
-    if type(get_active_backend()[0]).__name__ != "LokyBackend":
+    if n_jobs is None or n_jobs == 1 or backend != "loky" or _thread is not None:
         return False
     _thread = threading.Thread(
         target=_start, args=(n_jobs, (profile or "exact",), tuple(modules)), name="pattern_lens-prestart", daemon=True

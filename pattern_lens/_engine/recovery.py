@@ -1,9 +1,13 @@
 """what the parent does with a task that ended badly: split it to find the culprit, report it
 
 `run_all` (backends) runs a task again alone when its worker died, and splits it with `split_task`
-into single heads to find the one that kills a worker; `task_failed` turns that part (or a task that raised
-outside the figure functions) into a `TaskResult` so the run goes on. On that head the figure
-functions run in order, so the culprit is the first one whose outputs are not there.
+into single heads to find the one that kills a worker; a head that kills its worker is split once
+more, into one part per figure function and one for its summaries, each run alone on a fresh worker,
+so that a crash costs only the function that crashes: the others and the head's preview and
+statistics are made, and the files they write are counted (the head itself is counted once, by a
+`Settled` part). `task_failed` turns a part that still fails (or a task that raised outside the
+figure functions) into a `TaskResult` so the run goes on. On a head the figure functions run in
+order, so the culprit is the first one whose outputs are not there.
 `split_in_memory_task` and `in_memory_task_failed` do the same for the tasks of `run` (patterns
 handed over with the task, `worker.InMemoryTask`).
 """
@@ -12,32 +16,51 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
 
 from pattern_lens._layout import error_file_name, head_dir
 from pattern_lens._output.atomic import atomic_write_text
-from pattern_lens._engine.backends import describe_failure
+from pattern_lens._engine.backends import Settled, describe_failure
 from pattern_lens._input.handover import add_name
 from pattern_lens._output.outputs import figure_func_name, list_head_dir, pending_funcs
 from pattern_lens._summaries.summary import TaskResult
+from pattern_lens._engine.transfer import FigureFuncs
 from pattern_lens._engine.worker import InMemoryTask, Task
 
-__all__ = ["split_task", "task_failed", "split_in_memory_task", "in_memory_task_failed", "split_job", "job_failed"]
+__all__ = ["split_task", "split_head", "task_failed", "split_in_memory_task", "in_memory_task_failed", "split_job", "job_failed"]
 
 
-def split_task(task: Task) -> list[Task]:
-    """one task per head of `task` (`[task]` when it is one head)
+def split_task(task: Task, failure: BaseException | None = None) -> list[Task | Settled]:
+    """one task per head of `task`; a single head whose worker died (`failure`), one part per figure
+    function and one for its summaries (`split_head`); `[task]` when it cannot be split further
 
-    Straight to heads, not items first: every part that kills its worker again costs a new worker
-    (about a second), while a part that does not costs only its own time.
+    Straight to heads, not items first: every part that kills its worker again costs a new worker,
+    while a part that does not costs only its own time.
     """
     heads = [(prompt_dir, layer, (h,)) for prompt_dir, layer, hs in task.items for h in hs]
     if len(heads) <= 1:
-        return [task]
+        return split_head(task) if failure is not None and _worker_died(failure) else [task]
     n = len(heads)
     return [dataclasses.replace(task, items=(item,), estimate=task.estimate / n) for item in heads]
+
+
+def split_head(task: Task) -> list[Task | Settled]:
+    """the parts of a one-head task whose worker died: each figure function alone, then the summaries
+    alone, each redoing its files (`force`: what the dead worker wrote is written again and counted),
+    and last the head, counted once as rendered; `[task]` when it is a single part already"""
+    funcs = list(task.funcs.funcs)
+    if not task.counts_heads or len(funcs) + (task.summaries is not None) <= 1:
+        return [task]
+    part = functools.partial(dataclasses.replace, task, force=True, counts_heads=False, estimate=task.estimate / (len(funcs) + 1))
+    parts: list[Task | Settled] = [part(funcs=FigureFuncs([f]), summaries=None) for f in funcs]
+    if task.summaries is not None:
+        parts.append(part(funcs=FigureFuncs([])))
+    (prompt_dir, _, heads), = task.items
+    head = TaskResult(task_estimate=task.estimate, n_heads=len(heads), n_rendered=len(heads), heads_covered={prompt_dir: len(heads)})
+    return [*parts, Settled(head)]  # the head last: its prompt's statistics file waits for the rows above
 
 
 def _worker_died(exc: BaseException) -> bool:
@@ -68,7 +91,7 @@ def task_failed(task: Task, exc: BaseException) -> TaskResult:
     message: str = describe_failure(exc)
     dead: bool = _worker_died(exc)
     for prompt_dir, layer, heads in task.items:
-        res.n_heads += len(heads)
+        res.n_heads += len(heads) if task.counts_heads else 0
         if not dead:
             res.add_input_error(f"{prompt_dir}: layer {layer}: {message}", len(heads))
             continue
@@ -106,7 +129,7 @@ def _own_copy(path: str, head: int) -> str:
     return add_name(path, f"{os.path.splitext(path)[0]}.h{head}.npy", copy=True)
 
 
-def split_in_memory_task(job: InMemoryTask) -> list[InMemoryTask]:
+def split_in_memory_task(job: InMemoryTask, failure: BaseException | None = None) -> list[InMemoryTask]:
     """one in-memory task per head of `job` (`[job]` when it is one head, or cannot be split)
 
     A worker deletes the hand-over file it was given once it has rendered from it (and keeps it when
@@ -147,15 +170,15 @@ def in_memory_task_failed(job: InMemoryTask, exc: BaseException) -> TaskResult:
 # both kinds in one run (`render` with split layers read once: `pattern_lens._input.handover`)
 
 
-def split_job(job: Task | InMemoryTask) -> list[Task | InMemoryTask]:
+def split_job(job: Task | InMemoryTask, failure: BaseException | None = None) -> list[Task | InMemoryTask | Settled]:
     """`split_task` or `split_in_memory_task` by the job's kind; a batch of a layer `render` read
     for it falls back to its `.npz`, split like any task (its hand-over file is deleted)"""
     if not isinstance(job, InMemoryTask):
-        return split_task(job)
+        return split_task(job, failure)
     if job.from_npz:
         _delete_files(job)
-        return split_task(job.task)
-    return split_in_memory_task(job)
+        return split_task(job.task, failure)
+    return split_in_memory_task(job, failure)
 
 
 def job_failed(job: Task | InMemoryTask, exc: BaseException) -> TaskResult:

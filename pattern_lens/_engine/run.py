@@ -21,7 +21,9 @@ from collections.abc import Callable, Iterator, Sequence
 from tqdm import tqdm
 
 from pattern_lens._errors import PatternLensError, RunInterrupted
+from pattern_lens._engine import warm
 from pattern_lens._engine.backends import parallel_session, run_all
+from pattern_lens._engine.resume import has_work
 from pattern_lens._output.outputs import check_output_names
 from pattern_lens._input import handover
 from pattern_lens._input.handover import share_split_layers, spill_folder
@@ -34,12 +36,24 @@ from pattern_lens._engine.transfer import FigureFuncs
 from pattern_lens._engine.worker import InMemoryTask, Task, run_job
 from pattern_lens.profile import EXPORT_PROFILES
 
-__all__ = ["render_prompts", "stop_on_signals", "prior_knows", "SMALL_RUN_SECONDS"]
+__all__ = ["render_prompts", "stop_on_signals", "prior_knows", "default_workers", "SMALL_RUN_SECONDS"]
 
 SMALL_RUN_SECONDS: float = 0.5
-"""a run of the package's own figure functions whose work is estimated under this (about one worker
-process's start-up) runs in this process when the number of workers is the default's choice; an
-explicit `n_jobs`, or any other figure function, always gets the workers"""
+"""the estimated work a worker must have before the default starts it: a run of the package's own
+figure functions estimated under this runs in this process, and one of `k * SMALL_RUN_SECONDS`
+gets at most `k` workers, when the number of workers is the default's choice (the estimate is a
+prior, and a worker costs its start, its share of the parent's result handling and a core the
+parent also needs); an explicit `n_jobs`, or any other figure function, always gets the workers"""
+
+
+def default_workers(estimated_seconds: float, cores: int, per_worker: float | None = None) -> int:
+    """the default's number of workers for a run of the package's own figure functions whose work is
+    estimated at `estimated_seconds`: one per `per_worker` seconds of it (defaults to `None`:
+    `SMALL_RUN_SECONDS`), at least 1, at most `cores`"""
+    per_worker = SMALL_RUN_SECONDS if per_worker is None else per_worker
+    if per_worker <= 0:
+        return max(1, cores)
+    return max(1, min(cores, int(estimated_seconds / per_worker)))
 
 
 @contextlib.contextmanager
@@ -146,10 +160,21 @@ def render_prompts(
     summary = summary if summary is not None else RenderSummary()
     summary.figure_funcs = names
     summary.profile = profile
-    with parallel_session(n_jobs, backend, scheduler) as session, contextlib.ExitStack() as stack:
+    warm.register()
+    with parallel_session(n_jobs, backend, scheduler, profiles=(profile,)) as session, contextlib.ExitStack() as stack:
         if not session.in_process:
             funcs.blob()  # fail now, with advice, if a function cannot travel to the workers
         planner = TaskPlanner(prompts, layers, heads, len(funcs), session.n_workers, profile)
+        if session.local_processes and not has_work(
+            [p.prompt_dir for p in prompts], layers, heads, funcs.funcs, summaries is not None, force
+        ):
+            session = session.as_sequential()  # a rerun with nothing to do: no worker (checked properly here)
+        elif n_jobs is None and prior_knows(funcs) and session.local_processes:
+            # the default's choice on a run of its own figures: as many workers as the estimate pays for
+            wanted = default_workers(planner.remaining, session.n_workers, SMALL_RUN_SECONDS)
+            if wanted < session.n_workers:
+                session = session.with_workers(wanted)
+                planner = TaskPlanner(prompts, layers, heads, len(funcs), session.n_workers, profile)
         tasks = (Task(funcs, force, profile, n_heads, tuple(items), est, timeout, root, summaries) for items, est in planner)
         stats_writer = (
             PromptStatsWriter(summaries, len(layers) * len(heads), on_error=lambda message: summary.add_input_error(message, 0))
@@ -157,12 +182,6 @@ def render_prompts(
         )
         total: int = len(prompts) * len(layers) * len(heads)
         t0: float = time.perf_counter()
-        if (
-            n_jobs is None and planner.remaining < SMALL_RUN_SECONDS and prior_knows(funcs) and session.local_processes
-        ):
-            # the default's choice on a run the prior calls small: starting workers (~0.5 s each)
-            # would cost more than they save
-            session = session.as_sequential()
         summary.n_jobs = session.n_workers
         summary.backend = session.backend_name
         if timeout is not None and (session.backend_name in ("threading", "dask") or (

@@ -43,7 +43,8 @@ from pattern_lens._output.outputs import list_head_dir, pending_funcs
 from pattern_lens._engine.planner import PromptWork, TaskPlanner
 from pattern_lens._engine.selection import select_figure_funcs
 from pattern_lens._engine.recovery import in_memory_task_failed, split_in_memory_task
-from pattern_lens._engine.run import SMALL_RUN_SECONDS, prior_knows, stop_on_signals
+from pattern_lens._engine import warm
+from pattern_lens._engine.run import SMALL_RUN_SECONDS, default_workers, prior_knows, stop_on_signals
 from pattern_lens._summaries.stats import PREVIEW_SIZE
 from pattern_lens._summaries.summaries import PromptStatsWriter, SummarySpec, indexed_funcs, summary_needed, summary_spec
 from pattern_lens._summaries.summary import interrupted_line
@@ -257,15 +258,14 @@ def run_main(
         handover.remove_stale_spill_folders()  # layers in RAM that killed runs left behind
         with contextlib.ExitStack() as stack:
             stack.enter_context(stop_on_signals())  # Ctrl-C / SIGTERM: RunInterrupted, handled below
-            session = stack.enter_context(parallel_session(n_jobs, backend, scheduler))
+            warm.register()  # workers from a forkserver: this process holds torch (`pattern_lens._engine.warm`)
+            session = stack.enter_context(parallel_session(n_jobs, backend, scheduler, profiles=(profile,)))
             if not session.in_process:
                 bundle.blob()  # fail now, with advice, if a function cannot travel to the workers
             total_estimate = sum(planner_prior.layer_estimate(PromptWork("", p.seq_len)) for p in prepared) * len(layer_sel)
-            if (
-                n_jobs is None and total_estimate < SMALL_RUN_SECONDS and prior_knows(bundle)
-                and session.local_processes
-            ):
-                session = session.as_sequential()  # as render_prompts: starting workers would cost more than it saves
+            if n_jobs is None and prior_knows(bundle) and session.local_processes:
+                # as render_prompts: as many workers as the estimate pays for
+                session = session.with_workers(default_workers(total_estimate, session.n_workers, SMALL_RUN_SECONDS))
             summary.n_jobs = session.n_workers
             summary.backend = session.backend_name
             # worker processes on this machine get each layer as a file in RAM (/dev/shm where there is

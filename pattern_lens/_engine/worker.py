@@ -54,6 +54,9 @@ class Task:
     "the save path, resolved: head folders that lead outside it (symlinks) are refused"
     summaries: summaries.SummarySpec | None = None
     "statistics and previews to compute for every head rendered (`None`: none)"
+    counts_heads: bool = True
+    """`False` for a part of a head that the recovery runs again after its worker died: it counts its
+    files, failures and summaries, and the recovery counts the head once (`recovery.split_task`)"""
 
 
 class _InMemoryLayer:
@@ -81,8 +84,9 @@ def _render_item(
     in_memory: _InMemoryLayer | None = None,
 ) -> None:
     t_read = time.perf_counter()
-    res.n_heads += len(heads)
-    res.heads_covered[prompt_dir] = res.heads_covered.get(prompt_dir, 0) + len(heads)
+    if task.counts_heads:
+        res.n_heads += len(heads)
+        res.heads_covered[prompt_dir] = res.heads_covered.get(prompt_dir, 0) + len(heads)
     todo: list[tuple[int, Path, set[str], list[Callable], bool]] = []
     for h in heads:
         d: Path = head_dir(prompt_dir, layer, h)
@@ -98,7 +102,7 @@ def _render_item(
         summarise = summaries.summary_needed(task.summaries, res, prompt_dir, layer, h, d, listing, task.force)
         if funcs or summarise:
             todo.append((h, d, listing, funcs, summarise))
-        else:
+        elif task.counts_heads:
             res.n_skipped += 1
     if not todo:
         res.read_seconds += time.perf_counter() - t_read
@@ -147,7 +151,7 @@ def _render_item(
         if summarise:  # after the figures: it reads the rows their pass left in cache (benchmarks/README.md)
             summaries.add_head(task.summaries, res, prompt_dir, layer, h, d, patterns[h])
         res.render_seconds += time.perf_counter() - t_render
-        res.n_rendered += 1
+        res.n_rendered += task.counts_heads
         for func in funcs:
             name = figure_func_name(func)
             st = status[name]
