@@ -150,10 +150,14 @@ def add_selection_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_execution_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--jobs", "-j", type=jobs_arg, default=None, help="worker processes (default: all cores; 1: this process)")
+    p.add_argument(
+        "--jobs", "-j", type=jobs_arg, default=None,
+        help="worker processes, at most the cores this process may use (default: as many as the estimated work "
+        "pays for; 1: this process)",
+    )
     p.add_argument(
         "--backend", type=str, default=None,
-        help="joblib backend: loky (default), threading, multiprocessing, dask",
+        help="joblib backend: warm (default: workers forked warm from this process), loky, threading, multiprocessing, dask",
     )
     p.add_argument("--scheduler", type=str, default=None, metavar="ADDRESS", help="dask scheduler address, with --backend dask")
     p.add_argument("--profile", choices=EXPORT_PROFILES, default=None, help="export profile (default: exact)")

@@ -197,6 +197,8 @@ def render_prompts(
                 jobs = share_split_layers(tasks, spill_folder(stack), read_here)
                 stack.callback(jobs.close)  # before the folder goes (callbacks run last in, first out)
         wait_prestarted()  # the pool the CLI started early: warm by now, or soon
+        if session.in_process and timeout is not None:
+            warm.warm_here((profile,))  # loading the kernels is not the first head's time limit to pay
         with tqdm(
             total=total, unit="head", desc=desc or None, disable=not progress, file=sys.stderr,
             dynamic_ncols=True, smoothing=0.1,
