@@ -24,13 +24,14 @@ threading, multiprocessing and dask stay selectable.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from joblib import register_parallel_backend
 from joblib._parallel_backends import FallbackToBackend, LokyBackend, SequentialBackend
@@ -170,6 +171,41 @@ def _worker_start(parent_pid: int | None) -> None:
     threading.Thread(target=_watch, args=(watched,), name="pattern_lens-watchdog", daemon=True).start()
 
 
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextlib.contextmanager
+def _main_kept_home() -> Iterator[None]:
+    """while a forkserver's worker is started: the caller's `__main__` not named to it
+
+    multiprocessing has a spawned or forkserver child run the parent's main module again (as
+    `__mp_main__`); a script that calls `run_main` without `if __name__ == "__main__":` would then
+    start again in every worker (loky, the default before, did not do that). Figure functions
+    defined in `__main__` travel by value (`transfer`), so the workers never need that module.
+    """
+    main = sys.modules.get("__main__")
+    if pool_method() != "forkserver" or main is None:
+        yield
+        return
+    saved = {k: main.__dict__[k] for k in ("__spec__", "__file__") if k in main.__dict__}
+    main.__dict__["__spec__"] = None
+    main.__dict__.pop("__file__", None)
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
+
+
 class WarmBackend(LokyBackend):
     """joblib's loky backend, with workers forked from a warm process (see the module's doc)
 
@@ -191,15 +227,11 @@ class WarmBackend(LokyBackend):
         return n_jobs
 
     def submit(self, func, callback=None):
-        # the pool forks its workers inside the first submit: with SIGINT blocked, so that a Ctrl-C
-        # during a worker's first milliseconds is not raised there (its initializer ignores it)
-        if not hasattr(signal, "pthread_sigmask"):
+        # the pool starts its workers inside a submit: with SIGINT blocked, so that a Ctrl-C during a
+        # worker's first milliseconds is not raised there (its initializer ignores it), and without
+        # the caller's main module run again in a forkserver's worker (`_main_kept_home`)
+        with _main_kept_home(), _sigint_blocked():
             return super().submit(func, callback)
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
-            return super().submit(func, callback)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
     def terminate(self):
         self._workers = None  # the pool stays for the run's next call; `close_pool` ends it
