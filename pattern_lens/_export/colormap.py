@@ -42,6 +42,8 @@ _KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # is a float16 integer, i.e. N <= 2048.
 _FLOAT16_MAX_N = 2048
 _UINT16_ROWS = 2**16
+# the kernels clamp to N - 1 in the input's dtype: exact in float32 up to 2**24 colours
+_KERNEL_MAX_N = 2**24
 
 
 @dataclass(frozen=True)
@@ -215,7 +217,7 @@ def _kernel_operands(matrix: np.ndarray, norm: Normalization, n: int):
 
 def _kernel_inputs(matrix: np.ndarray, norm: Normalization, cmap_obj: Colormap, cmap: str | Colormap):
     """(kernel operands, table), or None when only matplotlib itself reproduces the reference"""
-    if not _has_standard_lookup(cmap_obj):
+    if not _has_standard_lookup(cmap_obj) or cmap_obj.N > _KERNEL_MAX_N:
         return None
     table = colormap_table(cmap)
     operands = _kernel_operands(matrix, norm, table.n)
