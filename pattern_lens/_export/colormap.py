@@ -23,6 +23,7 @@ import matplotlib
 import numpy as np
 from matplotlib.colors import Colormap
 
+from pattern_lens._export.extremes import extremes_of
 from pattern_lens.kernels import lut_indices, lut_rgb
 
 __all__ = [
@@ -111,7 +112,8 @@ def normalization(
         max_abs = max(abs(matrix.max()), abs(matrix.min()))
         return Normalization(identity=False, denom=2 * max_abs, add=0.5)
 
-    max_val = matrix.max()
+    known = extremes_of(matrix)  # found by the head summaries' pass (`extremes`): not read again
+    max_val = matrix.max() if known is None else known[1]
     if normalize_min is not None:
         min_val = normalize_min
         assert min_val < max_val, (
@@ -122,7 +124,7 @@ def normalization(
             f"min={matrix.min()}"
         )
     else:
-        min_val = matrix.min()
+        min_val = matrix.min() if known is None else known[0]
     return Normalization(identity=False, offset=min_val, denom=max_val - min_val, add=None)
 
 
