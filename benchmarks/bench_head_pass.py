@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import importlib
 import json
 import os
 import statistics
@@ -33,6 +34,8 @@ import time
 from pathlib import Path
 
 _HERE = Path(__file__).resolve()
+_PARTS = ("summarize_head", "raw, min/max known", "  of which LUT kernel", "  of which PNG encoding",
+          "raw, reading min/max itself", "numpy min + max", "preview PNG + row")
 _ONE_THREAD = {k: "1" for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")}
 
 
@@ -66,7 +69,38 @@ def _serve(n_ctx: int, heads: int) -> None:
         text = (summaries.PREVIEW_TEXT_KEY, summaries._preview_text(spec, row))
         return png, preview_png(summary.preview, spec.cmap, text, clip_first_block=clip), row
 
-    methods = {"head": one_head, "sum": lambda p: p.sum(), "copy": lambda p: np.copyto(scratch, p)}
+    from pattern_lens._export import colormap as _colormap
+    from pattern_lens._export import png_fast
+
+    known = getattr(importlib.import_module("pattern_lens._export"), "extremes", None)
+    done = [summarize_head(p, True) for p in pats]
+    lut_rows = [_colormap.matrix_to_lut_rows(p, _colormap.normalization(p, True), "Blues")[0] for p in pats]
+    by_id = {id(p): i for i, p in enumerate(pats)}
+    norms = [_colormap.normalization(p, True) for p in pats]
+
+    def raw_known(p):  # the `raw` figure with the min and max given, as inside `first_pass`
+        s = done[by_id[id(p)]]
+        with known.known_extremes(p, s.minimum, s.maximum):
+            return matrix_file_bytes(p, "png", True, "Blues")
+
+    def preview(p):
+        s = done[by_id[id(p)]]
+        row = summaries.head_row(0, 0, s)
+        text = (summaries.PREVIEW_TEXT_KEY, summaries._preview_text(spec, row))
+        return preview_png(s.preview, spec.cmap, text, clip_first_block=True)
+
+    table = _colormap.colormap_table("Blues")
+    methods = {
+        "head": one_head, "sum": lambda p: p.sum(), "copy": lambda p: np.copyto(scratch, p),
+        # the parts of a head (this checkout's breakdown)
+        "summarize_head": lambda p: summarize_head(p, True),
+        "raw, min/max known": raw_known if known is not None else (lambda p: None),
+        "  of which LUT kernel": lambda p: _colormap.matrix_to_lut_rows(p, norms[by_id[id(p)]], "Blues"),
+        "  of which PNG encoding": lambda p: png_fast.encode_indexed_png(lut_rows[by_id[id(p)]], table.rgb[:256]),
+        "raw, reading min/max itself": lambda p: matrix_file_bytes(p, "png", True, "Blues"),
+        "numpy min + max": lambda p: (p.min(), p.max()),
+        "preview PNG + row": preview,
+    }
     with export_profile("fast"):
         digest = hashlib.sha256()
         for p in pats:  # warm-up (kernels compiled or loaded), and what the heads produce
@@ -74,7 +108,7 @@ def _serve(n_ctx: int, heads: int) -> None:
             digest.update(png + preview + json.dumps(row).encode())
         print(json.dumps({"ready": digest.hexdigest(), "pid": os.getpid()}), flush=True)
         for line in sys.stdin:
-            method = methods[line.strip()]
+            method = methods[line.rstrip("\n")]
             times = []
             for p in pats:
                 t0 = time.perf_counter()
@@ -112,6 +146,7 @@ def main() -> None:
     ap.add_argument("--n-ctx", type=int, default=1024)
     ap.add_argument("--heads", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--breakdown", action="store_true", help="also time the parts of a head, in this checkout")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
@@ -122,7 +157,8 @@ def main() -> None:
     checkouts = {"base": _Checkout(args.base.resolve(), args.n_ctx, args.heads),
                  "new": _Checkout(_HERE.parent.parent, args.n_ctx, args.heads)}
     same = checkouts["base"].ready == checkouts["new"].ready
-    times: dict[str, list[float]] = {k: [] for k in ("base", "new", "sum", "copy")}
+    parts = list(_PARTS) if args.breakdown else []
+    times: dict[str, list[float]] = {k: [] for k in ("base", "new", "sum", "copy", *parts)}
     ratios = []
     try:
         for r in range(args.rounds):
@@ -133,6 +169,8 @@ def main() -> None:
             ratios.append(statistics.median(got["new"]) / statistics.median(got["base"]))
             times["sum"] += checkouts["new"].time("sum")
             times["copy"] += checkouts["new"].time("copy")
+            for part in parts:
+                times[part] += checkouts["new"].time(part)
     finally:
         for c in checkouts.values():
             c.close()
@@ -147,6 +185,8 @@ def main() -> None:
     print(f"| new / base (medians) | {med['new'] / med['base']:.3f} | {best['new'] / best['base']:.3f} |")
     print(f"| median of the rounds' new / base | {statistics.median(ratios):.3f} | |")
     print(f"| new / one numpy pass | {med['new'] / med['sum']:.2f} | {best['new'] / best['sum']:.2f} |")
+    for part in parts:
+        print(f"| {part} (this checkout) | {med[part]:.3f} | {best[part]:.3f} |")
     print(f"\noutputs (raw PNG, preview PNG, row of every head) identical in both checkouts: {same}")
 
 

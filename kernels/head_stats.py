@@ -23,6 +23,12 @@ into the block sums inside `_log_sums` (scalar again), and a division-free log p
 noise).
 A row with float32-subnormal values (wrong exponent field) or a mass outside `(1e-30, 1e30)` takes
 the exact path `_plogp_row`: the values scaled to `p` first, then the same log.
+The same row loop also gives the whole matrix's smallest and largest value (the masked part of a
+causal row by one more `_bits_range`, while the row is in cache), which the `raw` figure's min-max
+normalisation needs: with them, a fast `raw` figure plus summaries reads the pattern twice (this
+kernel, then the colormap kernel) instead of four times (numpy's min, max, the colormap kernel,
+this kernel). The extra scan cost about 0.05-0.1 ms per causal 1024 x 1024 head; the numpy min +
+max it replaces, 0.2 ms (benchmarks/README.md, "One pass per head").
 """
 
 import numpy as np
