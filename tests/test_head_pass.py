@@ -217,3 +217,23 @@ def test_a_figure_that_writes_into_its_pattern_before_raw_still_sees_today_s_ord
                 assert png == matrix_file_bytes(changed, "png", True, "Blues")
         want = summaries.head_row(0, h, summarize_head(changed, causal=stats[h]["causal"]))
         assert stats[h] == want
+
+
+@given(hnp.arrays(np.uint8, hnp.array_shapes(min_dims=2, max_dims=2, max_side=40)), st.integers(1, 256))
+def test_indices_written_into_a_scanline_view_encode_to_the_same_bytes(indices, k):
+    """the fast `raw` figure's rows go straight into the PNG's scanline buffer (no copy)"""
+    from pattern_lens._export.png_fast import _unfiltered_rows, encode_indexed_png, scanline_view
+
+    indices = indices % k
+    palette = np.random.default_rng(k).integers(0, 256, (k, 3), dtype=np.uint8)
+    view = scanline_view(*indices.shape)
+    view[...] = indices
+    assert _unfiltered_rows(view) is view.base  # deflated in place
+    want = encode_indexed_png(np.ascontiguousarray(indices), palette)
+    assert encode_indexed_png(view, palette) == want
+    view.base[-1, 0] = 1  # a filter byte changed behind its back: copied again, still a valid PNG
+    assert _unfiltered_rows(view) is not view.base
+    assert encode_indexed_png(view, palette) == want
+    if indices.shape[1] > 1:  # a narrower view of the buffer is not its scanlines
+        assert _unfiltered_rows(view[:, :-1]) is not view.base
+        assert encode_indexed_png(view[:, :-1], palette) == encode_indexed_png(np.ascontiguousarray(indices[:, :-1]), palette)

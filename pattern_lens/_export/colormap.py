@@ -239,9 +239,12 @@ def matrix_to_rgb(matrix: np.ndarray, norm: Normalization, cmap: str | Colormap)
 
 
 def matrix_to_lut_rows(
-    matrix: np.ndarray, norm: Normalization, cmap: str | Colormap
+    matrix: np.ndarray, norm: Normalization, cmap: str | Colormap, out: np.ndarray | None = None
 ) -> tuple[np.ndarray, ColormapTable] | None:
     """each element's row in the colormap table (uint8 where every row fits, else uint16)
+
+    `out`: a uint8 array of `matrix`'s shape that receives uint8 rows (and is returned), e.g. a
+    PNG's `scanline_view` (defaults to `None`: a new array)
 
     # Returns:
      - `(rows, table)`, or `None` when the kernel can't reproduce the reference for this input
@@ -253,7 +256,7 @@ def matrix_to_lut_rows(
     # uint8 holds every row when n + 3 <= 256, and the colours alone when n <= 256: try that first,
     # since normalised attention patterns almost never hit under/over/bad
     if table.n <= 256:
-        rows = np.empty(matrix.shape, dtype=np.uint8)
+        rows = np.empty(matrix.shape, dtype=np.uint8) if out is None else out
         n_special = lut_indices(*operands, table.n, rows)
         if table.n + 3 <= 256 or n_special == 0:
             return rows, table
