@@ -74,7 +74,10 @@ def _serve(n_ctx: int, heads: int) -> None:
 
     known = getattr(importlib.import_module("pattern_lens._export"), "extremes", None)
     done = [summarize_head(p, True) for p in pats]
-    lut_rows = [_colormap.matrix_to_lut_rows(p, _colormap.normalization(p, True), "Blues")[0] for p in pats]
+    # the rows as the fast PNG has them: in the PNG's scanline buffer where the checkout has one
+    view = getattr(png_fast, "scanline_view", None)
+    lut_rows = [_colormap.matrix_to_lut_rows(p, _colormap.normalization(p, True), "Blues",
+                                             **({} if view is None else {"out": view(*p.shape)}))[0] for p in pats]
     by_id = {id(p): i for i, p in enumerate(pats)}
     norms = [_colormap.normalization(p, True) for p in pats]
 
