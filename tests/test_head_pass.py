@@ -224,7 +224,7 @@ def test_indices_written_into_a_scanline_view_encode_to_the_same_bytes(indices, 
     """the fast `raw` figure's rows go straight into the PNG's scanline buffer (no copy)"""
     from pattern_lens._export.png_fast import _unfiltered_rows, encode_indexed_png, scanline_view
 
-    indices = indices % k
+    indices = (indices.astype(np.int64) % k).astype(np.uint8)
     palette = np.random.default_rng(k).integers(0, 256, (k, 3), dtype=np.uint8)
     view = scanline_view(*indices.shape)
     view[...] = indices
