@@ -54,7 +54,7 @@ def _serve(n_ctx: int, heads: int) -> None:
     from pattern_lens.attn_figure_funcs import raw
     from pattern_lens.bench import _patterns
 
-    pats = _patterns(n_ctx, heads, seed=1)
+    pats = list(_patterns(n_ctx, heads, seed=1))  # the same array objects every round (looked up by id)
     spec = summaries.SummarySpec(causal=True)  # the pipeline passes the model config's attention_dir
     first_pass = getattr(summaries, "first_pass", None)
     scratch = np.empty_like(pats[0])
