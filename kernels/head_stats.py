@@ -27,8 +27,8 @@ The same row loop also gives the whole matrix's smallest and largest value (the 
 causal row by one more `_bits_range`, while the row is in cache), which the `raw` figure's min-max
 normalisation needs: with them, a fast `raw` figure plus summaries reads the pattern twice (this
 kernel, then the colormap kernel) instead of four times (numpy's min, max, the colormap kernel,
-this kernel). The extra scan cost about 0.05-0.1 ms per causal 1024 x 1024 head; the numpy min +
-max it replaces, 0.2 ms (benchmarks/README.md, "One pass per head").
+this kernel). The extra scan costs 0.10-0.12 ms per causal 1024 x 1024 head (in cache); the
+numpy min + max it replaces, 0.5 ms from memory (benchmarks/README.md, "One pass per head").
 """
 
 import numpy as np
