@@ -237,3 +237,24 @@ def test_indices_written_into_a_scanline_view_encode_to_the_same_bytes(indices, 
     if indices.shape[1] > 1:  # a narrower view of the buffer is not its scanlines
         assert _unfiltered_rows(view[:, :-1]) is not view.base
         assert encode_indexed_png(view[:, :-1], palette) == encode_indexed_png(np.ascontiguousarray(indices[:, :-1]), palette)
+
+
+def test_a_run_of_raw_with_summaries_colours_with_the_summaries_min_and_max(tmp_path, monkeypatch):
+    """the worker's wiring: with `raw` alone, every head's normalisation finds its min and max known"""
+    from pattern_lens._export import colormap as _colormap
+    from pattern_lens.figures import figures_main
+    from pattern_lens.synthetic import write_synthetic_model
+
+    found = []
+    original = _colormap.extremes_of
+
+    def recording(matrix):
+        found.append(original(matrix))
+        return found[-1]
+
+    monkeypatch.setattr(_colormap, "extremes_of", recording)
+    model = write_synthetic_model(tmp_path, n_layers=2, n_heads=2, n_ctx=96, n_prompts=1)
+    s = figures_main(model.name, tmp_path, None, True, [raw], n_jobs=1, profile="fast", progress=False, verbose=False)
+    assert s.ok and s.n_rendered == 4 and s.n_summarised == 4
+    # per head: its raw figure (known), then its preview (a small matrix of its own: not known)
+    assert len(found) == 8 and all(k is not None for k in found[0::2]) and all(k is None for k in found[1::2]), found
