@@ -45,6 +45,7 @@ __all__ = [
     "prompt_dir",
     "head_dir",
     "FIGURE_NAMES_ATTR",
+    "READS_ONLY_ATTR",
     "figure_name",
     "figure_names",
     "figure_file_name",
@@ -109,6 +110,11 @@ def head_dir(prompt_dir: Path | str, layer: int, head: int) -> Path:
 FIGURE_NAMES_ATTR: str = "_figure_names"
 """the attribute naming a figure function's figures, as the reference sets it: `("<func>",)` for a
 single-figure function, `("<func>.<figure>", ...)` for a multi-figure one"""
+
+READS_ONLY_ATTR: str = "_pattern_lens_reads_only"
+"""set to `True` on a figure function that never writes into the pattern it is given (the built-in
+`raw`): the head summaries may then read the pattern before such functions run, and share what
+they found (its min and max) with them (`pattern_lens._export.extremes`)"""
 
 
 def figure_name(func_name: str, figure: str | None = None) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from pattern_lens._layout import FIGURE_NAMES_ATTR, figure_name, figure_names
+from pattern_lens._layout import FIGURE_NAMES_ATTR, READS_ONLY_ATTR, figure_name, figure_names
 from pattern_lens.consts import AttentionMatrix
 from pattern_lens.figure_util import AttentionMatrixFigureFunc, Matrix2D, save_matrix_wrapper
 
@@ -102,3 +102,6 @@ def get_all_figure_names() -> list[str]:
 def raw(attn_matrix: AttentionMatrix) -> Matrix2D:
     """the raw attention pattern, min-max normalised, in matplotlib's "Blues" """
     return attn_matrix
+
+
+setattr(raw, READS_ONLY_ATTR, True)  # the summaries' pass may come first and share its min and max

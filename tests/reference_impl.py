@@ -72,3 +72,19 @@ def file_content(matrix, fmt, **kwargs):
     if fmt == "png":
         return png_bytes(preprocess(matrix, **kwargs))
     return svg_text(matrix, **kwargs).encode("utf-8")
+
+
+def colormap_rows(normalized, n):
+    """the row of a colormap's (n + 3)-row table that matplotlib's `Colormap.__call__` picks for each
+    float of `normalized`: 0..n-1 colours, n under, n + 1 over, n + 2 bad (its steps, in the array's
+    own dtype)"""
+    xa = np.array(normalized, copy=True)
+    xa *= n
+    xa[xa == n] = n - 1
+    under, over, bad = xa < 0, xa >= n, np.isnan(xa)
+    with np.errstate(invalid="ignore"):
+        rows = xa.astype(np.int64)
+    rows[under] = n
+    rows[over] = n + 1
+    rows[bad] = n + 2
+    return rows

@@ -274,7 +274,7 @@ def test_backend_reported() -> None:
         assert _png_fast.DEFLATE_BACKEND == "zlib"
     else:
         assert _png_fast.DEFLATE_BACKEND == "isal"
-    assert set(_png_fast.__all__) == {"encode_indexed_png", "encode_rgb_png", "gzip_bytes", "with_text", "read_text", "DEFLATE_BACKEND", "PNG_SIGNATURE", "PNG_IEND"}
+    assert set(_png_fast.__all__) == {"encode_indexed_png", "scanline_view", "encode_rgb_png", "gzip_bytes", "with_text", "read_text", "DEFLATE_BACKEND", "PNG_SIGNATURE", "PNG_IEND"}
 
 
 @settings(

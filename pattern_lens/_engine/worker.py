@@ -147,9 +147,12 @@ def _render_item(
             res.add_input_error(f"{d}: cannot create the head folder ({type(e).__name__}: {e})", 1)
             continue
         t_render = time.perf_counter()
-        status = run_figure_funcs(patterns[h], d, funcs, listing, force_overwrite=task.force, timeout=task.timeout, pending=funcs)
-        if summarise:  # after the figures: it reads the rows their pass left in cache (benchmarks/README.md)
-            summaries.add_head(task.summaries, res, prompt_dir, layer, h, d, patterns[h])
+        # the summaries' pass first where the figures leave the pattern as it is: it finds the min
+        # and max that `raw` normalises with (`summaries.first_pass`); else after the figures
+        with summaries.first_pass(task.summaries if summarise else None, patterns[h], funcs) as early:
+            status = run_figure_funcs(patterns[h], d, funcs, listing, force_overwrite=task.force, timeout=task.timeout, pending=funcs)
+        if summarise:
+            summaries.add_head(task.summaries, res, prompt_dir, layer, h, d, patterns[h], early)
         res.render_seconds += time.perf_counter() - t_render
         res.n_rendered += task.counts_heads
         for func in funcs:

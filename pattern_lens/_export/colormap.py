@@ -23,6 +23,7 @@ import matplotlib
 import numpy as np
 from matplotlib.colors import Colormap
 
+from pattern_lens._export.extremes import extremes_of
 from pattern_lens.kernels import lut_indices, lut_rgb
 
 __all__ = [
@@ -42,6 +43,8 @@ _KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # is a float16 integer, i.e. N <= 2048.
 _FLOAT16_MAX_N = 2048
 _UINT16_ROWS = 2**16
+# the kernels clamp to N - 1 in the input's dtype: exact in float32 up to 2**24 colours
+_KERNEL_MAX_N = 2**24
 
 
 @dataclass(frozen=True)
@@ -109,7 +112,8 @@ def normalization(
         max_abs = max(abs(matrix.max()), abs(matrix.min()))
         return Normalization(identity=False, denom=2 * max_abs, add=0.5)
 
-    max_val = matrix.max()
+    known = extremes_of(matrix)  # found by the head summaries' pass (`extremes`): not read again
+    max_val = matrix.max() if known is None else known[1]
     if normalize_min is not None:
         min_val = normalize_min
         assert min_val < max_val, (
@@ -120,7 +124,7 @@ def normalization(
             f"min={matrix.min()}"
         )
     else:
-        min_val = matrix.min()
+        min_val = matrix.min() if known is None else known[0]
     return Normalization(identity=False, offset=min_val, denom=max_val - min_val, add=None)
 
 
@@ -215,7 +219,7 @@ def _kernel_operands(matrix: np.ndarray, norm: Normalization, n: int):
 
 def _kernel_inputs(matrix: np.ndarray, norm: Normalization, cmap_obj: Colormap, cmap: str | Colormap):
     """(kernel operands, table), or None when only matplotlib itself reproduces the reference"""
-    if not _has_standard_lookup(cmap_obj):
+    if not _has_standard_lookup(cmap_obj) or cmap_obj.N > _KERNEL_MAX_N:
         return None
     table = colormap_table(cmap)
     operands = _kernel_operands(matrix, norm, table.n)
@@ -235,9 +239,12 @@ def matrix_to_rgb(matrix: np.ndarray, norm: Normalization, cmap: str | Colormap)
 
 
 def matrix_to_lut_rows(
-    matrix: np.ndarray, norm: Normalization, cmap: str | Colormap
+    matrix: np.ndarray, norm: Normalization, cmap: str | Colormap, out: np.ndarray | None = None
 ) -> tuple[np.ndarray, ColormapTable] | None:
     """each element's row in the colormap table (uint8 where every row fits, else uint16)
+
+    `out`: a uint8 array of `matrix`'s shape that receives uint8 rows (and is returned), e.g. a
+    PNG's `scanline_view` (defaults to `None`: a new array)
 
     # Returns:
      - `(rows, table)`, or `None` when the kernel can't reproduce the reference for this input
@@ -249,7 +256,7 @@ def matrix_to_lut_rows(
     # uint8 holds every row when n + 3 <= 256, and the colours alone when n <= 256: try that first,
     # since normalised attention patterns almost never hit under/over/bad
     if table.n <= 256:
-        rows = np.empty(matrix.shape, dtype=np.uint8)
+        rows = np.empty(matrix.shape, dtype=np.uint8) if out is None else out
         n_special = lut_indices(*operands, table.n, rows)
         if table.n + 3 <= 256 or n_special == 0:
             return rows, table

@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.colors import Colormap
 
 from pattern_lens._export import colormap as _colormap
-from pattern_lens._export.png_fast import encode_indexed_png, encode_rgb_png
+from pattern_lens._export.png_fast import encode_indexed_png, encode_rgb_png, scanline_view
 
 __all__ = ["fast_png"]
 
@@ -33,7 +33,8 @@ def _compact(rows: np.ndarray, rgb: np.ndarray) -> bytes:
 
 def fast_png(matrix: np.ndarray, norm: _colormap.Normalization, cmap: str | Colormap) -> bytes:
     """PNG bytes of `matrix` under `norm` and `cmap`, decoding to the exact profile's RGB pixels"""
-    result = _colormap.matrix_to_lut_rows(matrix, norm, cmap)
+    # uint8 rows go straight into the PNG's scanline buffer: the encoder deflates it without a copy
+    result = _colormap.matrix_to_lut_rows(matrix, norm, cmap, out=scanline_view(*matrix.shape))
     if result is None:
         return encode_rgb_png(_colormap.reference_rgb(matrix, norm, _colormap.get_colormap(cmap)))
     rows, table = result

@@ -54,7 +54,7 @@ _ISAL_LEVEL: int = 1
 # replace. RGB pixels repeat at distance 3 and more, and base64 text has no structure: full window.
 _ISAL_HIST_BITS: dict[str, int] = {"indexed": 1, "rgb": 15, "gzip": 15}
 
-__all__ = ["encode_indexed_png", "encode_rgb_png", "gzip_bytes", "with_text", "read_text", "DEFLATE_BACKEND", "PNG_SIGNATURE", "PNG_IEND"]
+__all__ = ["encode_indexed_png", "scanline_view", "encode_rgb_png", "gzip_bytes", "with_text", "read_text", "DEFLATE_BACKEND", "PNG_SIGNATURE", "PNG_IEND"]
 
 PNG_SIGNATURE: bytes = b"\x89PNG\r\n\x1a\n"
 PNG_IEND: bytes = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # empty chunk, its CRC is a constant
@@ -83,9 +83,37 @@ def _png(width: int, height: int, colour_type: int, plte: bytes | None, idat: by
     return b"".join((PNG_SIGNATURE, _chunk(b"IHDR", ihdr), plte_chunk, _chunk(b"IDAT", idat), PNG_IEND))
 
 
+def scanline_view(height: int, width: int) -> np.ndarray:
+    """a uint8 `(height, width)` array to write palette indices into, for `encode_indexed_png`
+
+    It views the PNG's scanline buffer (`(height, width + 1)`, each row's filter byte 0 first), so
+    the encoder deflates that buffer as it is: the copy into it (a pass over the image, ~0.06 ms
+    per 1024 x 1024 image in cache, 0.2 ms from memory) is skipped.
+    """
+    buffer = np.empty((height, width + 1), dtype=np.uint8)
+    buffer[:, 0] = 0
+    return buffer[:, 1:]
+
+
+def _scanlines_under(pixels: np.ndarray) -> np.ndarray | None:
+    """the scanline buffer `pixels` views when it comes from `scanline_view` (filter bytes still 0)"""
+    buffer = pixels.base
+    if not (isinstance(buffer, np.ndarray) and buffer.dtype == np.uint8 and buffer.ndim == 2 and pixels.ndim == 2):
+        return None
+    h, w = pixels.shape
+    if buffer.shape != (h, w + 1) or not buffer.flags.c_contiguous or pixels.strides != buffer.strides:
+        return None
+    if pixels.__array_interface__["data"][0] != buffer.__array_interface__["data"][0] + 1 or buffer[:, 0].any():
+        return None
+    return buffer
+
+
 def _unfiltered_rows(pixels: np.ndarray) -> np.ndarray:
     # the IDAT stream before deflate: filter type 0 (None) then the row's bytes, for every row.
-    # One vectorised copy; a non-contiguous input costs one more (the reshape).
+    # One vectorised copy (none for indices written into a `scanline_view`); a non-contiguous
+    # input costs one more (the reshape).
+    if (buffer := _scanlines_under(pixels)) is not None:
+        return buffer
     h, row_bytes = pixels.shape[0], pixels.shape[1] * (pixels.shape[2] if pixels.ndim == 3 else 1)
     rows = np.empty((h, row_bytes + 1), dtype=np.uint8)
     rows[:, 0] = 0
@@ -109,7 +137,8 @@ def encode_indexed_png(indices: np.ndarray, palette: np.ndarray) -> bytes:
 
     # Parameters:
      - `indices : np.ndarray`
-       uint8 (h, w) palette indices, h and w >= 1; any memory layout (C-contiguous is cheapest).
+       uint8 (h, w) palette indices, h and w >= 1; any memory layout (a `scanline_view` is
+       cheapest: no copy, then C-contiguous).
        Every index must be `< len(palette)`: checked with `indices.max()`, about 1% of the
        encoding time, and skipped when the palette has all 256 entries.
      - `palette : np.ndarray`

@@ -96,12 +96,18 @@ class HeadSummary:
        or the pattern itself when `n <= preview_size`
      - `causal : bool` whether the pattern was measured as causal
      - `n_ctx : int` the pattern's side
+     - `minimum`, `maximum` : numpy scalars, `pattern.min()` and `pattern.max()` (of the whole
+       matrix, a causal pattern's masked part too; a zero's sign may differ from numpy's): what
+       min-max normalisation needs, found by the statistics' own pass for float32 patterns
+       (one numpy pass each for other dtypes, or for values the pass does not order: negative, NaN)
     """
 
     stats: dict[str, float]
     preview: np.ndarray
     causal: bool
     n_ctx: int
+    minimum: np.generic
+    maximum: np.generic
 
 
 def _as_kernel_input(pattern: np.ndarray) -> np.ndarray:
@@ -169,13 +175,18 @@ def summarize_head(
     preview = np.empty((k, k), dtype=x.dtype)
     # the float32 bits the kernel's log reads: free for float32, one conversion for float64
     xbits = (x if x.dtype == np.float32 else x.astype(np.float32)).view(np.int32)
-    low, high, _ = head_summary(x, xbits, bool(causal), int(local_window), edges, stats, preview)
+    low, high, _, minimum, maximum = head_summary(x, xbits, bool(causal), int(local_window), edges, stats, preview)
     if not (low >= 0 and np.isfinite(high)):  # NaN compares false
         what = f"a negative value ({low:g})" if low < 0 else "a NaN or inf"
         raise ValueError(
             f"attention pattern holds {what}{' in its causal part' if causal else ''}; expected "
             "finite values >= 0"
         )
+    if pattern.dtype.char == "f" and minimum >= 0 and maximum == maximum:  # float32, any byte order
+        # the bits' order is the values' order here: exactly numpy's min and max (kernel docstring)
+        minimum, maximum = np.float32(minimum), np.float32(maximum)
+    else:
+        minimum, maximum = pattern.min(), pattern.max()
     return HeadSummary(
         stats=dict(zip(HEAD_STAT_NAMES, stats.tolist())),
         # the pattern itself (its own dtype: it colours into exactly the full image), unless it holds
@@ -183,4 +194,6 @@ def summarize_head(
         preview=(pattern if pattern.dtype.kind == "f" else x) if n <= preview_size else preview,
         causal=bool(causal),
         n_ctx=n,
+        minimum=minimum,
+        maximum=maximum,
     )

@@ -43,20 +43,29 @@ One JSON object:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from pattern_lens._errors import PatternLensError
+from pattern_lens._export.extremes import known_extremes
 from pattern_lens._export.png_fast import read_text
 from pattern_lens._export.preview import PREVIEW_CMAP, preview_png
-from pattern_lens._layout import HEAD_STATS_FILE, HEAD_STATS_FORMAT, HEAD_STATS_VERSION, PREVIEW_FILE, PREVIEW_NAME
+from pattern_lens._layout import (
+    HEAD_STATS_FILE,
+    HEAD_STATS_FORMAT,
+    HEAD_STATS_VERSION,
+    PREVIEW_FILE,
+    PREVIEW_NAME,
+    READS_ONLY_ATTR,
+)
 from pattern_lens._output.atomic import atomic_write_bytes, write_text_if_changed
 from pattern_lens._output.outputs import discard_broken, figure_func_name
 from pattern_lens._summaries.stats import LOCAL_WINDOW, PREVIEW_SIZE, STATISTICS, HeadSummary, summarize_head
@@ -70,6 +79,7 @@ __all__ = [
     "PREVIEW_TEXT_KEY",
     "head_row",
     "summary_needed",
+    "first_pass",
     "add_head",
     "read_head_stats_file",
     "format_head_stats",
@@ -250,6 +260,31 @@ def summary_needed(
     return False
 
 
+@contextlib.contextmanager
+def first_pass(
+    spec: SummarySpec | None, pattern: np.ndarray, funcs: Sequence[Callable]
+) -> Iterator[HeadSummary | Exception | None]:
+    """the head's summary before its figure functions run, its min and max known to them meanwhile
+
+    Yields the summary (or the `ValueError` / `TypeError` it ended with, for `add_head` to report)
+    when `spec` is given and every function in `funcs` leaves its input as it is
+    (`READS_ONLY_ATTR`, e.g. `raw`): within the block, the `raw` figure's normalisation takes the
+    pattern's min and max from the summary's pass (`pattern_lens._export.extremes`) instead of two
+    numpy passes. Otherwise yields `None`: `add_head` summarises after the figures, as it reads
+    whatever they left in the pattern.
+    """
+    if spec is None or not all(getattr(f, READS_ONLY_ATTR, False) is True for f in funcs):
+        yield None
+        return
+    try:
+        summary = summarize_head(pattern, spec.causal, spec.local_window, spec.preview_size)
+    except (ValueError, TypeError) as e:
+        yield e
+        return
+    with known_extremes(pattern, summary.minimum, summary.maximum):
+        yield summary
+
+
 def add_head(
     spec: SummarySpec,
     res: TaskResult,
@@ -258,14 +293,18 @@ def add_head(
     head: int,
     save_dir: Path,
     pattern: np.ndarray,
+    early: HeadSummary | Exception | None = None,
 ) -> None:
     """summarise one head: write its preview (carrying its row), put its statistics into `res.head_stats`
 
+    `early`: what `first_pass` yielded for this head (`None`: summarise `pattern` now).
     A pattern that cannot be summarised (negative values, ...) or a preview that cannot be written
     counts as a failure named `SUMMARY_FAILURE_NAME`; the figures are not affected.
     """
     try:
-        summary = summarize_head(pattern, spec.causal, spec.local_window, spec.preview_size)
+        if isinstance(early, Exception):
+            raise early
+        summary = early if early is not None else summarize_head(pattern, spec.causal, spec.local_window, spec.preview_size)
         row = head_row(layer, head, summary)
         clip = summary.causal and summary.preview.shape[0] < summary.n_ctx  # blocks, not the pattern itself
         png = preview_png(summary.preview, spec.cmap, (PREVIEW_TEXT_KEY, _preview_text(spec, row)), clip_first_block=clip)
