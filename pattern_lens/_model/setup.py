@@ -28,8 +28,12 @@ def load_prompt_list(
     max_chars: int | None = None,
     shuffle: bool = False,
     n_samples: int | None = None,
+    counts: dict | None = None,
 ) -> tuple[list[tuple[str, dict]], list[str], Path]:
     """the prompts of a run, each with where it came from
+
+    `counts`, when given, gets `read` (good lines), `too_short` (texts shorter than `min_chars`) and
+    `short_pieces` (last pieces of cut texts shorter than `min_chars`), all dropped by the cut.
 
     # Returns:
      - `tuple[list[tuple[str, dict]], list[str], Path]` `(where, prompt)` pairs, error messages, the file read
@@ -45,16 +49,24 @@ def load_prompt_list(
         path = BUILTIN_PROMPTS
     entries, bad = read_prompts_file(path)
     errors = [str(e) for e in bad]
+    stats = {"read": len(entries), "too_short": 0, "short_pieces": 0}
     if raw_prompts:
         pieces: list[tuple[str, dict]] = []
         for where, prompt in entries:
             parts = split_prompts([prompt], min_chars, max_chars)
+            n = len(prompt["text"])
+            if min_chars is not None and n < min_chars:
+                stats["too_short"] += 1
+            elif max_chars is not None and max_chars > 0:
+                stats["short_pieces"] += -(-n // max_chars) - len(parts)
             pieces.extend((where if len(parts) == 1 else f"{where} (piece {k + 1})", part) for k, part in enumerate(parts))
         entries = pieces
     if shuffle:
         random.shuffle(entries)
     if n_samples is not None:
         entries = entries[:n_samples]
+    if counts is not None:
+        counts.update(stats)
     return entries, errors, path
 
 
