@@ -183,7 +183,12 @@ class TLPatternModel(PatternModel):
     def seq_len(self, text: str) -> int | None:
         if not hasattr(self.model, "to_tokens"):
             return None  # known from the pattern once the prompt has run (alone: no padding to trim)
-        return int(self.model.to_tokens(text).shape[1])
+        try:
+            return int(self.model.to_tokens(text).shape[1])
+        except (AssertionError, AttributeError, TypeError, ValueError):
+            # a tokenizer that is only a stub (TransformerLens asserts "Set the tokenizer"): as for
+            # no `to_tokens`, the prompt runs alone and its pattern tells its length
+            return None
 
     def config_dict(self) -> dict:
         cfg = self.model.cfg
