@@ -45,9 +45,9 @@ from pattern_lens.prompts import load_text_data
 from pattern_lens._layout import ACTIVATIONS_FILE, layer_key, prompt_dir as _prompt_dir
 from pattern_lens._pipeline.indexes import write_models_jsonl, write_prompts_jsonl
 from pattern_lens._pipeline.inputs import model_folder
-from pattern_lens.consts import ATTN_PATTERN_REGEX, DATA_DIR
+from pattern_lens.consts import ATTN_PATTERN_REGEX, DATA_DIR, DIVIDER_S1, DIVIDER_S2, SPINNER_KWARGS  # noqa: F401 (the reference's module-level names)
 from pattern_lens.cli import _add_gallery_argument, positive_int
-from pattern_lens.load_activations import (
+from pattern_lens.load_activations import (  # the reference's module-level names (its tests patch load_activations here)
     ActivationsMissingError,
     activations_exist,
     augment_prompt_with_hash,
@@ -253,6 +253,8 @@ def compute_activations_batched(
     seq_lens: list[int] | None = None,
     *,
     compress_level: int = DEFAULT_COMPRESS_LEVEL,
+    stack_heads: bool = False,
+    times: Any = None,
 ) -> list[Path]:
     """run the model once on a batch of prompts (right-padded) and save each prompt's patterns, trimmed to its length
 
@@ -264,9 +266,11 @@ def compute_activations_batched(
      - `seq_lens : list[int] | None` the prompts' lengths as the model sees them (special tokens
        included); computed when `None` (defaults to `None`)
      - `compress_level : int` deflate level of the `.npz`, 0 (stored) to 9 (defaults to 6)
+     - `stack_heads : bool` save one `.npy` stack per prompt instead (as `compute_activations`; defaults to `False`)
+     - `times : StageTimes | None` seconds per stage are added to it (defaults to `None`)
 
     # Returns:
-     - `list[Path]` one `activations.npz` per prompt, in the order given: `len(prompts)` paths;
+     - `list[Path]` one `activations.npz` (or `.npy` stack) per prompt, in the order given: `len(prompts)` paths;
        a prompt given twice (same hash) is computed once and its path returned for each
 
     # Raises:
@@ -297,7 +301,7 @@ def compute_activations_batched(
     by_hash: dict[str, Path] = {}
     # one forward pass; prompts whose length only the forward pass tells run alone (make_batches)
     for batch in make_batches(prepared, len(prepared)):
-        paths, _ = _save_batch(pm, batch, Path(save_path), layers, compress_level, keep=False)
+        paths, _ = _save_batch(pm, batch, Path(save_path), layers, compress_level, keep=False, stack_heads=stack_heads, times=times)
         by_hash.update((b.prompt["hash"], path) for b, path in zip(batch, paths))
     _copy_token_metadata(prepared, prompts)
     return [by_hash[p["hash"]] for p in prompts]
@@ -462,17 +466,19 @@ def activations_main(
     # the prompts before the model: a missing file, or a cut that leaves no prompt, is said at once
     given = load_model(model, device=device) if model is not None else None
     folder_name = given.model_name if given is not None else model_display_name(str(model_name))
-    entries, errors, source = prompts_before_model(
-        prompts_path, save_path, folder_name, raw_prompts, min_chars, max_chars, shuffle, n_samples, verbose
+    entries, errors, source = prompts_before_model(  # `load_text_data` of this module: the reference's tests patch it
+        prompts_path, save_path, folder_name, raw_prompts, min_chars, max_chars, shuffle, n_samples, verbose, load_text_data
     )
     from tqdm import tqdm
 
     from pattern_lens._model.compute import StageTimes, make_batches, prepare_prompts  # imports torch
+    from pattern_lens._model.load import load_model as as_pattern_model
     from pattern_lens._model.offline import quiet_model_loading
     from pattern_lens._model.setup import write_model_cfg
 
     with quiet_model_loading(not verbose):
-        pm = given if given is not None else load_model(model_name, device=device)
+        # `load_model` of this module (patched by the reference's tests to give a TransformerLens-style object)
+        pm = given if given is not None else as_pattern_model(load_model(model_name, device=device))
     model_dir = _model_dir(save_path, pm)
     report = ActivationsReport(model_name=pm.model_name, model_dir=model_dir, times=StageTimes())
     write_model_cfg(model_dir, pm)
@@ -488,8 +494,17 @@ def activations_main(
         print(f"{pm.model_name}: {len(entries)} prompts from {source}, {len(prepared)} to compute -> {model_dir}")
     layers = list(range(pm.n_layers))
     with tqdm(total=len(prepared), unit="prompt", desc="activations", disable=not verbose, file=sys.stderr) as bar:
-        for batch in make_batches(prepared, batch_size):
-            _save_batch(pm, batch, save_path, layers, compress_level, keep=False, stack_heads=stacked_heads, times=report.times)
+        for batch in make_batches(prepared, batch_size):  # longest first; a prompt of unknown length alone
+            seq_lens = [p.seq_len for p in batch]
+            compute_activations_batched(
+                prompts=[p.prompt for p in batch],
+                model=pm,
+                save_path=save_path,
+                seq_lens=None if None in seq_lens else seq_lens,
+                compress_level=compress_level,
+                stack_heads=stacked_heads,
+                times=report.times,
+            )
             report.n_computed += len(batch)
             bar.update(len(batch))
     write_prompts_jsonl(model_dir)

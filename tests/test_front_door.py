@@ -159,3 +159,64 @@ def test_quiet_silences_and_restores_bars():
     with quiet_model_loading(True):
         assert not tf_logging.is_progress_bar_enabled() and are_progress_bars_disabled()
     assert tf_logging.is_progress_bar_enabled() and not are_progress_bars_disabled()
+
+
+class CharTL:
+    """TransformerLens-style with `to_tokens`: one token per character plus a BOS; batches right-padded with zeros"""
+
+    def __init__(self):
+        self.cfg = SimpleNamespace(n_layers=2, n_heads=2, model_name="char-tl", n_ctx=512)
+        self.tokenizer = SimpleNamespace(tokenize=lambda text: list(text))
+
+    def to_tokens(self, text, **kwargs):
+        return torch.zeros(1, len(text) + 1, dtype=torch.long)
+
+    def run_with_cache(self, inp, names_filter=None, return_type=None, **kwargs):
+        texts = [inp] if isinstance(inp, str) else list(inp)
+        width = max(len(t) for t in texts) + 1
+        cache = {}
+        for l in range(2):
+            t = torch.zeros(len(texts), 2, width, width)
+            for i, text in enumerate(texts):
+                n = len(text) + 1
+                t[i, :, :n, :n] = float(l + 1) + n / 1000
+            cache[layer_key(l)] = t
+        return None, {k: v for k, v in cache.items() if names_filter is None or names_filter(k)}
+
+
+def test_activations_main_batches_longest_first_through_compute_activations_batched(tmp_path):
+    f = tmp_path / "p.jsonl"
+    lines = [json.dumps({"text": "x" * n}) for n in (3, 9, 5, 7)] + ["not json", json.dumps({"text": "y" * 4})]
+    f.write_text("\n".join(lines) + "\n")
+    with mock.patch.object(act, "load_model", return_value=CharTL()), mock.patch.object(
+        act, "compute_activations_batched", wraps=act.compute_activations_batched
+    ) as spy:
+        report = act.activations_main("ignored", tmp_path, str(f), True, 0, 100, True, None, True, batch_size=2)
+    assert [[len(p["text"]) for p in c.kwargs["prompts"]] for c in spy.call_args_list] == [[9, 7], [5, 4], [3]]
+    assert [c.kwargs["seq_lens"] for c in spy.call_args_list] == [[10, 8], [6, 5], [4]]
+    assert report.n_computed == 5 and report.errors == [f"{f}:5: not valid JSON (Expecting value: line 1 column 1 (char 0))"]
+    for n in (3, 4, 5, 7, 9):
+        prompt = {"text": ("y" if n == 4 else "x") * n}
+        _, cache = load_activations("char-tl", prompt, tmp_path)
+        assert cache[layer_key(1)].shape == (1, 2, n + 1, n + 1)
+        assert np.all(cache[layer_key(1)] == np.float32(2 + (n + 1) / 1000))  # no padding left in
+
+
+def test_cli_quiet_prints_nothing(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tiny_models import save_tiny_model
+
+    folder = save_tiny_model("gpt2", tmp_path / "tiny-gpt2", n_layers=1, n_heads=2)
+    f = tmp_path / "p.jsonl"
+    f.write_text(json.dumps({"text": "a short prompt for a tiny model"}) + "\n")
+    repo = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "pattern_lens.activations", "-m", str(folder), "-p", str(f), "-s", str(tmp_path / "out"), "--no-index-html"]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONPATH": str(repo), "HF_HUB_OFFLINE": "1"}
+    loud = subprocess.run(cmd + ["--force"], capture_output=True, text=True, env=env, timeout=300)
+    quiet = subprocess.run(cmd + ["--force", "-q"], capture_output=True, text=True, env=env, timeout=300)
+    assert loud.returncode == quiet.returncode == 0, loud.stderr + quiet.stderr
+    assert "Loading weights" in loud.stderr or "activations" in loud.stderr  # the bars are there without -q
+    assert quiet.stdout == "" and quiet.stderr == "", quiet.stderr

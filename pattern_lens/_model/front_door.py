@@ -8,6 +8,7 @@ line (a `PromptsFileError`), and a cut that drops prompts says how many and why.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ def prompts_before_model(
     shuffle: bool,
     n_samples: int | None,
     verbose: bool = True,
+    text_loader: Callable[..., list[dict]] | None = None,
 ) -> tuple[list[tuple[str, dict]], list[str], Path]:
     """`load_prompt_list`, refusing a prompt list that leaves nothing to compute
 
@@ -54,7 +56,7 @@ def prompts_before_model(
     counts: dict[str, Any] = {}
     entries, errors, source = load_prompt_list(
         prompts_path, model_folder(Path(save_path), folder_name), raw_prompts, min_chars, max_chars,
-        shuffle, n_samples, counts,
+        shuffle, n_samples, counts, text_loader,
     )
     cut = dropped_line(counts, min_chars, max_chars)
     n_dropped = counts.get("too_short", 0) + counts.get("short_pieces", 0)
