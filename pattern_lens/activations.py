@@ -31,19 +31,23 @@ import contextlib
 import re
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field  # noqa: F401 (asdict: a module-level name of the reference's, patched by its tests)
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pattern_lens._errors import InputError, PatternLensError
+from pattern_lens._model.load import load_model  # the loader `activations_main` uses (the reference's tests patch it here)
+from pattern_lens._spinner import SpinnerContext
+from pattern_lens.indexes import generate_models_jsonl, generate_prompts_jsonl, write_html_index
+from pattern_lens.prompts import load_text_data
 from pattern_lens._layout import ACTIVATIONS_FILE, layer_key, prompt_dir as _prompt_dir
 from pattern_lens._output.indexes import write_models_jsonl, write_prompts_jsonl
 from pattern_lens._input.inputs import model_folder
-from pattern_lens.consts import ATTN_PATTERN_REGEX, DATA_DIR
+from pattern_lens.consts import ATTN_PATTERN_REGEX, DATA_DIR, DIVIDER_S1, DIVIDER_S2, SPINNER_KWARGS  # noqa: F401 (the reference's module-level names)
 from pattern_lens._command import add_execution_arguments, add_gallery_argument, add_selection_arguments, each_model, import_modules, positive_int, run_command, run_options
-from pattern_lens.load_activations import (
+from pattern_lens.load_activations import (  # the reference's module-level names (its tests patch load_activations here)
     ActivationsMissingError,
     activations_exist,
     augment_prompt_with_hash,
@@ -63,7 +67,41 @@ __all__ = [
     "main",
     "add_run_arguments",
     "run_stream_from_args",
+    "SpinnerContext",
+    "load_model",
+    "load_text_data",
+    "json_serialize",
+    "generate_models_jsonl",
+    "generate_prompts_jsonl",
+    "write_html_index",
 ]
+
+def json_serialize(obj: Any) -> Any:
+    """`obj` as plain JSON values (dicts, lists, str, numbers, bool, None); anything else becomes its `str`"""
+    import json
+
+    return json.loads(json.dumps(obj, default=str))
+
+
+def _save_activations(
+    activations_path: Path, cache_np: dict[str, np.ndarray], compress_level: int = 6
+) -> Path:
+    """write a prompt's patterns as an `.npz` (atomically, members in the order given)
+
+    # Parameters:
+     - `activations_path : Path` the file to write
+     - `cache_np : dict[str, np.ndarray]` arrays by key (`blocks.<L>.attn.hook_pattern`)
+     - `compress_level : int` deflate level, 0 (stored) to 9 (defaults to 6, `numpy.savez_compressed`'s)
+
+    # Returns:
+     - `Path` the file written
+    """
+    from pattern_lens._model.npz_writer import NpzWriter
+
+    with NpzWriter(activations_path, compress_level) as writer:
+        for key, array in cache_np.items():
+            writer.add(key, np.asarray(array))
+    return Path(activations_path)
 
 DEFAULT_COMPRESS_LEVEL: int = 6
 "deflate level of `activations.npz`: the reference's (`numpy.savez_compressed`)"
@@ -149,9 +187,9 @@ def _return(cache_np: dict[str, np.ndarray] | np.ndarray, return_cache: Any) -> 
     if return_cache == "torch":
         import torch
 
-        if isinstance(cache_np, np.ndarray):
-            return torch.from_numpy(cache_np)
-        return {k: torch.from_numpy(v) for k, v in cache_np.items()}
+        if not isinstance(cache_np, dict):
+            return torch.as_tensor(cache_np)
+        return {k: torch.as_tensor(v) for k, v in cache_np.items()}
     raise ValueError(f"invalid return_cache: {return_cache!r} (expected None, 'numpy' or 'torch')")
 
 
@@ -217,6 +255,8 @@ def compute_activations_batched(
     seq_lens: list[int] | None = None,
     *,
     compress_level: int = DEFAULT_COMPRESS_LEVEL,
+    stack_heads: bool = False,
+    times: Any = None,
 ) -> list[Path]:
     """run the model once on a batch of prompts (right-padded) and save each prompt's patterns, trimmed to its length
 
@@ -228,9 +268,11 @@ def compute_activations_batched(
      - `seq_lens : list[int] | None` the prompts' lengths as the model sees them (special tokens
        included); computed when `None` (defaults to `None`)
      - `compress_level : int` deflate level of the `.npz`, 0 (stored) to 9 (defaults to 6)
+     - `stack_heads : bool` save one `.npy` stack per prompt instead (as `compute_activations`; defaults to `False`)
+     - `times : StageTimes | None` seconds per stage are added to it (defaults to `None`)
 
     # Returns:
-     - `list[Path]` one `activations.npz` per prompt, in the order given: `len(prompts)` paths;
+     - `list[Path]` one `activations.npz` (or `.npy` stack) per prompt, in the order given: `len(prompts)` paths;
        a prompt given twice (same hash) is computed once and its path returned for each
 
     # Raises:
@@ -261,7 +303,7 @@ def compute_activations_batched(
     by_hash: dict[str, Path] = {}
     # one forward pass; prompts whose length only the forward pass tells run alone (make_batches)
     for batch in make_batches(prepared, len(prepared)):
-        paths, _ = _save_batch(pm, batch, Path(save_path), layers, compress_level, keep=False)
+        paths, _ = _save_batch(pm, batch, Path(save_path), layers, compress_level, keep=False, stack_heads=stack_heads, times=times)
         by_hash.update((b.prompt["hash"], path) for b, path in zip(batch, paths))
     _copy_token_metadata(prepared, prompts)
     return [by_hash[p["hash"]] for p in prompts]
@@ -310,21 +352,23 @@ def get_activations(
      - `ModelLoadError` when the patterns must be computed and torch (or, for a model name,
        transformers) is not installed; loading saved patterns as numpy needs neither
     """
-    from pattern_lens._model.load import load_model, model_display_name
+    from pattern_lens._model.load import load_model as as_pattern_model, model_display_name
 
+    if return_cache not in (None, "numpy", "torch"):
+        raise ValueError(f"invalid return_cache: {return_cache!r} (expected None, 'numpy' or 'torch')")
     augment_prompt_with_hash(prompt)
-    model_name: str = model_display_name(str(model)) if isinstance(model, (str, Path)) else load_model(model).model_name
+    model_name: str = (
+        model_display_name(str(model)) if isinstance(model, (str, Path)) else as_pattern_model(model).model_name
+    )
     if allow_disk_cache:
-        if return_cache is None:
-            if activations_exist(model_name, prompt, Path(save_path)):
-                return _prompt_dir(model_folder(save_path, model_name), prompt["hash"]) / ACTIVATIONS_FILE, None
+        try:
+            path, cache = load_activations(model_name, prompt, Path(save_path))
+        except ActivationsMissingError:
+            pass
         else:
-            try:
-                return load_activations(model_name, prompt, Path(save_path), return_fmt=return_cache)
-            except ActivationsMissingError:
-                pass
+            return path, _return(cache, return_cache)
     return compute_activations(  # load_model checks for the `model` extra before anything imports torch
-        prompt=prompt, model=load_model(model), save_path=Path(save_path), return_cache=return_cache)
+        prompt=prompt, model=as_pattern_model(model), save_path=Path(save_path), return_cache=return_cache)
 
 
 @dataclass
@@ -414,23 +458,32 @@ def activations_main(
        `device`, or when torch / transformers are not installed
      - `PromptsFileError` when the prompts file cannot be read at all (bad lines are reported, not raised)
     """
-    from pattern_lens._model.load import load_model, require_model_extra  # no torch in this module
+    from pattern_lens._model.load import model_display_name, require_model_extra  # no torch in this module
 
     # first: the modules below import torch, which would fail with a bare ModuleNotFoundError
     require_model_extra(f"computing attention patterns of {model_name!r}", transformers=model is None)
+    from pattern_lens._model.front_door import prompts_before_model
+
+    save_path = Path(save_path)
+    # the prompts before the model: a missing file, or a cut that leaves no prompt, is said at once
+    given = load_model(model, device=device) if model is not None else None
+    folder_name = given.model_name if given is not None else model_display_name(str(model_name))
+    entries, errors, source = prompts_before_model(  # `load_text_data` of this module: the reference's tests patch it
+        prompts_path, save_path, folder_name, raw_prompts, min_chars, max_chars, shuffle, n_samples, verbose, load_text_data
+    )
     from tqdm import tqdm
 
-    from pattern_lens._model.compute import StageTimes, make_batches, prepare_prompts
-    from pattern_lens._model.setup import load_prompt_list, write_model_cfg
+    from pattern_lens._model.compute import StageTimes, make_batches, prepare_prompts  # imports torch
+    from pattern_lens._model.load import load_model as as_pattern_model
+    from pattern_lens._model.offline import quiet_model_loading
+    from pattern_lens._model.setup import write_model_cfg
 
-    pm = load_model(model if model is not None else model_name, device=device)
-    save_path = Path(save_path)
+    with quiet_model_loading(not verbose):
+        # `load_model` of this module (patched by the reference's tests to give a TransformerLens-style object)
+        pm = given if given is not None else as_pattern_model(load_model(model_name, device=device))
     model_dir = _model_dir(save_path, pm)
     report = ActivationsReport(model_name=pm.model_name, model_dir=model_dir, times=StageTimes())
     write_model_cfg(model_dir, pm)
-    entries, errors, source = load_prompt_list(
-        prompts_path, model_dir, raw_prompts, min_chars, max_chars, shuffle, n_samples
-    )
     report.errors.extend(errors)
     report.n_prompts = len(entries)
     prepared, errors = prepare_prompts(pm, entries)
@@ -443,8 +496,17 @@ def activations_main(
         print(f"{pm.model_name}: {len(entries)} prompts from {source}, {len(prepared)} to compute -> {model_dir}")
     layers = list(range(pm.n_layers))
     with tqdm(total=len(prepared), unit="prompt", desc="activations", disable=not verbose, file=sys.stderr) as bar:
-        for batch in make_batches(prepared, batch_size):
-            _save_batch(pm, batch, save_path, layers, compress_level, keep=False, stack_heads=stacked_heads, times=report.times)
+        for batch in make_batches(prepared, batch_size):  # longest first; a prompt of unknown length alone
+            seq_lens = [p.seq_len for p in batch]
+            compute_activations_batched(
+                prompts=[p.prompt for p in batch],
+                model=pm,
+                save_path=save_path,
+                seq_lens=None if None in seq_lens else seq_lens,
+                compress_level=compress_level,
+                stack_heads=stacked_heads,
+                times=report.times,
+            )
             report.n_computed += len(batch)
             bar.update(len(batch))
     write_prompts_jsonl(model_dir)
@@ -513,6 +575,7 @@ def run_from_args(args: argparse.Namespace) -> int:
                 device=args.device,
                 batch_size=args.batch_size,
                 compress_level=args.compress_level,
+                verbose=not getattr(args, "quiet", False),
             )
         except PatternLensError as e:
             print(f"error: {e}", file=sys.stderr)
@@ -527,6 +590,7 @@ def add_activations_arguments(p: argparse.ArgumentParser) -> None:
     """`add_arguments` plus the options only `activations` has"""
     add_arguments(p)
     p.add_argument("--force", "-f", action="store_true", help="recompute prompts already saved")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars (transformers' included) and no preamble")
     p.add_argument("--stacked-heads", action="store_true", help="save one .npy stack per prompt instead of the .npz (no resume; render reads only .npz)")
     p.add_argument(
         "--compress-level", type=_compress_level, default=DEFAULT_COMPRESS_LEVEL,

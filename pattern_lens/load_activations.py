@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -58,7 +59,7 @@ def compare_prompt_to_loaded(prompt: dict, prompt_loaded: dict) -> None:
     for key in ("text", "hash"):
         if prompt.get(key) != prompt_loaded.get(key):
             raise ActivationsMismatchError(
-                f"saved prompt does not match at key {key!r}: asked for {prompt.get(key)!r}, "
+                f"Prompt file does not match prompt at key {key}: asked for {prompt.get(key)!r}, "
                 f"saved {prompt_loaded.get(key)!r}"
             )
 
@@ -118,40 +119,49 @@ def load_activations(
     model_name: str,
     prompt: dict,
     save_path: Path,
-    return_fmt: Literal["torch", "numpy"] = "torch",
-) -> tuple[Path, dict]:
+    return_fmt: Literal["numpy"] | None = None,
+) -> tuple[Path, dict[str, np.ndarray]]:
     """load a prompt's attention patterns from `<save_path>/<model>/prompts/<hash>/activations.npz`
+
+    As the reference's latest release: the arrays are always numpy (`get_activations(...,
+    return_cache="torch")` converts); `return_fmt` is deprecated.
 
     # Parameters:
      - `model_name : str`
      - `prompt : dict` with `"text"` and/or `"hash"`
      - `save_path : Path`
-     - `return_fmt : Literal["torch", "numpy"]`
-       (defaults to `"torch"`: needs torch installed)
+     - `return_fmt : Literal["numpy"] | None` deprecated: `"numpy"` warns (`DeprecationWarning`) and
+       changes nothing (defaults to `None`)
 
     # Returns:
-     - `tuple[Path, dict[str, torch.Tensor] | dict[str, np.ndarray]]` the file and its arrays by key
+     - `tuple[Path, dict[str, np.ndarray]]` the file and its arrays by key
 
     # Raises:
-     - `ValueError` for another `return_fmt`
-     - `ActivationsMissingError` when `prompt.json` or `activations.npz` is missing
+     - `ValueError` for any other `return_fmt` (`"torch"` included)
+     - `ActivationsMissingError` (a `FileNotFoundError`) when `prompt.json` or `activations.npz` is missing
      - `ActivationsMismatchError` when the saved prompt has another text or hash
      - `InputError` when the prompt's `"hash"` is not a folder name (`inputs.check_prompt_hash`)
     """
-    if return_fmt not in ("torch", "numpy"):
-        raise ValueError(f"invalid return_fmt {return_fmt!r}: expected 'torch' or 'numpy'")
+    if return_fmt is not None:
+        if return_fmt != "numpy":
+            raise ValueError(
+                f"Invalid return_fmt: {return_fmt!r}, expected 'numpy' or None: load_activations returns numpy "
+                "arrays (return_fmt is deprecated); for torch tensors use torch.from_numpy, or "
+                "get_activations(..., return_cache='torch')"
+            )
+        warnings.warn(
+            "return_fmt is deprecated: load_activations always returns numpy arrays; drop the argument",
+            DeprecationWarning,
+            stacklevel=2,
+        )
     folder: Path = _prompt_folder(model_name, prompt, Path(save_path))
     prompt_file: Path = folder / PROMPT_FILE
     if not prompt_file.exists():
-        raise ActivationsMissingError(f"prompt file {prompt_file} does not exist")
+        raise ActivationsMissingError(f"Prompt file {prompt_file} does not exist")
     compare_prompt_to_loaded(prompt, json.loads(prompt_file.read_text(encoding="utf-8")))
     path: Path = folder / ACTIVATIONS_FILE
     if not path.exists():
-        raise ActivationsMissingError(f"activations file {path} does not exist")
+        raise ActivationsMissingError(f"Activations file {path} does not exist (the prompt file is there: a run was interrupted, or saved with --stacked-heads)")
     with np.load(path) as npz:
-        cache: dict = {k: npz[k] for k in npz.files}
-    if return_fmt == "torch":
-        import torch
-
-        cache = {k: torch.from_numpy(v) for k, v in cache.items()}
+        cache: dict[str, np.ndarray] = {k: npz[k] for k in npz.files}
     return path, cache

@@ -23,6 +23,7 @@ from pattern_lens._errors import InputError
 
 __all__ = [
     "load_text_data",
+    "SourcedPrompt",
     "read_prompts_file",
     "split_prompts",
     "PromptsFileError",
@@ -129,11 +130,21 @@ def split_prompts(
     return data
 
 
+class SourcedPrompt(dict):
+    """a prompt, a plain `dict` to everything else (`json.dumps`, `==`), that also knows where it came
+    from: `where` is `file:line`, with ` (piece k)` for a piece of a cut text"""
+
+    where: str = ""
+
+
 def load_text_data(
     fname: Path,
     min_chars: int | None = None,
     max_chars: int | None = None,
     shuffle: bool = False,
+    *,
+    bad_lines: list[PromptLineError] | None = None,
+    counts: dict | None = None,
 ) -> list[dict]:
     """read a jsonl file of prompts and split them into reasonable sizes
 
@@ -143,17 +154,42 @@ def load_text_data(
      - `max_chars : int | None` cut longer texts into pieces of at most this many characters
        (defaults to `None`: no cutting)
      - `shuffle : bool` shuffle the result (defaults to `False`)
+     - `bad_lines : list[PromptLineError] | None` keyword only, not in the reference: given, bad
+       lines (and empty texts) are appended to it and the other prompts returned, instead of raising
+       (defaults to `None`)
+     - `counts : dict | None` keyword only, not in the reference: given, gets `read` (good lines),
+       `too_short` (texts shorter than `min_chars`) and `short_pieces` (last pieces of cut texts
+       shorter than `min_chars`), all dropped (defaults to `None`)
 
     # Returns:
-     - `list[dict]` prompts with `"text"`, their other keys and `"source_fname"`; not necessarily as
-       many as the lines of the file. An empty `"text"` is kept (as the reference), unless
-       `min_chars` drops it
+     - `list[dict]` prompts (`SourcedPrompt`: dicts that also carry `where`) with `"text"`, their
+       other keys and `"source_fname"`; not necessarily as many as the lines of the file. An empty
+       `"text"` is kept (as the reference) unless `min_chars` drops it or `bad_lines` is given
 
     # Raises:
-     - `PromptsFileError` (a `ValueError`) naming the file and line of the first bad line, or when
-       the file cannot be read
+     - `PromptsFileError` (a `ValueError`) naming the file and line of the first bad line (unless
+       `bad_lines` is given), or when the file cannot be read
     """
-    prompts, errors = read_prompts_file(fname, allow_empty=True)
+    prompts, errors = read_prompts_file(fname, allow_empty=bad_lines is None)
     if errors:
-        raise PromptsFileError(f"{errors[0]}" + (f" (and {len(errors) - 1} more bad lines)" if len(errors) > 1 else ""))
-    return split_prompts([p for _, p in prompts], min_chars, max_chars, shuffle)
+        if bad_lines is None:
+            raise PromptsFileError(f"{errors[0]}" + (f" (and {len(errors) - 1} more bad lines)" if len(errors) > 1 else ""))
+        bad_lines.extend(errors)
+    out: list[dict] = []
+    too_short = short_pieces = 0
+    for where, prompt in prompts:
+        parts = split_prompts([prompt], min_chars, max_chars)
+        n = len(prompt["text"])
+        if min_chars is not None and n < min_chars:
+            too_short += 1
+        elif max_chars is not None and max_chars > 0:
+            short_pieces += -(-n // max_chars) - len(parts)
+        for k, part in enumerate(parts):
+            sp = SourcedPrompt(part)
+            sp.where = where if len(parts) == 1 else f"{where} (piece {k + 1})"
+            out.append(sp)
+    if shuffle:
+        random.shuffle(out)
+    if counts is not None:
+        counts.update(read=len(prompts), too_short=too_short, short_pieces=short_pieces)
+    return out

@@ -184,17 +184,26 @@ def run_main(
 
     require_model_extra("pattern-lens run", transformers=isinstance(model, (str, Path)))  # before torch is imported
     from pattern_lens._model.compute import StageTimes, make_batches, prepare_prompts, run_batch
-    from pattern_lens._model.load import load_model
+    from pattern_lens._model.front_door import prompts_before_model
+    from pattern_lens._model.load import load_model, model_display_name
     from pattern_lens._model.npz_writer import NpzWriter
-    from pattern_lens._model.setup import load_prompt_list, write_model_cfg, write_prompt_json
+    from pattern_lens._model.offline import quiet_model_loading
+    from pattern_lens._model.setup import write_model_cfg, write_prompt_json
 
     profile = profile if profile is not None else export_profile()
     if profile not in EXPORT_PROFILES:
         from pattern_lens._errors import PatternLensError
 
         raise PatternLensError(f"unknown export profile {profile!r}: expected one of {EXPORT_PROFILES}")
-    pm = load_model(model, device=device)
     save_path = Path(save_path)
+    # the prompts before the model (a missing file, or no prompt left by the cut, is said at once)
+    given = load_model(model, device=device) if not isinstance(model, (str, Path)) else None
+    entries, line_errors, source = prompts_before_model(
+        prompts_path, save_path, given.model_name if given is not None else model_display_name(str(model)),
+        raw_prompts, min_chars, max_chars, shuffle, n_samples, verbose,
+    )
+    with quiet_model_loading(not verbose):
+        pm = given if given is not None else load_model(model, device=device)
     model_dir = model_folder(save_path, pm.model_name)
     cfg_path = write_model_cfg(model_dir, pm)
     layer_sel = check_layers(layers, pm.n_layers, "layer", cfg_path)
@@ -206,9 +215,6 @@ def run_main(
     bundle = FigureFuncs(funcs)
     heads_per_prompt = len(layer_sel) * len(head_sel)
 
-    entries, line_errors, source = load_prompt_list(
-        prompts_path, model_dir, raw_prompts, min_chars, max_chars, shuffle, n_samples
-    )
     summary = StreamSummary(
         model_name=model_dir.name, n_prompts=len(entries) + len(line_errors),
         n_layers=len(layer_sel), n_heads_per_layer=len(head_sel),

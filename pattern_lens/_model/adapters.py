@@ -16,8 +16,8 @@ layer's patterns at once.
   TransformerLens < 4; TransformerLens 4's `TransformerBridge`, whose hook dict has
   `blocks.<L>.attn.hook_pattern` too: checked by hand with transformer-lens 4.3.0 booted on a tiny
   local GPT-2, whose patterns came out equal to its own `run_with_cache` and to `HFPatternModel`'s):
-  hooks `blocks.<L>.attn.hook_pattern` through `run_with_hooks`, or, for an object with only
-  `run_with_cache`, reads those keys from its cache.
+  passes the text to `run_with_cache` and reads `blocks.<L>.attn.hook_pattern` from its cache, as
+  the reference does (an object with only `run_with_hooks` gets hooks on those names instead).
 
 torch is imported by this module: only the model paths import it.
 """
@@ -182,7 +182,12 @@ class TLPatternModel(PatternModel):
     def seq_len(self, text: str) -> int | None:
         if not hasattr(self.model, "to_tokens"):
             return None  # known from the pattern once the prompt has run (alone: no padding to trim)
-        return int(self.model.to_tokens(text).shape[1])
+        try:
+            return int(self.model.to_tokens(text).shape[1])
+        except (AssertionError, AttributeError, TypeError, ValueError):
+            # a tokenizer that is only a stub (TransformerLens asserts "Set the tokenizer"): as for
+            # no `to_tokens`, the prompt runs alone and its pattern tells its length
+            return None
 
     def config_dict(self) -> dict:
         cfg = self.model.cfg
@@ -197,7 +202,7 @@ class TLPatternModel(PatternModel):
         kwargs: dict = {"return_type": None}
         if len(texts) > 1:
             kwargs["padding_side"] = "right"
-        if hasattr(self.model, "run_with_hooks"):
+        if not hasattr(self.model, "run_with_cache"):  # hooks only: each layer as it is computed
             def make_hook(layer: int) -> Callable:
                 def hook(t: torch.Tensor, hook: Any = None) -> None:
                     on_layer(layer, t)
@@ -207,6 +212,8 @@ class TLPatternModel(PatternModel):
             with torch.inference_mode():
                 self.model.run_with_hooks(inp, fwd_hooks=[(n, make_hook(l)) for n, l in names.items()], **kwargs)
             return
+        # as the reference: the text to `run_with_cache` (the model tokenizes it itself), so an
+        # object whose tokenizer is a stub works; the cache holds the batch's selected layers at once
         with torch.inference_mode():
             _, cache = self.model.run_with_cache(inp, names_filter=lambda n: n in names, **kwargs)
         for name, layer in sorted(names.items(), key=lambda kv: kv[1]):

@@ -16,6 +16,7 @@ from typing import Any
 
 from pattern_lens._errors import InputError
 from pattern_lens._model.interface import PatternModel, model_display_name
+from pattern_lens._model.offline import hub_offline
 
 __all__ = ["ModelLoadError", "INSTALL_ADVICE", "require_model_extra", "load_model", "model_display_name", "resolve_device"]
 
@@ -134,16 +135,22 @@ def load_model(model: Any, device: Any = None, model_name: str | None = None) ->
     name = model_name or model_display_name(name_or_path)
     dev = resolve_device(device)
     where = "local folder" if Path(name_or_path).is_dir() else "Hugging Face hub name"
+    # offline: the local cache only, decided once (else ~50 s of retries before the same error)
+    offline = hub_offline() if where != "local folder" else None
+    kwargs: dict = {"local_files_only": True} if offline else {}
     try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(name_or_path)
-        hf_model = transformers.AutoModel.from_pretrained(name_or_path, attn_implementation="eager")
+        tokenizer = transformers.AutoTokenizer.from_pretrained(name_or_path, **kwargs)
+        hf_model = transformers.AutoModel.from_pretrained(name_or_path, attn_implementation="eager", **kwargs)
     except (OSError, ValueError, KeyError) as e:
         hint = (
             "expected a folder written by save_pretrained (config.json, weights, tokenizer files)"
             if where == "local folder"
-            else "not a local folder, and not found on the Hugging Face hub (or offline and not in the local cache)"
+            else f"not a local folder, and not in the local Hugging Face cache; the hub cannot be reached ({offline})"
+            if offline
+            else "not a local folder, and not found on the Hugging Face hub"
         )
-        raise ModelLoadError(f"cannot load model {name_or_path!r} ({where}): {hint}; {type(e).__name__}: {e}") from e
+        first_line = (str(e).strip().splitlines() or [""])[0]  # transformers appends lines of advice
+        raise ModelLoadError(f"cannot load model {name_or_path!r} ({where}): {hint}; {type(e).__name__}: {first_line}") from e
     _move_to_device(hf_model, dev, name_or_path)
     try:
         return HFPatternModel(hf_model, tokenizer, name)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 from pattern_lens._layout import MODEL_CFG_FILE, PROMPT_FILE, PROMPTS_INDEX
 from pattern_lens._model.interface import PatternModel
 from pattern_lens._output.atomic import atomic_write_text
-from pattern_lens.prompts import BUILTIN_PROMPTS, read_prompts_file, split_prompts
+from pattern_lens.prompts import BUILTIN_PROMPTS, load_text_data, read_prompts_file
 
 __all__ = ["load_prompt_list", "write_model_cfg", "write_prompt_json"]
 
@@ -28,8 +29,15 @@ def load_prompt_list(
     max_chars: int | None = None,
     shuffle: bool = False,
     n_samples: int | None = None,
+    counts: dict | None = None,
+    text_loader: Callable[..., list[dict]] | None = None,
 ) -> tuple[list[tuple[str, dict]], list[str], Path]:
     """the prompts of a run, each with where it came from
+
+    `counts`, when given, gets `read` (good lines), `too_short` (texts shorter than `min_chars`) and
+    `short_pieces` (last pieces of cut texts shorter than `min_chars`), all dropped by the cut.
+    `text_loader` reads and cuts a file with `raw_prompts` (defaults to `pattern_lens.prompts.load_text_data`,
+    called with `bad_lines=` and `counts=`).
 
     # Returns:
      - `tuple[list[tuple[str, dict]], list[str], Path]` `(where, prompt)` pairs, error messages, the file read
@@ -43,18 +51,23 @@ def load_prompt_list(
         path = model_dir / PROMPTS_INDEX
     else:
         path = BUILTIN_PROMPTS
-    entries, bad = read_prompts_file(path)
-    errors = [str(e) for e in bad]
+    stats = {"read": 0, "too_short": 0, "short_pieces": 0}
     if raw_prompts:
-        pieces: list[tuple[str, dict]] = []
-        for where, prompt in entries:
-            parts = split_prompts([prompt], min_chars, max_chars)
-            pieces.extend((where if len(parts) == 1 else f"{where} (piece {k + 1})", part) for k, part in enumerate(parts))
-        entries = pieces
+        bad: list = []
+        pieces = (text_loader or load_text_data)(path, min_chars, max_chars, False, bad_lines=bad, counts=stats)
+        errors = [str(e) for e in bad]
+        entries = [(getattr(p, "where", "") or f"{path}: prompt {i + 1}", p) for i, p in enumerate(pieces)]
+        stats["read"] = stats["read"] or len(entries)  # a loader that does not count
+    else:
+        entries, bad_entries = read_prompts_file(path)
+        errors = [str(e) for e in bad_entries]
+        stats["read"] = len(entries)
     if shuffle:
         random.shuffle(entries)
     if n_samples is not None:
         entries = entries[:n_samples]
+    if counts is not None:
+        counts.update(stats)
     return entries, errors, path
 
 
