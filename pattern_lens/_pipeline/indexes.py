@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from pattern_lens._layout import FIGURES_INDEX, MODELS_INDEX, MODEL_CFG_FILE, PROMPTS_INDEX, PROMPT_FILE, figure_names
@@ -135,12 +135,13 @@ def _jsonl(rows: Iterable[dict]) -> str:
     return "".join(json.dumps(row) + "\n" for row in rows)
 
 
-def write_prompts_jsonl(model_dir: Path) -> Path:
+def write_prompts_jsonl(model_dir: Path, order: Sequence[str] = ()) -> Path:
     """rebuild `<model_dir>/prompts.jsonl` from the `prompts/<hash>/prompt.json` files
 
     Prompts keep the order of the existing `prompts.jsonl` (so `--n-samples` keeps selecting the
     same prompts); a line whose prompt folder has no `prompt.json` is kept as it was; prompt
-    folders not listed yet are appended, sorted by folder name. A bad line (not UTF-8, not a JSON
+    folders not listed yet are appended in `order` (the hashes of a run's prompts, in input order:
+    prompt #0 is the first line of the input), then the rest sorted by folder name. A bad line (not UTF-8, not a JSON
     object: reported by the run that read the index) is dropped, the rows around it kept in order.
 
     # Returns:
@@ -169,6 +170,10 @@ def write_prompts_jsonl(model_dir: Path) -> Path:
             continue
         seen.add(key)
         rows.append(on_disk.get(key, row))
+    for key in order:
+        if key in on_disk and key not in seen:
+            seen.add(key)
+            rows.append(on_disk[key])
     rows.extend(prompt for key, prompt in on_disk.items() if key not in seen)
     write_text_if_changed(index_path, _jsonl(rows))
     return index_path

@@ -37,6 +37,7 @@ from pattern_lens._layout import ACTIVATIONS_FILE, head_dir, layer_key, prompt_d
 from pattern_lens._pipeline.backends import parallel_session, run_all
 from pattern_lens._pipeline import handover
 from pattern_lens._pipeline.handover import save_layer, spill_folder
+from pattern_lens._pipeline.indexes import write_prompts_jsonl
 from pattern_lens._pipeline.inputs import check_layers, load_model_cfg, model_folder
 from pattern_lens._pipeline.outputs import list_head_dir, pending_funcs
 from pattern_lens._pipeline.planner import PromptWork, TaskPlanner
@@ -220,6 +221,7 @@ def run_main(
     dirs = {id(p): _prompt_dir(model_dir, p.prompt["hash"]) for p in prepared}
     for p in prepared:
         write_prompt_json(dirs[id(p)], p.prompt)
+    write_prompts_jsonl(model_dir, order=[p.prompt["hash"] for p in prepared])  # input order, kept by the final index
     stats_writer = (
         PromptStatsWriter(spec, heads_per_prompt, on_error=lambda message: summary.add_input_error(message, 0))
         if spec is not None else None
