@@ -96,12 +96,17 @@ class HeadSummary:
        or the pattern itself when `n <= preview_size`
      - `causal : bool` whether the pattern was measured as causal
      - `n_ctx : int` the pattern's side
+     - `min`, `max : float | None` the smallest and largest value of the whole pattern (masked part
+       included: what a min-max normalised figure such as `raw` is scaled by), so a viewer can turn a
+       colour back into weights
     """
 
     stats: dict[str, float]
     preview: np.ndarray
     causal: bool
     n_ctx: int
+    min: float | None = None
+    max: float | None = None
 
 
 def _as_kernel_input(pattern: np.ndarray) -> np.ndarray:
@@ -183,4 +188,6 @@ def summarize_head(
         preview=(pattern if pattern.dtype.kind == "f" else x) if n <= preview_size else preview,
         causal=bool(causal),
         n_ctx=n,
+        min=float(x.min()),
+        max=float(x.max()),
     )
