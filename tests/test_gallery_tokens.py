@@ -77,6 +77,16 @@ def test_prompt_axis_reads_the_side_from_the_raw_png(tmp_path):
     assert "axis" not in fields and "cannot place" in fields["axis_note"]
 
 
+def test_figures_jsonl_names_the_defining_module_without_absolute_paths(tmp_path):
+    from pattern_lens._pipeline.indexes import write_figures_jsonl
+    from pattern_lens.attn_figure_funcs import raw
+
+    write_figures_jsonl(tmp_path, [raw])
+    (row,) = [json.loads(line) for line in (tmp_path / "figures.jsonl").read_text().splitlines()]
+    assert row["name"] == "raw" and row["source"] == "pattern_lens/attn_figure_funcs.py"  # not figure_util.py (its wrapper)
+    assert "def raw(" in row["code"]
+
+
 # -------------------------------------------------------------------------------------------------
 # real models saved with save_pretrained
 

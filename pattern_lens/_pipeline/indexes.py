@@ -206,14 +206,11 @@ def figure_metadata(func: Callable) -> list[dict[str, str | None]]:
     # Returns:
      - `list[dict]`, one row per figure, with keys
        `name` (`<func>` or, for a multi-figure function, `<func>.<figure>`), `func_name`, `doc`,
-       `figure_save_fmt` (`None` if not declared), `source` (posix path of the source file or
-       `None`), `code` (source text or `None`)
+       `figure_save_fmt` (`None` if not declared), `source` (the file that defines the function,
+       past its decorators, as a path relative to its import root, e.g.
+       `pattern_lens/attn_figure_funcs.py`, or `None`), `code` (source text or `None`)
     """
     func_name: str = figure_func_name(func)
-    try:
-        source_file: str | None = inspect.getsourcefile(func)
-    except TypeError:
-        source_file = None
     try:
         code: str | None = inspect.getsource(func)
     except (OSError, TypeError):
@@ -222,10 +219,29 @@ def figure_metadata(func: Callable) -> list[dict[str, str | None]]:
         "func_name": func_name,
         "doc": getattr(func, "__doc__", None),
         "figure_save_fmt": getattr(func, "figure_save_fmt", None),
-        "source": Path(source_file).as_posix() if source_file else None,
+        "source": source_name(func),
         "code": code,
     }
     return [{"name": name, **base} for name in figure_names(func)]
+
+
+def source_name(func: Callable) -> str | None:
+    """the file defining `func` (decorators unwrapped: `raw` is defined in `attn_figure_funcs.py`,
+    not in `figure_util.py` where its wrapper is), relative to where its module is imported from:
+    `pattern_lens/attn_figure_funcs.py`, never a machine's absolute path (a venv, a home folder)"""
+    target = inspect.unwrap(func)
+    try:
+        source_file = inspect.getsourcefile(target)
+    except TypeError:
+        return None
+    if not source_file:
+        return None
+    path = Path(source_file)
+    parts = str(getattr(target, "__module__", "") or "").split(".")
+    tail = [*parts[:-1], path.name] if parts[-1] == path.stem else [*parts, path.name] if path.stem == "__init__" else None
+    if tail and list(path.parts[-len(tail):]) == tail:
+        return "/".join(tail)
+    return path.name
 
 
 def write_figures_jsonl(save_path: Path, figure_funcs: Iterable[Callable]) -> Path:
