@@ -772,7 +772,7 @@ function drawPattern(box, readout, tokensBox, source, axis, valueOf, zoom) {
   cols.append(kmark);
   const rowBand = el("div", { class: "band q", hidden: true, style: `left: 0; width: ${size}px; height: ${Math.max(cell, 1)}px` });
   const colBand = el("div", { class: "band k", hidden: true, style: `top: 0; height: ${size}px; width: ${Math.max(cell, 1)}px` });
-  const corner = el("div", { class: "corner note", text: step > 1 ? `every ${step}th token named: zoom in for all` : "key →  query ↓" });
+  const corner = el("div", { class: "corner note", text: step > 1 ? `every ${step}${step === 2 ? "nd" : "th"} token named: zoom in for all` : "key →  query ↓" });
   area.append(corner, cols, rows, el("div", { class: "plot" }, canvas, rowBand, colBand));
   box.append(area);
   tokensBox.before(el("p", { class: "note axisnote", id: "axis-note", text: `axes: ${axis.note}` }));
