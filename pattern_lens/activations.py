@@ -509,7 +509,7 @@ def activations_main(
             )
             report.n_computed += len(batch)
             bar.update(len(batch))
-    write_prompts_jsonl(model_dir)
+    write_prompts_jsonl(model_dir, order=[prompt.get("hash") for _, prompt in entries])  # input order
     write_models_jsonl(save_path)
     if not no_index_html:
         from pattern_lens._view.gallery import write_gallery_after_run

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -453,13 +454,28 @@ def test_head_hover_keys_and_across(page, demo):
     for q, k in [(5, 4), (19, 0), (12, 12), (3, 17)]:
         shown = _hover(page, q, k)
         assert (shown["query"], shown["key"]) == (tokens[q], tokens[k])
-        if page.tag == "served":
-            lo, hi = float(shown["lo"]), float(shown["hi"])
-            assert lo <= norm[q, k] < hi or (hi == 1.0 and norm[q, k] == 1.0), (q, k, lo, hi, norm[q, k])
-            assert hi - lo <= 2 / 256 and "normalised" in shown["text"]
+        if page.tag == "served":  # the weight itself, read from activations.npz by the server
+            assert shown["source"] == "npz" and abs(float(shown["value"]) - attn[q, k]) < 1e-6, (q, k, shown)
         else:
-            assert "lo" not in shown and "pattern-lens serve" in shown["text"]
+            assert "lo" not in shown and "value" not in shown and "pattern-lens serve" in shown["text"]
     page.shot("head")
+    if page.tag == "served":
+        # a server without the row route (a plain static server): the colour bin, in weights by the
+        # head's min and max (head_stats.json), holds the true weight
+        no_route = re.compile(r"/_pl/row\?")
+        page.page.route(no_route, lambda r: r.fulfill(status=200, content_type="text/html", body="<p>no such route</p>"))
+        page.page.reload()  # a fresh page: the rows it read are forgotten
+        page.wait_view("head")
+        page.page.wait_for_selector("#pattern-canvas")
+        for q, k in [(5, 4), (19, 0), (12, 12), (3, 17)]:
+            shown = _hover(page, q, k)
+            assert shown["source"] == "bin", shown
+            lo, hi, wlo, whi = (float(shown[key]) for key in ("lo", "hi", "wlo", "whi"))
+            assert lo <= norm[q, k] < hi or (hi == 1.0 and norm[q, k] == 1.0), (q, k, lo, hi, norm[q, k])
+            assert hi - lo <= 2 / 256 and shown["source"] == "bin" and "from the colour" in shown["text"]
+            assert wlo - 1e-6 <= attn[q, k] <= whi + 1e-6, (q, k, wlo, whi, attn[q, k])
+        page.shot("head_bin")
+        page.page.unroute(no_route)
     for key, (dl, dh) in [("ArrowRight", (0, 1)), ("ArrowDown", (1, 1)), ("ArrowLeft", (1, 0)), ("ArrowUp", (0, 0))]:
         page.page.keyboard.press(key)
         page.page.wait_for_function(f"location.hash.includes('layer={layer + dl}&head={head + dh}')")
@@ -489,14 +505,14 @@ def test_head_of_other_formats_and_bos(page, demo):
     assert shown["query"] == "<BOS>" and shown["key"] == "<BOS>"
     shown = _hover(page, 7, 3)
     assert (shown["query"], shown["key"]) == (rows[0]["tokens"][6], rows[0]["tokens"][2])
-    if page.tag == "served":  # an svg's pixels are read, but viridis is not a colormap the gallery decodes
-        assert "does not know this figure's colormap" in shown["text"] and "rgb(" in shown["text"]
+    if page.tag == "served":  # any figure: the weight itself comes from activations.npz, not from the colours
+        assert shown["source"] == "npz" and "exact" in shown["text"]
     page.shot("head_svg")
     page.page.select_option("#zoom", "32")  # one token = 32 screen pixels, the box scrolls
     page.wait_view("head")
     assert page.route()["zoom"] == "32"
     page.page.wait_for_selector("#pattern-canvas")
-    assert page.page.get_attribute("#pattern-canvas", "width") == str(96 + 32 * BOS["n_ctx"])
+    assert round(page.page.locator("#pattern-canvas").bounding_box()["width"]) == 32 * BOS["n_ctx"]
     page.page.locator("#pattern").evaluate("b => { b.scrollLeft = 9999; b.scrollTop = 9999; }")
     shown = _hover(page, 15, 15)
     assert (shown["query"], shown["key"]) == (rows[0]["tokens"][14], rows[0]["tokens"][14])

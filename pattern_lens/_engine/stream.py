@@ -37,7 +37,7 @@ from pattern_lens._layout import ACTIVATIONS_FILE, head_dir, layer_key, prompt_d
 from pattern_lens._engine.backends import parallel_session, run_all
 from pattern_lens._input import handover
 from pattern_lens._input.handover import save_layer, spill_folder
-from pattern_lens._output.indexes import write_run_indexes
+from pattern_lens._output.indexes import write_prompts_jsonl, write_run_indexes
 from pattern_lens._input.inputs import check_layers, load_model_cfg, model_folder
 from pattern_lens._output.outputs import list_head_dir, pending_funcs
 from pattern_lens._engine.planner import PromptWork, TaskPlanner
@@ -230,6 +230,7 @@ def run_main(
     dirs = {id(p): _prompt_dir(model_dir, p.prompt["hash"]) for p in prepared}
     for p in prepared:
         write_prompt_json(dirs[id(p)], p.prompt)
+    write_prompts_jsonl(model_dir, order=[p.prompt["hash"] for p in prepared])  # input order, kept by the final index
     stats_writer = (
         PromptStatsWriter(spec, heads_per_prompt, on_error=lambda message: summary.add_input_error(message, 0))
         if spec is not None else None

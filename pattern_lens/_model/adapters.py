@@ -87,6 +87,9 @@ class HFPatternModel(PatternModel):
     def seq_len(self, text: str) -> int:
         return len(self.ids(text))
 
+    def pattern_tokens(self, text: str) -> list[str]:
+        return [str(t) for t in self.tokenizer.convert_ids_to_tokens(self.ids(text))]
+
     def config_dict(self) -> dict:
         cfg = _jsonable(self.model.config.to_dict())
         cfg.update(
@@ -188,6 +191,12 @@ class TLPatternModel(PatternModel):
             # a tokenizer that is only a stub (TransformerLens asserts "Set the tokenizer"): as for
             # no `to_tokens`, the prompt runs alone and its pattern tells its length
             return None
+
+    def pattern_tokens(self, text: str) -> list[str] | None:
+        convert = getattr(getattr(self.model, "tokenizer", None), "convert_ids_to_tokens", None)
+        if not hasattr(self.model, "to_tokens") or convert is None:
+            return None
+        return [str(t) for t in convert(self.model.to_tokens(text)[0].tolist())]
 
     def config_dict(self) -> dict:
         cfg = self.model.cfg

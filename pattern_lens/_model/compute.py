@@ -19,6 +19,7 @@ import torch
 from pattern_lens._errors import InputError
 from pattern_lens._model.interface import PatternModel
 from pattern_lens._input.inputs import check_prompt_hash
+from pattern_lens._tokens import pattern_fields
 from pattern_lens.load_activations import augment_prompt_with_hash
 
 __all__ = ["PreparedPrompt", "prepare_prompts", "make_batches", "run_batch", "layer_to_numpy", "StageTimes", "Sink"]
@@ -29,7 +30,8 @@ class PreparedPrompt:
     """a prompt ready for the model
 
     # Fields:
-     - `prompt : dict` with `text`, `hash`, `tokens`, `n_tokens` (what `prompt.json` holds)
+     - `prompt : dict` with `text`, `hash`, `tokens`, `n_tokens` (what `prompt.json` holds), and
+       `pattern_tokens`, `first_text_token` where the model tells them (`pattern_lens._tokens`)
      - `seq_len : int | None` positions the model sees (special tokens included): the patterns'
        side; `None` when the model cannot say before the forward pass (a TransformerLens-style
        object without `to_tokens`): the prompt then runs in a batch of its own
@@ -100,6 +102,7 @@ def prepare_prompts(
             continue
         seen.add(prompt["hash"])
         prompt.update(n_tokens=len(tokens), tokens=tokens)
+        prompt.update(pattern_fields(model.pattern_tokens(text), tokens, seq_len))
         out.append(PreparedPrompt(prompt, seq_len, where))
     return out, errors
 

@@ -29,6 +29,11 @@ class PatternModel:
         """the prompt's tokens as strings, without special tokens (the reference's `prompt["tokens"]`)"""
         raise NotImplementedError
 
+    def pattern_tokens(self, text: str) -> list[str] | None:
+        """the tokens the model sees for this text, special tokens included, one per position of the
+        pattern; `None` when the model cannot say (`prompt.json` then has no `pattern_tokens`)"""
+        return None
+
     def seq_len(self, text: str) -> int | None:
         """positions the model sees for this text (special tokens included): the patterns' side;
         `None` when only the forward pass tells (the prompt then runs alone, untrimmed)"""

@@ -137,12 +137,13 @@ def _jsonl(rows: Iterable[dict]) -> str:
     return "".join(json.dumps(row) + "\n" for row in rows)
 
 
-def write_prompts_jsonl(model_dir: Path) -> Path:
+def write_prompts_jsonl(model_dir: Path, order: Sequence[str] = ()) -> Path:
     """rebuild `<model_dir>/prompts.jsonl` from the `prompts/<hash>/prompt.json` files
 
     Prompts keep the order of the existing `prompts.jsonl` (so `--n-samples` keeps selecting the
     same prompts); a line whose prompt folder has no `prompt.json` is kept as it was; prompt
-    folders not listed yet are appended, sorted by folder name. A bad line (not UTF-8, not a JSON
+    folders not listed yet are appended in `order` (the hashes of a run's prompts, in input order:
+    prompt #0 is the first line of the input), then the rest sorted by folder name. A bad line (not UTF-8, not a JSON
     object: reported by the run that read the index) is dropped, the rows around it kept in order.
 
     # Returns:
@@ -171,6 +172,10 @@ def write_prompts_jsonl(model_dir: Path) -> Path:
             continue
         seen.add(key)
         rows.append(on_disk.get(key, row))
+    for key in order:
+        if key in on_disk and key not in seen:
+            seen.add(key)
+            rows.append(on_disk[key])
     rows.extend(prompt for key, prompt in on_disk.items() if key not in seen)
     write_text_if_changed(index_path, _jsonl(rows))
     return index_path
@@ -203,14 +208,11 @@ def figure_metadata(func: Callable) -> list[dict[str, str | None]]:
     # Returns:
      - `list[dict]`, one row per figure, with keys
        `name` (`<func>` or, for a multi-figure function, `<func>.<figure>`), `func_name`, `doc`,
-       `figure_save_fmt` (`None` if not declared), `source` (posix path of the source file or
-       `None`), `code` (source text or `None`)
+       `figure_save_fmt` (`None` if not declared), `source` (the file that defines the function,
+       past its decorators, as a path relative to its import root, e.g.
+       `pattern_lens/attn_figure_funcs.py`, or `None`), `code` (source text or `None`)
     """
     func_name: str = figure_func_name(func)
-    try:
-        source_file: str | None = inspect.getsourcefile(func)
-    except TypeError:
-        source_file = None
     try:
         code: str | None = inspect.getsource(func)
     except (OSError, TypeError):
@@ -219,10 +221,29 @@ def figure_metadata(func: Callable) -> list[dict[str, str | None]]:
         "func_name": func_name,
         "doc": getattr(func, "__doc__", None),
         "figure_save_fmt": getattr(func, "figure_save_fmt", None),
-        "source": Path(source_file).as_posix() if source_file else None,
+        "source": source_name(func),
         "code": code,
     }
     return [{"name": name, **base} for name in figure_names(func)]
+
+
+def source_name(func: Callable) -> str | None:
+    """the file defining `func` (decorators unwrapped: `raw` is defined in `attn_figure_funcs.py`,
+    not in `figure_util.py` where its wrapper is), relative to where its module is imported from:
+    `pattern_lens/attn_figure_funcs.py`, never a machine's absolute path (a venv, a home folder)"""
+    target = inspect.unwrap(func)
+    try:
+        source_file = inspect.getsourcefile(target)
+    except TypeError:
+        return None
+    if not source_file:
+        return None
+    path = Path(source_file)
+    parts = str(getattr(target, "__module__", "") or "").split(".")
+    tail = [*parts[:-1], path.name] if parts[-1] == path.stem else [*parts, path.name] if path.stem == "__init__" else None
+    if tail and list(path.parts[-len(tail):]) == tail:
+        return "/".join(tail)
+    return path.name
 
 
 def write_figures_jsonl(save_path: Path, figure_funcs: Iterable[Callable]) -> Path:

@@ -25,13 +25,14 @@ One JSON object:
  "local_window": 8,                                   # w of the `local` statistic
  "preview": {"file": "preview.png", "size": 64, "cmap": "Blues"},
  "heads": [
-  {"layer": 0, "head": 0, "n_ctx": 256, "causal": true, "entropy": 0.81, ..., "key_max_position": 0},
+  {"layer": 0, "head": 0, "n_ctx": 256, "causal": true, "min": 0.0, "max": 1.0, "entropy": 0.81, ..., "key_max_position": 0},
   ...
  ]}
 ```
 
 - `heads`: one object per summarised head, sorted by `(layer, head)`, one per line. Keys: `layer`,
   `head` (ints), `n_ctx` (int, the pattern's side), `causal` (bool: measured with the causal mask),
+  `min`, `max` (floats: the whole pattern's extremes, the range the `raw` figure is normalised to),
   then every key of `statistics`: a float (7 significant digits), or `null` where undefined (no row with a choice);
   `key_max_position` is an int. Definitions: `pattern_lens._summaries.stats`.
 - the preview of head `(L, H)` is `L<L>/H<H>/<preview.file>` beside the file: a PNG of at most
@@ -149,6 +150,8 @@ def _json_number(value: float) -> float | None:
 def head_row(layer: int, head: int, summary: HeadSummary) -> dict:
     """the `heads` entry of one head"""
     row: dict = {"layer": int(layer), "head": int(head), "n_ctx": summary.n_ctx, "causal": summary.causal}
+    # the range `raw` is normalised to: the page's colour -> weight
+    row.update(min=_json_number(float(summary.minimum)), max=_json_number(float(summary.maximum)))
     for name, value in summary.stats.items():
         row[name] = _json_number(value)
     if row["key_max_position"] is not None:

@@ -9,7 +9,7 @@ may load them. What is written:
 <save_path>/index.html                                     the page
 <save_path>/pattern_lens_gallery/app.js, style.css         copied from the package
 <save_path>/pattern_lens_gallery/data/index.js             models (+ figures found, counts), figures.jsonl, colormaps
-<save_path>/pattern_lens_gallery/data/<model>/prompts.js   the model's prompts.jsonl: loaded when the model is opened
+<save_path>/pattern_lens_gallery/data/<model>/prompts.js   the model's prompts.jsonl (+ each one's token axis: `axes.py`): loaded when the model is opened
 <save_path>/pattern_lens_gallery/data/<model>/stats/<hash>.js  head statistics of one prompt, where present
 ```
 
@@ -48,6 +48,8 @@ from pattern_lens._layout import (
 )
 from pattern_lens._output.atomic import write_text_if_changed
 from pattern_lens._output.indexes import read_jsonl, sanitize_model_name
+from pattern_lens._input.inputs import check_prompt_hash
+from pattern_lens._view.axes import prompt_axis
 from pattern_lens._view.summaries import page_names, read_head_stats
 
 __all__ = [
@@ -177,7 +179,16 @@ def _prompts(model_dir: Path) -> list[dict]:
                 rows.append(json.loads((d / PROMPT_FILE).read_text(encoding="utf-8")))
             except (OSError, UnicodeDecodeError, json.JSONDecodeError):
                 continue
-    return [r for r in rows if isinstance(r.get("hash"), str) and r["hash"]]
+    return [r for r in rows if _safe_hash(r.get("hash"))]
+
+
+def _safe_hash(prompt_hash) -> bool:
+    """whether a prompt's hash may name its folder (it becomes a path: no `..`, no separator)"""
+    try:
+        check_prompt_hash(prompt_hash)
+    except InputError:
+        return False
+    return True
 
 
 def _first_head_dir(model_dir: Path, prompts: list[dict]) -> Path | None:
@@ -268,7 +279,7 @@ def write_gallery(save_path: Path | str) -> GalleryInfo:
     models: list[dict] = []
     n_prompts_total = 0
     for model_dir, cfg in _model_dirs(save_path):
-        prompts = _prompts(model_dir)
+        prompts = [{**p, **prompt_axis(p, model_dir / "prompts" / p["hash"], cfg)} for p in _prompts(model_dir)]
         n_prompts_total += len(prompts)
         (data_dir / model_dir.name).mkdir(exist_ok=True)
         write_text_if_changed(data_dir / model_dir.name / "prompts.js", _js(f"prompts/{model_dir.name}", prompts))

@@ -6,12 +6,14 @@
 - `.svgz` files go out as `image/svg+xml` with `Content-Encoding: gzip`, so `<img>` shows them.
 - Responses say `Cache-Control: no-cache`: a refreshed gallery is seen on reload.
 - Only failed requests are logged (a grid view requests hundreds of images).
+- `GET /_pl/row?...`: one row of one head's weights from an `activations.npz` (`values.py`).
 """
 
 from __future__ import annotations
 
 import errno
 import http.server
+import io
 import os
 import posixpath
 import sys
@@ -20,6 +22,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from pattern_lens._errors import InputError
+from pattern_lens._view import values
 
 __all__ = ["DataFolderHandler", "make_server", "serve_forever", "is_safe_request_path", "server_url"]
 
@@ -57,6 +60,13 @@ class DataFolderHandler(http.server.SimpleHTTPRequestHandler):
         return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
 
     def send_head(self):
+        if urlsplit(self.path).path == values.ROW_ROUTE:  # one head's row of weights, read from the .npz
+            status, body = values.handle_row_request(self.directory, urlsplit(self.path).query)
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            return io.BytesIO(body)
         if not is_safe_request_path(self.path):
             self.send_error(403, "path outside the data folder")
             return None

@@ -39,7 +39,7 @@ __all__ = ["HEAD_STATS_VERSIONS", "HeadStats", "page_names", "read_head_stats"]
 HEAD_STATS_VERSIONS: tuple[int, ...] = (HEAD_STATS_VERSION,)
 "the versions of that format this reader understands"
 
-_NOT_STATS: frozenset[str] = frozenset({"layer", "head", "n_ctx", "causal"})
+_NOT_STATS: frozenset[str] = frozenset({"layer", "head", "n_ctx", "causal", "min", "max"})
 "keys of a row that name or describe the head: never offered as statistics"
 
 _LAYER = re.compile(r"L(\d+)$")
@@ -55,14 +55,18 @@ class HeadStats:
        file's `statistics` order (else sorted by name)
      - `n_ctx : list[list[int | None]] | None` each head's pattern side where the file gives it (the
        page needs it to tell a full image from a preview), else `None`
+     - `vmin`, `vmax : list[list[float | None]] | None` each head's smallest and largest weight where
+       the file gives them (the range `raw` is normalised to: the page turns a colour bin into weights)
     """
 
     values: dict[str, list[list[float | None]]]
     n_ctx: list[list[int | None]] | None = None
+    vmin: list[list[float | None]] | None = None
+    vmax: list[list[float | None]] | None = None
 
     def page_data(self) -> dict:
-        """what the page gets: `{"values": ..., "n_ctx": ...}`"""
-        return {"values": self.values, "n_ctx": self.n_ctx}
+        """what the page gets: `{"values": ..., "n_ctx": ..., "min": ..., "max": ...}`"""
+        return {"values": self.values, "n_ctx": self.n_ctx, "min": self.vmin, "max": self.vmax}
 
 
 def page_names() -> dict[str, str]:
@@ -126,15 +130,23 @@ def _collect(data, names: list[str] | None) -> dict[str, dict[tuple[int, int], f
     return out
 
 
-def _sides(data, n_layers: int, n_heads: int) -> list[list[int | None]] | None:
-    """each head's `n_ctx` from the rows of `heads`, or `None` when no row gives one"""
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _sides(data, n_layers: int, n_heads: int, key: str = "n_ctx") -> list[list[int | float | None]] | None:
+    """each head's `key` (`n_ctx`: an int; `min`, `max`: finite numbers) from the rows of `heads`,
+    or `None` when no row gives one"""
     rows = data.get("heads") if isinstance(data, dict) else data
     if not isinstance(rows, list):
         return None
-    sides: dict[tuple[int, int], int] = {}
+    sides: dict[tuple[int, int], int | float] = {}
     for row in rows:
-        if isinstance(row, dict) and all(isinstance(row.get(k), int) and not isinstance(row.get(k), bool) for k in ("layer", "head", "n_ctx")):
-            sides[(row["layer"], row["head"])] = row["n_ctx"]
+        if not (isinstance(row, dict) and _is_int(row.get("layer")) and _is_int(row.get("head"))):
+            continue
+        v = row.get(key)
+        if _is_int(v) if key == "n_ctx" else (_number(v) is not None):
+            sides[(row["layer"], row["head"])] = v if key == "n_ctx" else _number(v)
     if not sides:
         return None
     return [[sides.get((layer, head)) for head in range(n_heads)] for layer in range(n_layers)]
@@ -181,4 +193,7 @@ def read_head_stats(prompt_dir: Path, n_layers: int, n_heads: int) -> HeadStats 
         name: [[collected.get(name, {}).get((layer, head)) for head in range(n_heads)] for layer in range(n_layers)]
         for name in order
     }
-    return HeadStats(values=values, n_ctx=_sides(data, n_layers, n_heads))
+    return HeadStats(
+        values=values, n_ctx=_sides(data, n_layers, n_heads),
+        vmin=_sides(data, n_layers, n_heads, "min"), vmax=_sides(data, n_layers, n_heads, "max"),
+    )

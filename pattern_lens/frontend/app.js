@@ -4,13 +4,13 @@
 // (a page opened from disk may not fetch files, but it may load scripts): index.js at start, a
 // model's prompts.js when the model is opened, a prompt's statistics when its grid is shown.
 // Images load only when on screen (IntersectionObserver). The URL's hash names the view:
-//   #view=models | prompts&model=M | grid&model=M&prompt=P&fig=F | head&...&layer=L&head=H | across&model=M&fig=F&layer=L&head=H
+//   #view=models | prompts&model=M | grid&model=M&prompt=P&fig=F[&size=S] | head&...&layer=L&head=H[&zoom=Z]
+//   | across&model=M&fig=F&layer=L&head=H[&prompt=P] | compare&model=M&prompt=P&fig=F&heads=0.*,3.5[&models=A,B]
 "use strict";
 
 const DATA_DIR = "pattern_lens_gallery/data/";
 const FILE_MODE = location.protocol === "file:";
 const PAGE_ROWS = 200; // prompt rows rendered at once
-const LABEL_MAX_TOKENS = 64; // token labels on the head's axes up to this many tokens
 
 const state = { index: null, prompts: new Map(), stats: new Map(), renderId: 0, keyHandler: null };
 
@@ -247,12 +247,89 @@ function loadImageElement(path) {
   });
 }
 
-function axisTokens(prompt, n) {
-  // the pattern's n positions: the prompt's tokens, after a <BOS> where the model prepended one
-  const tokens = prompt.tokens || [];
-  if (tokens.length === n) return tokens.map(String);
-  if (tokens.length + 1 === n) return ["<BOS>", ...tokens.map(String)];
-  return Array.from({ length: n }, (_, i) => `#${i}`);
+function axisFor(prompt, n) {
+  // -> {tokens, named, note}: the n positions of the pattern. The tokens the model saw, as the run
+  // recorded them (special tokens included); else the axis the gallery rebuilt for older data (a
+  // <BOS> before the prompt's tokens, [CLS] ... [SEP] around them: pattern_lens/_tokens.py); else
+  // the prompt's tokens when they fill the side; else numbered positions, and the note says why
+  const recorded = prompt.pattern_tokens;
+  if (Array.isArray(recorded) && recorded.length === n) {
+    return { tokens: recorded.map(String), named: true, note: "tokens as the model saw them, special tokens included (recorded by the run)" };
+  }
+  if (Array.isArray(prompt.axis) && prompt.axis.length === n) return { tokens: prompt.axis.map(String), named: true, note: prompt.axis_note };
+  const tokens = (prompt.tokens || []).map(String);
+  if (tokens.length === n) return { tokens, named: true, note: "the prompt's tokens, one per position" };
+  const note = prompt.axis_side === n && prompt.axis_note ? prompt.axis_note
+    : `cannot place the prompt's ${tokens.length} tokens on a ${n} × ${n} pattern: positions are numbered`;
+  return { tokens: Array.from({ length: n }, (_, i) => `#${i}`), named: false, note };
+}
+
+function patternSide(prompt, summary, layer, head) {
+  // the pattern's side where something says it: the head's statistics, the gallery's axis, the recorded tokens
+  const side = headSide(summary, layer, head);
+  if (side !== null) return side;
+  if (typeof prompt.axis_side === "number") return prompt.axis_side;
+  return Array.isArray(prompt.pattern_tokens) ? prompt.pattern_tokens.length : null;
+}
+
+function tokenCount(prompt) {
+  // "18 positions: 16 tokens + 2 special" where the model's special tokens are known, else "16 tokens"
+  const n = prompt.n_tokens ?? (prompt.tokens || []).length;
+  const p = positionsOf(prompt);
+  return p !== n ? `${p} positions: ${n} tokens + ${p - n} special` : `${n} tokens`;
+}
+
+function positionsOf(prompt) {
+  // positions of the prompt's patterns (special tokens included) where known, else its token count
+  if (Array.isArray(prompt.pattern_tokens)) return prompt.pattern_tokens.length;
+  if (typeof prompt.axis_side === "number") return prompt.axis_side;
+  return prompt.n_tokens ?? (prompt.tokens || []).length;
+}
+
+// ------------------------------------------------------------------------------------------------
+// values under the cursor: the exact weight from the server (one row of one head of
+// activations.npz, GET /_pl/row), else the colour bin turned into weights by the head's min and max
+
+const ROW_API = "_pl/row";
+const rowState = { api: !FILE_MODE, rows: new Map(), missing: new Set() };
+
+function fetchRow(m, hash, layer, head, q) {
+  // -> Promise of {values} | {reason} | null (no server route: a plain static server)
+  const key = `${m.name}|${hash}|${layer}|${head}|${q}`;
+  if (!rowState.rows.has(key)) {
+    const url = `${ROW_API}?${new URLSearchParams({ model: m.name, prompt: hash, layer, head, row: q })}`;
+    rowState.rows.set(key, fetch(url).then(async (r) => {
+      if (!(r.headers.get("content-type") || "").includes("json")) { rowState.api = false; return null; }
+      const body = await r.json();
+      if (!r.ok || !Array.isArray(body.values)) { rowState.missing.add(`${m.name}|${hash}`); return { reason: body.reason || body.error || `HTTP ${r.status}` }; }
+      return body;
+    }).catch(() => { rowState.api = false; return null; }));
+  }
+  return rowState.rows.get(key);
+}
+
+function headRange(summary, layer, head) {
+  // [min, max] of the head's weights where its statistics record them (head_stats.json's min, max)
+  const lo = summary && summary.min ? (summary.min[layer] || [])[head] : null;
+  const hi = summary && summary.max ? (summary.max[layer] || [])[head] : null;
+  return typeof lo === "number" && typeof hi === "number" ? [lo, hi] : null;
+}
+
+function fmtWeight(v) {
+  if (typeof v !== "number") return "–";
+  return v !== 0 && Math.abs(v) < 1e-4 ? v.toExponential(4) : v.toFixed(6);
+}
+
+function binToWeights(value, range) {
+  // a normalised bin [lo, hi) of a min-max normalised figure -> the weights it stands for
+  if (value.lo === undefined || !range) return value;
+  const [mn, mx] = range;
+  const wlo = mn + value.lo * (mx - mn);
+  const whi = mn + value.hi * (mx - mn);
+  return {
+    ...value, wlo, whi, source: "bin",
+    text: `attention weight in [${fmtWeight(wlo)}, ${fmtWeight(whi)}] — from the colour (${value.text}; this head's weights run from ${fmtWeight(mn)} to ${fmtWeight(mx)})`,
+  };
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -400,11 +477,12 @@ async function viewGrid(main, route, rid) {
     else return false;
     return true;
   };
-  main.append(el("h2", {}, `prompt #${prompt._i} `, el("span", { class: "note", text: `(${prompt.n_tokens ?? ""} tokens) ${snippet(prompt.text, 160)}` })));
+  main.append(el("h2", {}, `prompt #${prompt._i} `, el("span", { class: "note", text: `(${tokenCount(prompt)}) ${snippet(prompt.text, 160)}` })));
   const controls = el("div", { class: "controls" },
     el("button", { id: "prev-prompt", onclick: () => nav(-1), text: "◀ prompt" }),
     el("button", { id: "next-prompt", onclick: () => nav(1), text: "prompt ▶" }),
-    figureSelect(m, fig.name, (v) => go({ ...route, fig: v })));
+    figureSelect(m, fig.name, (v) => go({ ...route, fig: v })),
+    el("a", { id: "compare-link", href: hashHref({ view: "compare", model: m.name, prompt: prompt.hash, fig: fig.name, heads: "0.*" }), text: "this prompt across models" }));
   // own keys only: a URL naming "toString" or "constructor" is no statistic
   let sortBy = stats && Object.hasOwn(stats, route.sort || "") ? route.sort : "";
   let colourBy = stats && Object.hasOwn(stats, route.colour || "") ? route.colour : "";
@@ -420,9 +498,18 @@ async function viewGrid(main, route, rid) {
     controls.append(el("span", { class: "note", text: "no head statistics for this prompt" }));
   }
   main.append(controls);
-  const cellSize = clamp(Math.floor((window.innerWidth - 120) / m.n_heads) - 8, 36, 128);
-  const grid = el("div", { class: "grid", id: "grid", style: `grid-template-columns: 3em repeat(${m.n_heads}, ${cellSize + 4}px); --cell: ${cellSize}px;` });
+  controls.append(sizeSelect(route));
+  const { cell: cellSize, compact, gap, border } = gridCell(m.n_heads, route.size);
+  const grid = el("div", {
+    class: `grid heads${compact ? " compact" : ""}`, id: "grid",
+    dataset: { cell: cellSize },
+    style: `grid-template-columns: ${ROW_LABEL_PX}px repeat(${m.n_heads}, ${cellSize + 2 * border}px); gap: ${gap}px; --cell: ${cellSize}px; --border: ${border}px; --sticky-top: ${stickyTop()}px`,
+  });
   const [cLo, cHi] = colourBy ? statRange(stats[colourBy]) : [0, 1];
+  // sticky head labels along the top (the rank when a row is sorted), layer labels along the left
+  const every = Math.max(1, Math.ceil(18 / (cellSize + 2 * border + gap)));
+  grid.append(el("div", { class: "colhead corner", text: sortBy ? "rank" : "head" }));
+  for (let h = 0; h < m.n_heads; h++) grid.append(el("div", { class: "colhead", text: h % every ? "" : String(h) }));
   for (let layer = 0; layer < m.n_layers; layer++) {
     grid.append(el("div", { class: "rowlabel", text: `L${layer}` }));
     let heads = Array.from({ length: m.n_heads }, (_, h) => h);
@@ -434,11 +521,14 @@ async function viewGrid(main, route, rid) {
       const cell = el("a", {
         class: "cell", href: hashHref({ ...base, view: "head", prompt: prompt.hash, layer, head }),
         dataset: { layer, head }, title: `layer ${layer}, head ${head}`,
-      }, thumb(m, prompt.hash, layer, head, fig), el("span", { class: "lab", text: `${layer}.${head}` }));
+      }, thumb(m, prompt.hash, layer, head, fig));
       if (colourBy) {
+        // the statistic beside the image, never over it: a coloured border and a caption under it
+        // (compact cells: a coloured strip, the number in the cell's title)
         const v = (stats[colourBy][layer] || [])[head];
-        if (typeof v === "number") cell.style.borderColor = statColour((v - cLo) / (cHi - cLo || 1));
-        cell.append(el("span", { class: "stat", text: fmtNum(v) }));
+        const colour = typeof v === "number" ? statColour((v - cLo) / (cHi - cLo || 1)) : "";
+        if (colour) cell.style.borderColor = colour;
+        cell.append(el("span", { class: "stat", text: fmtNum(v), style: compact && colour ? `background: ${colour}` : "" }));
         cell.title += `, ${colourBy} ${fmtNum(v)}`;
       }
       grid.append(cell);
@@ -453,13 +543,43 @@ async function viewGrid(main, route, rid) {
   main.append(grid);
 }
 
+const GRID_SIZES = [12, 16, 24, 32, 48, 64, 96, 128]; // screen pixels per thumbnail, besides "fit"
+const ROW_LABEL_PX = 34;
+
+function sizeSelect(route) {
+  const select = el("select", { id: "size", onchange: (e) => go({ ...route, size: e.target.value }) }, el("option", { value: "", text: "fit the window" }));
+  for (const z of GRID_SIZES) select.append(el("option", { value: z, selected: String(z) === route.size, text: `${z} px` }));
+  return el("label", {}, "thumbnails ", select);
+}
+
+function stickyTop() {
+  const header = document.querySelector("header");
+  return header ? header.offsetHeight : 0;
+}
+
+function gridCell(nHeads, size) {
+  // -> {cell, compact, gap, border}: thumbnails that fit the window's width ("fit"), or the size
+  // asked for (then the grid scrolls); compact cells (under 56 px) get thin borders and gaps
+  const main = document.getElementById("main");
+  const style = getComputedStyle(main);
+  const avail = main.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight) - ROW_LABEL_PX - 18; // 16: the page's scrollbar, once the grid makes it scroll
+  const layout = (cell) => (cell < 56 ? { cell, compact: true, gap: 2, border: 1 } : { cell, compact: false, gap: 4, border: 2 });
+  if (GRID_SIZES.includes(Number(size))) return layout(Number(size));
+  for (const trial of [layout(56), layout(8)]) {
+    const cell = Math.floor((avail - trial.gap) / nHeads) - trial.gap - 2 * trial.border;
+    if (cell >= 56 || trial.compact) return layout(clamp(cell, 4, 128));
+  }
+  return layout(56);
+}
+
 async function viewHead(main, route, rid) {
   const { m, rows, prompt, fig, layer, head } = await target(route);
   const summary = await headStats(m, prompt.hash);
   const stats = summary ? summary.values : null;
   if (rid !== state.renderId) return;
   const gridHref = hashHref({ view: "grid", model: m.name, prompt: prompt.hash, fig: fig.name });
-  const acrossHref = hashHref({ view: "across", model: m.name, fig: fig.name, layer, head });
+  const acrossHref = hashHref({ view: "across", model: m.name, fig: fig.name, layer, head, prompt: prompt.hash });
+  const compareHref = hashHref({ view: "compare", model: m.name, prompt: prompt.hash, fig: fig.name, heads: `${layer}.${head}` });
   crumbs([["models", "#"], [m.model_name, hashHref({ view: "prompts", model: m.name })], [`prompt #${prompt._i}`, gridHref], [`L${layer} H${head}`, null]]);
   keysHelp("keys: ← → head, ↑ ↓ layer, [ ] previous / next prompt, a same head across prompts, Esc all heads");
   const move = (dl, dh, dp) => {
@@ -488,6 +608,7 @@ async function viewHead(main, route, rid) {
     figureSelect(m, fig.name, (v) => go({ ...route, fig: v })),
     zoomSelect(route),
     el("a", { id: "across-link", href: acrossHref, text: "this head across prompts" }),
+    el("a", { id: "compare-link", href: compareHref, text: "this prompt across models" }),
     el("a", { href: gridHref, text: "all heads of this prompt" })));
   const box = el("div", { class: "patternbox", id: "pattern" });
   const readout = el("div", { id: "readout" }, el("span", { class: "note", text: "hover the pattern: query (row), key (column) and value" }));
@@ -523,22 +644,52 @@ async function viewHead(main, route, rid) {
   if (rid !== state.renderId) return;
   const w = source.naturalWidth || source.width;
   const hgt = source.naturalHeight || source.height;
-  const patternSide = headSide(summary, layer, head);
-  if (!onePixelPerToken(w, hgt, (prompt.tokens || []).length, patternSide)) {
-    showImage(box, readout, path, fig, w, hgt, patternSide);
-    tokensBox.replaceChildren(...(prompt.tokens || []).map((t, i) => el("span", { title: `#${i}`, text: shown(t) })));
+  const patSide = patternSide(prompt, summary, layer, head);
+  if (!onePixelPerToken(w, hgt, prompt, patSide)) {
+    showImage(box, readout, path, fig, w, hgt, patSide);
+    const axis = axisFor(prompt, patSide ?? positionsOf(prompt));
+    tokensBox.replaceChildren(...axis.tokens.map((t, i) => el("span", { title: `#${i}`, text: shown(t) })));
     return;
   }
-  drawPattern(box, readout, tokensBox, source, pixels, axisTokens(prompt, w), fig, whyNoValue, route.zoom);
+  const range = headRange(summary, layer, head);
+  const valueOf = async (q, k) => {
+    // the exact weight where the server can read it, else what the pixel's colour proves
+    if (rowState.api && !rowState.missing.has(`${m.name}|${prompt.hash}`)) {
+      const row = await fetchRow(m, prompt.hash, layer, head, q);
+      if (row && Array.isArray(row.values) && row.values.length === w) {
+        const v = row.values[k];
+        return { value: v, source: "npz", text: `attention weight ${fmtWeight(v)} — exact, read from activations.npz (${row.dtype})` };
+      }
+    }
+    if (!pixels) return { text: whyNoValue + (range ? ` (this head's weights run from ${fmtWeight(range[0])} to ${fmtWeight(range[1])}: see the scale)` : ""), source: "none" };
+    const o = (q * pixels.width + k) * 4;
+    const bin = describeValue(fig.name, [pixels.data[o], pixels.data[o + 1], pixels.data[o + 2]]);
+    if (bin.lo === undefined) return { ...bin, source: "none" };
+    if (range && state.index.decodable[fig.name] && state.index.decodable[fig.name].normalized) return binToWeights(bin, range);
+    return { ...bin, source: "normalised" };
+  };
+  const axis = axisFor(prompt, w);
+  drawPattern(box, readout, tokensBox, source, axis, valueOf, route.zoom);
+  if (range && state.index.decodable[fig.name]) readout.after(scaleBar(fig.name, range));
 }
 
-function onePixelPerToken(w, h, tokenCount, side) {
-  // a square image the side of the pattern: the pattern's side from the head statistics where
-  // known (a preview of a <BOS> + n token head may be n pixels wide and still be block averages),
-  // else the prompt's tokens, with or without a <BOS>
+function scaleBar(figName, [mn, mx]) {
+  // the figure's colour scale in weights (a min-max normalised colormap: 0 = the head's min, 1 = its max)
+  const lut = state.index.decodable[figName].lut;
+  const bar = el("canvas", { class: "bar", width: 256, height: 10 });
+  const ctx = bar.getContext("2d");
+  lut.forEach(([r, g, b], i) => { ctx.fillStyle = `rgb(${r},${g},${b})`; ctx.fillRect(i, 0, 1, 10); });
+  return el("div", { class: "legend scale", id: "scale" }, "weights ", el("span", { class: "mono", text: fmtWeight(mn) }), bar, el("span", { class: "mono", text: fmtWeight(mx) }));
+}
+
+function onePixelPerToken(w, h, prompt, side) {
+  // a square image the side of the pattern: the side from the head statistics or the token axis
+  // where known (a preview of a <BOS> + n token head may be n pixels wide and still be block
+  // averages), else the prompt's tokens, with or without a <BOS>
   if (w !== h) return false;
-  if (side !== null) return w === side && (w === tokenCount || w === tokenCount + 1);
-  return w === tokenCount || w === tokenCount + 1;
+  if (side !== null) return w === side;
+  const n = (prompt.tokens || []).length;
+  return w === n || w === n + 1;
 }
 
 const SMALL_IMAGE = 256; // images narrower than this are magnified in the head view
@@ -561,6 +712,8 @@ function showImage(box, readout, path, fig, w, h, side) {
 }
 
 const ZOOMS = [1, 2, 4, 8, 16, 32]; // screen pixels per token, besides "fit"
+const LABEL_PX = 13; // screen pixels a token label needs along its axis
+const LABEL_MARGIN = 96; // screen pixels the labels take beside the pattern
 
 function zoomSelect(route) {
   const select = el("select", { id: "zoom", onchange: (e) => go({ ...route, zoom: e.target.value }) }, el("option", { value: "", text: "fit" }));
@@ -568,76 +721,90 @@ function zoomSelect(route) {
   return el("label", {}, "zoom ", select);
 }
 
-function drawPattern(box, readout, tokensBox, source, pixels, tokens, fig, whyNoValue, zoom) {
+function labelStep(cell) {
+  // every how many tokens a label fits: 1 when a token has LABEL_PX screen pixels, else 2, 5, 10, 20, 50, ...
+  if (cell >= LABEL_PX) return 1;
+  for (let base = 1; ; base *= 10) {
+    for (const f of [2, 5, 10]) if (f * base * cell >= LABEL_PX) return f * base;
+  }
+}
+
+function drawPattern(box, readout, tokensBox, source, axis, valueOf, zoom) {
+  // the pattern on a canvas of one pixel per token pair, magnified by CSS (so a long prompt at a
+  // high zoom costs no giant canvas); token labels as elements along both axes, thinned out to one
+  // every `step` tokens when a token has fewer than LABEL_PX screen pixels (zoom in to see all);
+  // the hovered query and key always named, on the axes and in the readout
+  const tokens = axis.tokens;
   const n = tokens.length;
-  const labels = n <= LABEL_MAX_TOKENS;
-  const margin = labels ? 96 : 28;
+  const margin = LABEL_MARGIN;
   const avail = patternRoom(margin);
   // fit: whole screen pixels per token where they fit, else scaled down (then zoom in, and scroll)
   const cell = ZOOMS.includes(Number(zoom)) ? Number(zoom) : n >= avail ? avail / n : Math.max(1, Math.floor(avail / n));
-  const size = Math.round(margin + cell * n);
-  const canvas = el("canvas", { id: "pattern-canvas", width: size, height: size, dataset: { margin, cell, n } });
-  const overlay = el("canvas", { class: "overlay", width: size, height: size });
+  const size = cell * n;
+  const step = labelStep(cell);
+  // fewer than one screen pixel per token: a filtered downscale, since nearest-neighbour would drop
+  // whole rows and columns (a previous-token diagonal vanishes); else the pixels themselves, magnified sharp
+  const px = cell < 1 ? Math.max(1, Math.round(size)) : n;
+  const canvas = el("canvas", {
+    id: "pattern-canvas", width: px, height: px,
+    style: `width: ${size}px; height: ${size}px; image-rendering: ${cell >= 1 ? "pixelated" : "auto"}`,
+    dataset: { margin: 0, cell, n, step },
+  });
   const ctx = canvas.getContext("2d");
-  // whole pixels per token: sharp cells; fewer than one pixel per token: a filtered downscale, since
-  // nearest-neighbour would drop whole rows and columns (a previous-token diagonal vanishes)
   ctx.imageSmoothingEnabled = cell < 1;
   ctx.imageSmoothingQuality = "high";
-  ctx.fillStyle = "#fff";
-  ctx.fillRect(0, 0, size, size);
-  ctx.drawImage(source, margin, margin, cell * n, cell * n);
-  ctx.fillStyle = "#333";
-  ctx.font = "11px ui-monospace, monospace";
-  if (labels) {
-    const cut = (t) => { const s = shown(t); return s.length > 12 ? s.slice(0, 11) + "…" : s; };
-    ctx.textAlign = "right";
-    ctx.textBaseline = "middle";
-    tokens.forEach((t, i) => ctx.fillText(cut(t), margin - 4, margin + (i + 0.5) * cell));
-    ctx.save();
-    ctx.rotate(-Math.PI / 2);
-    ctx.textAlign = "left";
-    tokens.forEach((t, i) => ctx.fillText(cut(t), -(margin - 4), margin + (i + 0.5) * cell));
-    ctx.restore();
-  } else {
-    ctx.textAlign = "left";
-    ctx.textBaseline = "top";
-    ctx.fillText("key →", margin, 4);
-    ctx.save(); ctx.rotate(-Math.PI / 2); ctx.fillText("query →", -(margin + 60), 4); ctx.restore();
+  ctx.drawImage(source, 0, 0, px, px);
+  // a 2 x 2 grid in the scrolling box: the label strips stick to its top and left edges, so a
+  // zoomed-in pattern scrolled anywhere still has its tokens beside it
+  const area = el("div", { class: "pattern-area", style: `width: ${margin + size}px; grid-template-columns: ${margin}px ${size}px; grid-template-rows: ${margin}px ${size}px` });
+  const cut = (t) => { const s = shown(t); return s.length > 12 ? s.slice(0, 11) + "…" : s; };
+  const rows = el("div", { class: "ylabels", id: "ylabels" });
+  const cols = el("div", { class: "xlabels", id: "xlabels" });
+  const lh = Math.min(LABEL_PX, Math.max(cell * step, 1));
+  const at = (i, h) => clamp((i + 0.5) * cell - h / 2, 0, Math.max(0, size - h)); // inside the strip, never cut at its ends
+  for (let i = 0; i < n; i += step) {
+    rows.append(el("div", { class: "tl", style: `top: ${at(i, lh)}px; height: ${lh}px; line-height: ${lh}px`, text: cut(tokens[i]), title: `#${i} ${tokens[i]}` }));
+    cols.append(el("div", { class: "tl", style: `left: ${at(i, lh)}px; width: ${lh}px; line-height: ${lh}px`, text: cut(tokens[i]), title: `#${i} ${tokens[i]}` }));
   }
-  box.append(canvas, overlay);
+  const qmark = el("div", { class: "tl mark q", hidden: true });
+  const kmark = el("div", { class: "tl mark k", hidden: true });
+  rows.append(qmark);
+  cols.append(kmark);
+  const rowBand = el("div", { class: "band q", hidden: true, style: `left: 0; width: ${size}px; height: ${Math.max(cell, 1)}px` });
+  const colBand = el("div", { class: "band k", hidden: true, style: `top: 0; height: ${size}px; width: ${Math.max(cell, 1)}px` });
+  const corner = el("div", { class: "corner note", text: step > 1 ? `every ${step}${step === 2 ? "nd" : "th"} token named: zoom in for all` : "key →  query ↓" });
+  area.append(corner, cols, rows, el("div", { class: "plot" }, canvas, rowBand, colBand));
+  box.append(area);
+  tokensBox.before(el("p", { class: "note axisnote", id: "axis-note", text: `axes: ${axis.note}` }));
   // the tokens, each a span, to show the hovered pair in context
   const spans = n <= 4096 ? tokens.map((t, i) => el("span", { title: `#${i}`, text: shown(t) })) : [];
   tokensBox.replaceChildren(...(spans.length ? spans : [el("span", { class: "note", text: `${n} tokens` })]));
-  const octx = overlay.getContext("2d");
   let last = null;
-  canvas.addEventListener("mousemove", (e) => {
+  canvas.addEventListener("mousemove", async (e) => {
     const r = canvas.getBoundingClientRect();
-    const x = (e.clientX - r.left) * (canvas.width / r.width) - margin;
-    const y = (e.clientY - r.top) * (canvas.height / r.height) - margin;
-    const k = Math.floor(x / cell);
-    const q = Math.floor(y / cell);
+    const k = Math.floor(((e.clientX - r.left) / r.width) * n);
+    const q = Math.floor(((e.clientY - r.top) / r.height) * n);
     if (k < 0 || q < 0 || k >= n || q >= n) return;
     if (last && last[0] === q && last[1] === k) return;
     if (last) { spans[last[0]]?.classList.remove("q"); spans[last[1]]?.classList.remove("k"); }
     last = [q, k];
-    octx.clearRect(0, 0, size, size);
-    octx.strokeStyle = "rgba(26,138,58,.9)"; octx.strokeRect(margin, margin + q * cell, cell * n, cell);
-    octx.strokeStyle = "rgba(192,57,43,.9)"; octx.strokeRect(margin + k * cell, margin, cell, cell * n);
+    rowBand.hidden = colBand.hidden = qmark.hidden = kmark.hidden = false;
+    rowBand.style.top = `${q * cell}px`;
+    colBand.style.left = `${k * cell}px`;
+    const markH = LABEL_PX;
+    qmark.textContent = `${cut(tokens[q])}`; qmark.style.cssText = `top: ${at(q, markH)}px; height: ${markH}px; line-height: ${markH}px`;
+    kmark.textContent = `${cut(tokens[k])}`; kmark.style.cssText = `left: ${at(k, markH)}px; width: ${markH}px; line-height: ${markH}px`;
     spans[q]?.classList.add("q");
     spans[k]?.classList.add("k");
-    let value = { text: whyNoValue };
-    if (pixels) {
-      const o = (q * pixels.width + k) * 4;
-      value = describeValue(fig.name, [pixels.data[o], pixels.data[o + 1], pixels.data[o + 2]]);
-    }
-    readout.dataset.q = q;
-    readout.dataset.k = k;
-    readout.dataset.query = tokens[q];
-    readout.dataset.key = tokens[k];
-    if (value.lo !== undefined) { readout.dataset.lo = value.lo; readout.dataset.hi = value.hi; } else { delete readout.dataset.lo; delete readout.dataset.hi; }
-    readout.replaceChildren(
-      el("div", {}, "query ", el("span", { class: "q", text: `#${q} ${shown(tokens[q])}` }), "  attends to  key ", el("span", { class: "k", text: `#${k} ${shown(tokens[k])}` })),
-      el("div", { class: "value", text: value.text }));
+    const pair = el("div", {}, "query ", el("span", { class: "q", text: `#${q} ${shown(tokens[q])}` }), "  attends to  key ", el("span", { class: "k", text: `#${k} ${shown(tokens[k])}` }));
+    readout.replaceChildren(pair, el("div", { class: "value note", text: "…" }));
+    const value = await valueOf(q, k);
+    if (!last || last[0] !== q || last[1] !== k) return; // the cursor moved on meanwhile
+    const d = readout.dataset;
+    for (const key of ["lo", "hi", "value", "wlo", "whi"]) delete d[key];
+    Object.assign(d, { q, k, query: tokens[q], key: tokens[k], source: value.source });
+    for (const key of ["lo", "hi", "value", "wlo", "whi"]) if (typeof value[key] === "number") d[key] = value[key];
+    readout.replaceChildren(pair, el("div", { class: "value", text: value.text }));
   });
 }
 
@@ -645,7 +812,10 @@ async function viewAcross(main, route, rid) {
   const { m, rows, fig, layer, head } = await target(route, false);
   if (rid !== state.renderId) return;
   crumbs([["models", "#"], [m.model_name, hashHref({ view: "prompts", model: m.name })], [`L${layer} H${head} across prompts`, null]]);
-  keysHelp("keys: ← → head, ↑ ↓ layer");
+  keysHelp("keys: ← → head, ↑ ↓ layer, Esc back to the head (or the prompts)");
+  const back = route.prompt && rows.some((p) => p.hash === route.prompt)
+    ? hashHref({ view: "head", model: m.name, prompt: route.prompt, fig: fig.name, layer, head })
+    : hashHref({ view: "prompts", model: m.name });
   const move = (dl, dh) => {
     const next = { ...route, layer: clamp(layer + dl, 0, m.n_layers - 1), head: clamp(head + dh, 0, m.n_heads - 1) };
     if (next.layer !== layer || next.head !== head) go(next);
@@ -653,6 +823,7 @@ async function viewAcross(main, route, rid) {
   state.keyHandler = (e) => {
     if (e.key === "ArrowLeft") move(0, -1); else if (e.key === "ArrowRight") move(0, 1);
     else if (e.key === "ArrowUp") move(-1, 0); else if (e.key === "ArrowDown") move(1, 0);
+    else if (e.key === "Escape") location.hash = back;
     else return false;
     return true;
   };
@@ -673,9 +844,85 @@ async function viewAcross(main, route, rid) {
 }
 
 // ------------------------------------------------------------------------------------------------
+// one prompt text across every model that has it: rows of models, columns of chosen heads
+
+function parseHeads(spec, nLayers, nHeads) {
+  // "0.*, 3.5, *.2" -> [[layer, head], ...] within the model's size, in the order given, no repeats
+  const out = [];
+  const seen = new Set();
+  for (const part of String(spec || "").split(/[\s,;]+/).filter(Boolean)) {
+    const match = /^(\*|\d+)\.(\*|\d+)$/.exec(part);
+    if (!match) continue;
+    const layers = match[1] === "*" ? [...Array(nLayers).keys()] : [Number(match[1])];
+    const heads = match[2] === "*" ? [...Array(nHeads).keys()] : [Number(match[2])];
+    for (const l of layers) for (const h of heads) {
+      if (l >= nLayers || h >= nHeads || seen.has(`${l}.${h}`)) continue;
+      seen.add(`${l}.${h}`);
+      out.push([l, h]);
+    }
+  }
+  return out;
+}
+
+async function viewCompare(main, route, rid) {
+  const { m, prompt, fig } = await target(route);
+  const found = []; // {m, p}: the models holding this very text, in the index's order
+  for (const other of state.index.models) {
+    if (!other.figures.length) continue;
+    const p = (await prompts(other.name)).find((r) => r.text === prompt.text);
+    if (p) found.push({ m: other, p });
+  }
+  if (rid !== state.renderId) return;
+  crumbs([["models", "#"], [m.model_name, hashHref({ view: "prompts", model: m.name })], [`prompt #${prompt._i}`, hashHref({ view: "grid", model: m.name, prompt: prompt.hash, fig: fig.name })], ["across models", null]]);
+  keysHelp("Esc back to the prompt's heads");
+  const gridHref = hashHref({ view: "grid", model: m.name, prompt: prompt.hash, fig: fig.name });
+  state.keyHandler = (e) => { if (e.key !== "Escape") return false; location.hash = gridHref; return true; };
+  const wanted = route.models ? route.models.split(",") : found.map((x) => x.m.name);
+  const shownModels = found.filter((x) => wanted.includes(x.m.name));
+  const spec = route.heads || "0.*";
+  const maxLayers = Math.max(...found.map((x) => x.m.n_layers));
+  const maxHeads = Math.max(...found.map((x) => x.m.n_heads));
+  const columns = parseHeads(spec, maxLayers, maxHeads);
+  main.append(el("h2", {}, `one prompt across ${found.length} model${found.length === 1 ? "" : "s"} `, el("span", { class: "note", text: snippet(prompt.text, 160) })));
+  const figNames = [...new Set(found.flatMap((x) => x.m.figures.map((f) => f.name)))];
+  const figSel = el("select", { id: "figure", onchange: (e) => go({ ...route, fig: e.target.value }) });
+  for (const name of figNames) figSel.append(el("option", { value: name, selected: name === fig.name, text: name }));
+  const headsInput = el("input", { id: "heads", type: "search", value: spec, placeholder: "0.* 3.5 *.2", title: "layer.head, * for all; comma or space separated" });
+  headsInput.addEventListener("change", () => go({ ...route, heads: headsInput.value.trim() }));
+  const boxes = found.map((x) => el("label", { class: "mcheck" }, el("input", {
+    type: "checkbox", value: x.m.name, checked: wanted.includes(x.m.name),
+    onchange: () => go({ ...route, models: [...document.querySelectorAll(".mcheck input:checked")].map((c) => c.value).join(",") }),
+  }), ` ${x.m.model_name}`));
+  main.append(el("div", { class: "controls" }, el("label", {}, "figure ", figSel), el("label", {}, "heads ", headsInput), ...boxes,
+    el("span", { class: "note", text: `${columns.length} heads × ${shownModels.length} models` })));
+  if (!columns.length) { main.append(el("p", { class: "note", text: `no head matches ${JSON.stringify(spec)}: write layer.head, e.g. 0.* or 3.5` })); return; }
+  const { cell: cellSize, gap, border } = gridCell(columns.length, route.size);
+  const labelPx = 160;
+  const grid = el("div", {
+    class: "grid heads compare compact", id: "compare",
+    style: `grid-template-columns: ${labelPx}px repeat(${columns.length}, ${cellSize + 2 * border}px); gap: ${gap}px; --cell: ${cellSize}px; --border: ${border}px; --sticky-top: ${stickyTop()}px`,
+  });
+  const every = Math.max(1, Math.ceil(30 / (cellSize + 2 * border + gap)));
+  grid.append(el("div", { class: "colhead corner", text: "L.H" }));
+  columns.forEach(([l, h], i) => grid.append(el("div", { class: "colhead", text: i % every ? "" : `${l}.${h}` })));
+  for (const { m: other, p } of shownModels) {
+    const f = figureOf(other, fig.name);
+    grid.append(el("div", { class: "rowlabel", title: other.model_name, text: snippet(other.model_name, 24) }));
+    for (const [l, h] of columns) {
+      if (l >= other.n_layers || h >= other.n_heads) { grid.append(el("div", { class: "cell none", title: `${other.model_name} has no head ${l}.${h}` })); continue; }
+      grid.append(el("a", {
+        class: "cell", dataset: { model: other.name, layer: l, head: h }, title: `${other.model_name}: layer ${l}, head ${h}`,
+        href: hashHref({ view: "head", model: other.name, prompt: p.hash, fig: f.name, layer: l, head: h }),
+      }, thumb(other, p.hash, l, h, f)));
+    }
+  }
+  main.append(grid);
+}
+
+// ------------------------------------------------------------------------------------------------
 // router
 
-const VIEWS = { models: viewModels, prompts: viewPrompts, grid: viewGrid, head: viewHead, across: viewAcross };
+const VIEWS = { models: viewModels, prompts: viewPrompts, grid: viewGrid, head: viewHead, across: viewAcross, compare: viewCompare };
 
 async function render() {
   const rid = ++state.renderId;
