@@ -574,7 +574,7 @@ COMMANDS: dict[str, Command] = {
     "gallery": Command("write the offline gallery (index.html) into a data folder", add_gallery_arguments, run_gallery),
     "serve": Command(
         "serve a data folder and its gallery on http://127.0.0.1:8000",
-        lambda p: _server().add_arguments(p, positional=True),
+        lambda p: importlib.import_module("pattern_lens._view.serve_args").add_arguments(p, positional=True),  # no http server to build --help
         lambda args: _server().run_from_args(args),
     ),
     "activations": Command(

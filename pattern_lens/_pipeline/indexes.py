@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from pattern_lens._json_limits import loads_bounded
 from pattern_lens._layout import FIGURES_INDEX, MODELS_INDEX, MODEL_CFG_FILE, PROMPTS_INDEX, PROMPT_FILE, figure_names
 from pattern_lens._pipeline.atomic import write_text_if_changed
 from pattern_lens._pipeline.outputs import figure_func_name
@@ -122,10 +123,7 @@ def parse_jsonl_line(path: Path, number: int, line: str) -> dict:
     # Raises:
      - `ValueError` `"<path>:<number>: ..."` when the line is not a JSON object
     """
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{number}: not valid JSON ({e})") from e
+    obj = loads_bounded(line, f"{path}:{number}")  # depth and size limits: a hostile line costs that line
     if not isinstance(obj, dict):
         raise ValueError(f"{path}:{number}: expected a JSON object, got {type(obj).__name__}")
     return obj
