@@ -22,6 +22,7 @@ from pattern_lens._errors import InputError
 from pattern_lens._json_limits import loads_bounded
 from pattern_lens._layout import ACTIVATIONS_FILE, MODEL_CFG_FILE, PROMPTS_INDEX, PROMPT_FILE, TMP_SUFFIX, temp_prefix
 from pattern_lens._pipeline.atomic import remove_stale_temp
+from pattern_lens._pipeline.cfg_shape import check_sizes
 from pattern_lens._pipeline.indexes import find_model_dir, read_jsonl_tolerant, sanitize_model_name
 from pattern_lens._pipeline.npz import peek_n_ctx
 from pattern_lens._pipeline.planner import PromptWork
@@ -104,6 +105,7 @@ def load_model_cfg(model_dir: Path | str) -> HTConfigMock:
             raise InputError(
                 f"{path}: {key!r} is {value!r}, expected a {'positive integer' if kind is int else 'string'}"
             )
+    check_sizes(path, data["n_layers"], data["n_heads"])  # before anything is sized from them
     return HTConfigMock.load(data)
 
 

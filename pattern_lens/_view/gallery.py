@@ -106,6 +106,15 @@ def _version() -> str:
         return "unknown"
 
 
+class GalleryWarning(UserWarning):
+    """something in the data folder the gallery skipped (an unreadable index, a refused name)"""
+
+
+def _warn(message: str) -> None:
+    """one line on stderr (no source line: the place is in the message)"""
+    warnings.warn_explicit(" ".join(message.split()), GalleryWarning, "pattern_lens gallery", 0)
+
+
 def _colormap_lut(name: str) -> list[list[int]]:
     """the 256 colours a figure in colormap `name` can have, as `figure_util` computes them"""
     import matplotlib
@@ -145,7 +154,7 @@ def _read_rows(path: Path) -> list[dict] | None:
     except FileNotFoundError:
         return None
     except (ValueError, OSError, UnicodeDecodeError) as e:
-        warnings.warn(f"gallery: skipping unreadable index {path}: {e}", stacklevel=3)
+        _warn(f"skipping unreadable index {path}: {e}")
         return None
 
 
@@ -154,7 +163,7 @@ def _model_dir(save_path: Path, folder: object, what: str) -> Path | None:
     try:
         return _guard.inside(save_path, folder, what=what)
     except InputError as e:
-        warnings.warn(f"gallery: skipping model: {e}", stacklevel=3)
+        _warn(f"skipping model: {e}")
         return None
 
 
@@ -183,12 +192,12 @@ def _model_dirs(save_path: Path) -> list[tuple[Path, dict]]:
         try:
             data = load_json_file(cfg)
         except ValueError as e:
-            warnings.warn(f"gallery: skipping model {p.name}: {e}", stacklevel=2)
+            _warn(f"skipping model {p.name}: {e}")
             continue
         if isinstance(data, dict):
             out.append((d, data))
         else:
-            warnings.warn(f"gallery: skipping model {p.name}: {cfg} is not a JSON object", stacklevel=2)
+            _warn(f"skipping model {p.name}: {cfg} is not a JSON object")
     return out
 
 
@@ -199,7 +208,7 @@ def _safe_hash(model_dir: Path, prompt: dict, what: str) -> str | None:
         _guard.inside(model_dir.parent, model_dir.name, "prompts", h, what=what)
         return h
     except InputError as e:
-        warnings.warn(f"gallery: skipping prompt: {e}", stacklevel=3)
+        _warn(f"skipping prompt: {e}")
         return None
 
 
@@ -223,13 +232,14 @@ def _prompts(model_dir: Path) -> list[dict]:
 
 def _first_head_dir(model_dir: Path, prompts: list[dict]) -> Path | None:
     """the first head folder with files, in prompt order: the figures of a model are read from it"""
+    root = _guard.resolved_root(model_dir.parent)
     for prompt in prompts[:20]:
         pdir = model_dir / "prompts" / prompt["hash"]
         if not pdir.is_dir():
             continue
         for layer_dir in sorted(pdir.glob("L*"), key=lambda p: p.name):
             for head_dir in sorted(layer_dir.glob("H*"), key=lambda p: p.name):
-                if any(head_dir.iterdir()):
+                if _guard.leaves_root(head_dir, root) is None and head_dir.is_dir() and any(head_dir.iterdir()):
                     return head_dir
     return None
 
@@ -327,6 +337,7 @@ def write_gallery(save_path: Path | str, out: Path | str | None = None) -> Galle
     figure_names = [str(r["name"]) for r in figure_rows if "name" in r]
     models: list[dict] = []
     n_prompts_total = 0
+    root = _guard.resolved_root(save_path)
     for model_dir, cfg in _model_dirs(save_path):
         prompts = _prompts(model_dir)
         n_prompts_total += len(prompts)
@@ -338,13 +349,16 @@ def write_gallery(save_path: Path | str, out: Path | str | None = None) -> Galle
         stats_prompts: list[str] = []
         for prompt in prompts:
             stats_js = model_data / "stats" / f"{prompt['hash']}.js"  # the hash was checked by `_prompts`
+            if (outside := _guard.leaves_root(model_dir / "prompts" / prompt["hash"] / HEAD_STATS_FILE, root)) is not None:
+                _warn(f"skipping statistics: {outside}")  # a link to a file outside: not read
+                continue
             if stats_names and _up_to_date(stats_js, model_dir / "prompts" / prompt["hash"] / HEAD_STATS_FILE):
                 stats_prompts.append(prompt["hash"])  # written from this very file by this version: kept
                 continue
             try:
                 stats = read_head_stats(model_dir / "prompts" / prompt["hash"], n_layers, n_heads)
             except ValueError as e:
-                warnings.warn(f"gallery: {e}", stacklevel=2)
+                _warn(f"{e}")
                 continue
             if stats is not None:
                 _guard.inside(model_data, "stats", what="gallery statistics folder").mkdir(exist_ok=True)
@@ -391,6 +405,6 @@ def _shape(cfg: dict) -> tuple[int, int]:
         v = cfg.get(key)
         ok = isinstance(v, int) and not isinstance(v, bool) and 0 < v <= _MAX_SHAPE
         if v is not None and not ok:
-            warnings.warn(f"gallery: model {cfg.get('model_name')!r}: {key} = {str(v)[:40]} is not a layer or head count; taken as unknown", stacklevel=3)
+            _warn(f"model {cfg.get('model_name')!r}: {key} = {str(v)[:40]} is not a layer or head count; taken as unknown")
         out.append(v if ok else 0)
     return out[0], out[1]
