@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pattern_lens._errors import InputError
 
-__all__ = ["MAX_NAME_BYTES", "check_name", "check_hash", "leaves_root", "is_inside", "inside", "resolved_root"]
+__all__ = ["MAX_NAME_BYTES", "shown", "check_name", "check_hash", "leaves_root", "is_inside", "inside", "resolved_root"]
 
 MAX_NAME_BYTES: int = 255
 "the longest path component most file systems take (ext4, APFS, NTFS: 255)"
@@ -34,7 +34,7 @@ _CONTROL: re.Pattern = re.compile(r"[\x00-\x1f\x7f]")
 _SAFE_HASH: re.Pattern = re.compile(r"^[A-Za-z0-9_\-=.]+$")
 
 
-def _shown(name: object) -> str:
+def shown(name: object) -> str:
     """`repr(name)`, cut to 80 characters (a name of 100,000 characters is not printed whole)"""
     text = repr(name)
     return text if len(text) <= 80 else f"{text[:60]}...{text[-12:]} ({len(str(name))} characters)"
@@ -52,7 +52,7 @@ def check_name(name: object, what: str = "name") -> str:
        character, or a name longer than `MAX_NAME_BYTES` bytes
     """
     if not isinstance(name, str):
-        raise InputError(f"{what}: {_shown(name)} is not a string (expected a file or folder name)")
+        raise InputError(f"{what}: {shown(name)} is not a string (expected a file or folder name)")
     why = None
     if name in ("", ".", ".."):
         why = "empty or a dot name"
@@ -65,7 +65,7 @@ def check_name(name: object, what: str = "name") -> str:
     elif len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
         why = f"is longer than {MAX_NAME_BYTES} bytes"
     if why is not None:
-        raise InputError(f"{what}: {_shown(name)} is not a folder name ({why}); refused")
+        raise InputError(f"{what}: {shown(name)} is not a folder name ({why}); refused")
     return name
 
 
@@ -77,7 +77,7 @@ def check_hash(prompt_hash: object, what: str = "prompt hash") -> str:
     """
     check_name(prompt_hash, what)
     if not _SAFE_HASH.match(prompt_hash):  # type: ignore[arg-type]
-        raise InputError(f"{what}: {_shown(prompt_hash)} is not a folder name (expected letters, digits, '_-=.'); refused")
+        raise InputError(f"{what}: {shown(prompt_hash)} is not a folder name (expected letters, digits, '_-=.'); refused")
     return prompt_hash  # type: ignore[return-value]
 
 

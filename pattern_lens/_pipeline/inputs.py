@@ -176,7 +176,7 @@ def prompt_work(
             check_prompt_hash(h)
         except InputError:
             summary.add_input_error(
-                f"{index}: prompt {i} has hash {h!r}, expected a folder name under {model_dir / 'prompts'}",
+                f"{index}: prompt {i} has hash {_guard.shown(h)}, expected a folder name under {model_dir / 'prompts'}",
                 heads_per_prompt,
             )
             continue
