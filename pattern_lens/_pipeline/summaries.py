@@ -55,7 +55,7 @@ import numpy as np
 
 from pattern_lens._errors import PatternLensError
 from pattern_lens._export.png_fast import read_text
-from pattern_lens._json_limits import load_json_file
+from pattern_lens._json_limits import load_json_file, loads_bounded
 from pattern_lens._export.preview import PREVIEW_CMAP, preview_png
 from pattern_lens._layout import HEAD_STATS_FILE, HEAD_STATS_FORMAT, HEAD_STATS_VERSION, PREVIEW_FILE, PREVIEW_NAME
 from pattern_lens._pipeline.atomic import atomic_write_bytes, write_text_if_changed
@@ -227,7 +227,7 @@ def _row_in_preview(path: Path, spec: SummarySpec, layer: int, head: int) -> dic
     try:
         with open(path, "rb") as f:
             data = f.read(_PREVIEW_TEXT_READ)
-        carried = json.loads(read_text(data, PREVIEW_TEXT_KEY) or "null")
+        carried = loads_bounded(read_text(data, PREVIEW_TEXT_KEY) or "null", str(path))
     except (OSError, ValueError):  # unreadable, or JSON that is not
         return None
     if not isinstance(carried, dict) or carried.get("header") != spec.header():
