@@ -57,7 +57,7 @@ def check_name(name: object, what: str = "name") -> str:
     if name in ("", ".", ".."):
         why = "empty or a dot name"
     elif "/" in name or "\\" in name:
-        why = "has a path separator (a name may not leave its folder)"
+        why = "has a path separator: a name may not leave its folder"
     elif "\x00" in name:
         why = "has a NUL character"
     elif _CONTROL.search(name):
