@@ -232,7 +232,9 @@ def run_options(args: argparse.Namespace) -> dict:
 def each_model(args: argparse.Namespace, run_one: Callable[[str], Any]) -> int:
     """`run_one(model)` for every model in `args.model` (comma separated); one that fails does not
     stop the others. Exit code 0 only when every summary is `.ok`."""
-    models = [m for m in args.model.split(",") if m]
+    models = [m.strip() for m in args.model.split(",") if m.strip()]
+    if not models:  # `-m ""`, `-m ","`: nothing asked for is not a success
+        raise PatternLensError(f"no model name in --model {args.model!r}: expected a name, or several separated by commas")
     code = 0
     rendered_any = False  # a run refused before any work (bad model name, ...) writes nothing at all
     for i, model in enumerate(models, start=1):

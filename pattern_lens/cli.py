@@ -54,7 +54,11 @@ COMMANDS: dict[str, Command] = {
     "render": _lazy("render", "pattern_lens.figures"),
     "demo": _lazy("demo", "pattern_lens.synthetic", "add_demo_arguments", "run_demo"),
     "gallery": _lazy("gallery", "pattern_lens._view.commands", "add_gallery_arguments", "run_gallery"),
-    "serve": _lazy("serve", "pattern_lens.server", positional=True),
+    "serve": Command(  # the options from a module that builds no http server, for a quick --help
+        HELP["serve"],
+        lambda p: importlib.import_module("pattern_lens._view.serve_args").add_arguments(p, positional=True),
+        lambda args: importlib.import_module("pattern_lens.server").run_from_args(args),
+    ),
     "activations": _lazy("activations", "pattern_lens.activations", "add_activations_arguments", "run_from_args"),
     "run": _lazy("run", "pattern_lens.activations", "add_run_arguments", "run_stream_from_args"),
     "bench": _lazy("bench", "pattern_lens.bench"),

@@ -48,6 +48,7 @@ from pattern_lens._engine.selection import select_figure_funcs
 from pattern_lens._errors import FigureFuncTransferError, InputError, PatternLensError, RunInterrupted
 from pattern_lens._output.indexes import write_run_indexes
 from pattern_lens._output.indexes import write_prompts_jsonl as generate_prompts_jsonl
+from pattern_lens._input.cfg_shape import check_against_activations
 from pattern_lens._input.inputs import (
     HTConfigMock,
     check_layers,
@@ -167,6 +168,19 @@ def process_single_head(
 def _or_registered(figure_funcs: Sequence[Callable] | None) -> Sequence[Callable]:
     # read through this module at call time, so that a test patching ATTENTION_MATRIX_FIGURE_FUNCS here is seen
     return list(ATTENTION_MATRIX_FIGURE_FUNCS) if figure_funcs is None else figure_funcs
+
+
+def _first_prompt_dirs(model_dir: Path, prompts: list, root: Path, n: int = 8) -> list[str]:
+    """the folders of the first `n` prompts whose hash and `activations.npz` pass the guard (to peek at)"""
+    out = []
+    for p in prompts[:n]:
+        try:
+            d = model_dir / "prompts" / check_prompt_hash(p.get("hash") if isinstance(p, dict) else None)
+        except InputError:
+            continue
+        if leaves_root(d / ACTIVATIONS_FILE, root) is None:
+            out.append(str(d))
+    return out
 
 
 def _inside(path: Path, root: Path) -> Path:
@@ -346,6 +360,9 @@ def figures_main(
     spec = summary_spec(cfg, preview_size) if summaries or summaries_only else None
     listed = indexed_funcs(funcs, spec)
     cfg_path = model_dir / MODEL_CFG_FILE
+    check_against_activations(  # a damaged config fails here, before a plan is sized from it
+        cfg_path, cfg.n_layers, cfg.n_heads, _first_prompt_dirs(model_dir, prompts, save_path.resolve())
+    )
     layer_sel = check_layers(layers, cfg.n_layers, "layer", cfg_path)
     head_sel = check_layers(heads, cfg.n_heads, "head", cfg_path)
     if n_jobs is None and parallel is not True:

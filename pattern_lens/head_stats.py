@@ -17,17 +17,20 @@ rank_heads("gpt2", "attn_data", "prev_token", top=5)  # [{"layer", "head", "mean
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from pattern_lens._layout import HEAD_STATS_FILE, PROMPTS_INDEX, prompt_dir
 from pattern_lens._errors import InputError
+from pattern_lens._guard import check_hash, inside, leaves_root, resolved_root
 from pattern_lens._input.inputs import model_folder, models_present, read_prompt_index
+from pattern_lens._json_limits import dumps_strict
+from pattern_lens._layout import HEAD_STATS_FILE, PROMPTS_INDEX
 from pattern_lens._summaries.stats import LOCAL_WINDOW, PREVIEW_SIZE, STATISTICS, summarize_head
-from pattern_lens._summaries.summaries import preview, read_head_stats_file
+from pattern_lens._summaries.summaries import load_head_stats_file, preview
 from pattern_lens.consts import DATA_DIR
 from pattern_lens._command import positive_int
 
@@ -107,20 +110,43 @@ def load_head_stats(
      - `InputError` when the model folder is absent (the message lists the models present), or its
        `prompts.jsonl` is missing or unreadable
     """
+    return [{k: v for k, v in row.items() if k != _NON_FINITE} for row in _read_table(model_name, save_path, n_samples).rows]
+
+
+@dataclass
+class _Table:
+    """what `load_head_stats` read, and what it skipped: `damaged` (one message per file or prompt)"""
+
+    rows: list[dict] = field(default_factory=list)
+    damaged: list[str] = field(default_factory=list)
+
+
+def _read_table(model_name: str, save_path: Path | str, n_samples: int | None) -> _Table:
     model_dir = _model_dir(model_name, save_path)
-    prompts = [p for p in read_prompt_index(model_dir / PROMPTS_INDEX) if isinstance(p, dict)]  # bad lines: render reports them
+    index = model_dir / PROMPTS_INDEX
+    prompts = [p for p in read_prompt_index(index) if isinstance(p, dict)]  # bad lines: render reports them
     if n_samples is not None:
         prompts = prompts[:n_samples]
-    rows: list[dict] = []
-    for prompt in prompts:
+    root = resolved_root(save_path)
+    table = _Table()
+    for i, prompt in enumerate(prompts, start=1):
         h = prompt.get("hash")
-        if not isinstance(h, str):
+        try:  # the one guard: a hash that is a path, or a link leading out of the save path, is not read
+            path = inside(model_dir, "prompts", check_hash(h, f"{index}: prompt {i} hash"), HEAD_STATS_FILE)
+            if (outside := leaves_root(path, root)) is not None:
+                raise InputError(outside)
+            data = load_head_stats_file(path)
+        except (InputError, ValueError) as e:
+            table.damaged.append(str(e))
             continue
-        data = read_head_stats_file(prompt_dir(model_dir, h) / HEAD_STATS_FILE)
         if data is None:
             continue
-        rows.extend({"prompt": h, **clean} for row in data["heads"] if (clean := _tidy_row(row)) is not None)
-    return rows
+        heads = data["heads"]
+        tidy = [clean for row in heads if (clean := _tidy_row(row)) is not None]
+        if len(tidy) < len(heads):
+            table.damaged.append(f"{path}: {len(heads) - len(tidy)} of {len(heads)} rows without an integer layer and head, skipped")
+        table.rows.extend({"prompt": h, **clean} for clean in tidy)
+    return table
 
 
 def _is_int(v: object) -> bool:
@@ -135,9 +161,15 @@ def _tidy_row(row: object) -> dict | None:
     tidy = dict(row)
     for name in STATISTICS:
         v = tidy.get(name)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:  # v != v: NaN
-            tidy[name] = None
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            tidy[name] = None  # NaN, infinite (a damaged or edited file), or not a number: undefined
+            if isinstance(v, float) and not math.isfinite(v):
+                tidy.setdefault(_NON_FINITE, []).append(name)
     return tidy
+
+
+_NON_FINITE: str = "_non_finite"
+"a tidy row's key listing its statistics that were NaN or infinite in the file (excluded, counted by `stats`)"
 
 
 def rank_heads(
@@ -229,8 +261,11 @@ def _table_lines(ranked: list[dict]) -> list[str]:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    """print the ranking(s); exit 1 when the model has no statistics yet"""
-    rows = load_head_stats(args.model, args.save_path, args.n_samples)
+    """print the ranking(s); exit 1 when the model has no statistics yet, or some files are damaged"""
+    table = _read_table(args.model, args.save_path, args.n_samples)
+    rows = table.rows
+    for message in table.damaged:  # named, skipped: the ranking uses the others
+        print(f"skipped: {message}", file=sys.stderr)
     if not rows:
         model_dir = _model_dir(args.model, args.save_path)
         print(
@@ -243,14 +278,18 @@ def run_from_args(args: argparse.Namespace) -> int:
     top = args.top if args.top is not None else (20 if args.stat else 5)
     n_prompts = len({r["prompt"] for r in rows})
     order = "lowest" if args.lowest else "highest"
+    excluded = {stat: sum(stat in r.get(_NON_FINITE, ()) for r in rows) for stat in stats}
+    for stat, n in excluded.items():
+        if n:
+            print(f"{stat}: {n} values NaN or infinite in the files, excluded from the ranking", file=sys.stderr)
     if args.json:
         out = []
         for stat in stats:
             out.extend(rank_heads(args.model, stat=stat, lowest=args.lowest, top=top, rows=rows))
-        print(json.dumps(out, indent=1))
-        return 0
+        print(dumps_strict(out, indent=1))
+        return 1 if table.damaged else 0
     for stat in stats:
         print(f"{args.model}: {stat} ({STATISTICS[stat]}), {order} first, over {n_prompts} prompts")
         print("\n".join(_table_lines(rank_heads(args.model, stat=stat, lowest=args.lowest, top=top, rows=rows))))
         print()
-    return 0
+    return 1 if table.damaged else 0

@@ -133,6 +133,16 @@ def _render_item(
     finally:
         res.read_seconds += time.perf_counter() - t_read
 
+    layer_dir = head_dir(prompt_dir, layer, 0).parent
+    try:
+        layer_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a read-only output folder: one line for the layer, not one per head
+        res.add_input_error(
+            f"{layer_dir}: cannot create the layer folder ({type(e).__name__}: {e.strerror or e}); "
+            f"its {len(todo)} heads are not rendered",
+            len(todo),
+        )
+        return
     for h, d, listing, funcs, summarise in todo:
         if h in bad:
             res.add_input_error(

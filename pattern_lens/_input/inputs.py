@@ -14,17 +14,19 @@ followed only while they stay inside the save path: the model folder, a prompt f
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from pattern_lens import _guard
 from pattern_lens._errors import InputError
+from pattern_lens._json_limits import loads_bounded
 from pattern_lens._layout import ACTIVATIONS_FILE, MODEL_CFG_FILE, PROMPTS_INDEX, PROMPT_FILE, TMP_SUFFIX, temp_prefix
 from pattern_lens._output.atomic import remove_stale_temp
 from pattern_lens._output.indexes import find_model_dir, read_jsonl_tolerant, sanitize_model_name
 from pattern_lens._input.npz import peek_n_ctx
 from pattern_lens._engine.planner import PromptWork
 from pattern_lens._summaries.summary import RenderSummary
+from pattern_lens._input.cfg_shape import check_sizes
 
 __all__ = [
     "models_present",
@@ -87,14 +89,14 @@ def load_model_cfg(model_dir: Path | str) -> HTConfigMock:
     """
     path = Path(model_dir) / MODEL_CFG_FILE
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = loads_bounded(path.read_bytes(), str(path))
     except FileNotFoundError:
         raise InputError(
             f"model config not found: {path} (expected <save_path>/<model>/model_cfg.json with "
             f"n_layers, n_heads, model_name); {models_present(path.parent.parent)}"
         ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"cannot read model config {path}: {e}") from e
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot read model config {path}: {e}") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: expected a JSON object, got {type(data).__name__}")
     for key, kind in (("n_layers", int), ("n_heads", int), ("model_name", str)):
@@ -103,31 +105,12 @@ def load_model_cfg(model_dir: Path | str) -> HTConfigMock:
             raise InputError(
                 f"{path}: {key!r} is {value!r}, expected a {'positive integer' if kind is int else 'string'}"
             )
+    check_sizes(path, data["n_layers"], data["n_heads"])  # before anything is sized from them
     return HTConfigMock.load(data)
 
 
-_SAFE_HASH: re.Pattern = re.compile(r"^[A-Za-z0-9_\-=.]+$")
-
-
-def _unresolvable(path: Path | str, e: BaseException) -> str:
-    return f"{path}: cannot be resolved ({type(e).__name__}: {' '.join(str(e).split())}; a symbolic link loop?); refused"
-
-
-def leaves_root(path: Path | str, root: Path | str | None) -> str | None:
-    """why writing under `path` would leave the folder `root` (resolved), or `None` when it stays inside
-
-    `path` is resolved (symbolic links followed, as far as it exists); `root=None` checks nothing.
-    A path that cannot be resolved (a link to itself: `RuntimeError` or `ELOOP`) is refused too.
-    """
-    if root is None:
-        return None
-    try:
-        resolved = Path(path).resolve()
-    except (RuntimeError, OSError) as e:
-        return _unresolvable(path, e)
-    if resolved == Path(root) or resolved.is_relative_to(root):
-        return None
-    return f"{path}: leads outside the save path {root} (to {resolved}, through a symbolic link); refused"
+# the path rules live in `pattern_lens._guard` (the one guard); these names stay for their importers
+leaves_root = _guard.leaves_root
 
 
 def model_folder(save_path: Path | str, model_name: str) -> Path:
@@ -140,11 +123,9 @@ def model_folder(save_path: Path | str, model_name: str) -> Path:
     name = sanitize_model_name(str(model_name))
     if name in ("", ".", ".."):
         raise InputError(f"model name {model_name!r} is not a folder name (sanitised: {name!r}); expected e.g. 'pythia-14m'")
+    _guard.check_name(name, f"model name {model_name!r} (sanitised)")
     model_dir = find_model_dir(save_path, model_name)  # an old-style folder name is still found
-    try:
-        root = Path(save_path).resolve()
-    except (RuntimeError, OSError) as e:  # the save path itself is a link loop
-        raise InputError(_unresolvable(save_path, e)) from None
+    root = _guard.resolved_root(save_path)  # the save path itself may be a link loop
     if (outside := leaves_root(model_dir, root)) is not None:
         raise InputError(outside)
     return model_dir
@@ -156,9 +137,7 @@ def check_prompt_hash(prompt_hash: object) -> str:
     # Raises:
      - `InputError` otherwise
     """
-    if not isinstance(prompt_hash, str) or not _SAFE_HASH.match(prompt_hash) or prompt_hash in {".", ".."}:
-        raise InputError(f"prompt hash {prompt_hash!r} is not a folder name (expected letters, digits, '_-=.')")
-    return prompt_hash
+    return _guard.check_hash(prompt_hash)
 
 
 def read_prompt_index(path: Path) -> list[dict | str]:
@@ -197,7 +176,7 @@ def prompt_work(
             check_prompt_hash(h)
         except InputError:
             summary.add_input_error(
-                f"{index}: prompt {i} has hash {h!r}, expected a folder name under {model_dir / 'prompts'}",
+                f"{index}: prompt {i} has hash {_guard.shown(h)}, expected a folder name under {model_dir / 'prompts'}",
                 heads_per_prompt,
             )
             continue
@@ -206,6 +185,9 @@ def prompt_work(
             summary.add_input_error(outside, heads_per_prompt)
             continue
         npz = prompt_dir / ACTIVATIONS_FILE
+        if (outside := leaves_root(npz, root)) is not None:  # a link to a file outside: not read
+            summary.add_input_error(outside, heads_per_prompt)
+            continue
         if not npz.is_file():
             summary.add_input_error(f"{npz}: activations file not found (prompt {i} of {index})", heads_per_prompt)
             continue

@@ -13,6 +13,8 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from pattern_lens._guard import leaves_root, resolved_root
+from pattern_lens._json_limits import load_json_file, loads_bounded
 from pattern_lens._layout import FIGURES_INDEX, MODELS_INDEX, MODEL_CFG_FILE, PROMPTS_INDEX, PROMPT_FILE, figure_names
 from pattern_lens._output.atomic import write_text_if_changed
 from pattern_lens._output.outputs import figure_func_name
@@ -124,10 +126,7 @@ def parse_jsonl_line(path: Path, number: int, line: str) -> dict:
     # Raises:
      - `ValueError` `"<path>:<number>: ..."` when the line is not a JSON object
     """
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}:{number}: not valid JSON ({e})") from e
+    obj = loads_bounded(line, f"{path}:{number}")  # depth and size limits: a hostile line costs that line
     if not isinstance(obj, dict):
         raise ValueError(f"{path}:{number}: expected a JSON object, got {type(obj).__name__}")
     return obj
@@ -152,13 +151,14 @@ def write_prompts_jsonl(model_dir: Path, order: Sequence[str] = ()) -> Path:
     index_path: Path = model_dir / PROMPTS_INDEX
     on_disk: dict[str, dict] = {}
     prompts_root: Path = model_dir / "prompts"
+    root: Path = resolved_root(model_dir.parent)
     if prompts_root.is_dir():
         for prompt_dir in sorted(prompts_root.iterdir()):
             prompt_file: Path = prompt_dir / PROMPT_FILE
-            if prompt_file.is_file():
+            if prompt_file.is_file() and leaves_root(prompt_file, root) is None:  # a link out is not read
                 try:
-                    on_disk[prompt_dir.name] = json.loads(prompt_file.read_text(encoding="utf-8"))
-                except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+                    on_disk[prompt_dir.name] = load_json_file(prompt_file)
+                except ValueError:
                     continue  # an unreadable prompt.json must not cost the whole index
     rows: list[dict] = []
     seen: set[str] = set()
@@ -188,13 +188,16 @@ def write_models_jsonl(save_path: Path) -> Path:
      - `Path` of the index
     """
     rows: list[dict] = []
+    root: Path = resolved_root(save_path)
     for model_dir in sorted(p for p in save_path.iterdir() if p.is_dir()):
         cfg_path: Path = model_dir / MODEL_CFG_FILE
-        if not cfg_path.is_file():
+        if not cfg_path.is_file() or leaves_root(cfg_path, root) is not None:  # a link out is not read
             continue
         try:
-            cfg: dict = json.loads(cfg_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+            cfg = load_json_file(cfg_path)
+        except ValueError:
+            continue
+        if not isinstance(cfg, dict):
             continue
         rows.append({**cfg, "sanitized_name": model_dir.name})
     out: Path = save_path / MODELS_INDEX

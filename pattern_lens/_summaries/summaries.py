@@ -58,6 +58,7 @@ import numpy as np
 from pattern_lens._errors import PatternLensError
 from pattern_lens._export.extremes import known_extremes
 from pattern_lens._export.png_fast import read_text
+from pattern_lens._json_limits import load_json_file, loads_bounded
 from pattern_lens._export.preview import PREVIEW_CMAP, preview_png
 from pattern_lens._layout import (
     HEAD_STATS_FILE,
@@ -83,6 +84,7 @@ __all__ = [
     "first_pass",
     "add_head",
     "read_head_stats_file",
+    "load_head_stats_file",
     "format_head_stats",
     "PromptStatsWriter",
 ]
@@ -170,13 +172,30 @@ def format_head_stats(spec: SummarySpec, rows: Iterable[dict]) -> str:
 def read_head_stats_file(path: Path | str) -> dict | None:
     """a prompt's `head_stats.json` as a dict, or `None` when missing, unreadable, or not this format and version"""
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return load_head_stats_file(path)
+    except ValueError:
         return None
-    if not isinstance(data, dict) or data.get("format") != HEAD_STATS_FORMAT or not isinstance(data.get("heads"), list):
+
+
+def load_head_stats_file(path: Path | str) -> dict | None:
+    """a prompt's `head_stats.json` as a dict, `None` when there is none
+
+    # Raises:
+     - `ValueError` saying what is wrong with a file that is there but damaged (unreadable, a
+       folder, not JSON, not this format, another version, no `heads` list)
+    """
+    path = Path(path)
+    if not os.path.lexists(path):
         return None
+    data = load_json_file(path)  # bounded: a hostile file costs a message, not a crash
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    if data.get("format") != HEAD_STATS_FORMAT:
+        raise ValueError(f"{path}: 'format' is {str(data.get('format'))[:40]!r}, expected {HEAD_STATS_FORMAT!r}")
     if data.get("version") != HEAD_STATS_VERSION:  # another version's fields may mean other things
-        return None
+        raise ValueError(f"{path}: version {str(data.get('version'))[:20]}, this release reads {HEAD_STATS_VERSION}")
+    if not isinstance(data.get("heads"), list):
+        raise ValueError(f"{path}: no 'heads' list")
     return data
 
 
@@ -221,7 +240,7 @@ def _row_in_preview(path: Path, spec: SummarySpec, layer: int, head: int) -> dic
     try:
         with open(path, "rb") as f:
             data = f.read(_PREVIEW_TEXT_READ)
-        carried = json.loads(read_text(data, PREVIEW_TEXT_KEY) or "null")
+        carried = loads_bounded(read_text(data, PREVIEW_TEXT_KEY) or "null", str(path))
     except (OSError, ValueError):  # unreadable, or JSON that is not
         return None
     if not isinstance(carried, dict) or carried.get("header") != spec.header():

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pattern_lens import _guard
 from pattern_lens._errors import InputError
 from pattern_lens._layout import (
     ERROR_SUFFIX,
@@ -47,8 +48,8 @@ from pattern_lens._layout import (
     is_temp_name,
 )
 from pattern_lens._output.atomic import write_text_if_changed
+from pattern_lens._json_limits import load_json_file
 from pattern_lens._output.indexes import read_jsonl, sanitize_model_name
-from pattern_lens._input.inputs import check_prompt_hash
 from pattern_lens._view.axes import prompt_axis
 from pattern_lens._view.summaries import page_names, read_head_stats
 
@@ -106,6 +107,15 @@ def _version() -> str:
         return "unknown"
 
 
+class GalleryWarning(UserWarning):
+    """something in the data folder the gallery skipped (an unreadable index, a refused name)"""
+
+
+def _warn(message: str) -> None:
+    """one line on stderr (no source line: the place is in the message)"""
+    warnings.warn_explicit(" ".join(message.split()), GalleryWarning, "pattern_lens gallery", 0)
+
+
 def _colormap_lut(name: str) -> list[list[int]]:
     """the 256 colours a figure in colormap `name` can have, as `figure_util` computes them"""
     import matplotlib
@@ -145,27 +155,62 @@ def _read_rows(path: Path) -> list[dict] | None:
     except FileNotFoundError:
         return None
     except (ValueError, OSError, UnicodeDecodeError) as e:
-        warnings.warn(f"gallery: skipping unreadable index {path}: {e}", stacklevel=3)
+        _warn(f"skipping unreadable index {path}: {e}")
+        return None
+
+
+def _model_dir(save_path: Path, folder: object, what: str) -> Path | None:
+    """`save_path / folder` through the guard (one folder name, inside the save path), else `None` and a warning"""
+    try:
+        return _guard.inside(save_path, folder, what=what)
+    except InputError as e:
+        _warn(f"skipping model: {e}")
         return None
 
 
 def _model_dirs(save_path: Path) -> list[tuple[Path, dict]]:
-    """(folder, config) of every model: `models.jsonl` first, then folders with a config it lacks"""
+    """(folder, config) of every model: `models.jsonl` first, then folders with a config it lacks
+
+    Every folder name comes through the guard (`pattern_lens._guard.inside`): a `sanitized_name`
+    that is a path, or a model folder that is a link leading outside the save path, is skipped.
+    """
     out: list[tuple[Path, dict]] = []
     seen: set[str] = set()
-    for row in _read_rows(save_path / "models.jsonl") or []:
+    for i, row in enumerate(_read_rows(save_path / "models.jsonl") or [], start=1):
         folder = row.get("sanitized_name") or sanitize_model_name(str(row.get("model_name", "")))
-        if folder and folder not in seen and (save_path / folder).is_dir():
+        if not folder or folder in seen:
+            continue
+        d = _model_dir(save_path, folder, f"{save_path / 'models.jsonl'}: row {i} sanitized_name")
+        if d is not None and d.is_dir():
             seen.add(folder)
-            out.append((save_path / folder, row))
-    for d in sorted(p for p in save_path.iterdir() if p.is_dir() and p.name not in seen):
-        cfg = d / MODEL_CFG_FILE
-        if cfg.is_file():
-            try:
-                out.append((d, json.loads(cfg.read_text(encoding="utf-8"))))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-                warnings.warn(f"gallery: skipping model {d.name}: unreadable {cfg} ({e})", stacklevel=2)
+            out.append((d, row))
+    for p in sorted(save_path.iterdir()):
+        if p.name in seen or p.name == GALLERY_DIR or not p.is_dir():
+            continue
+        cfg = p / MODEL_CFG_FILE
+        if not cfg.is_file() or (d := _model_dir(save_path, p.name, f"model folder {p}")) is None:
+            continue
+        try:
+            data = load_json_file(cfg)
+        except ValueError as e:
+            _warn(f"skipping model {p.name}: {e}")
+            continue
+        if isinstance(data, dict):
+            out.append((d, data))
+        else:
+            _warn(f"skipping model {p.name}: {cfg} is not a JSON object")
     return out
+
+
+def _safe_hash(model_dir: Path, prompt: dict, what: str) -> str | None:
+    """the prompt's hash when it is a folder name whose folder stays inside the save path, else `None`"""
+    try:
+        h = _guard.check_hash(prompt.get("hash"), what)
+        _guard.inside(model_dir.parent, model_dir.name, "prompts", h, what=what)
+        return h
+    except InputError as e:
+        _warn(f"skipping prompt: {e}")
+        return None
 
 
 def _prompts(model_dir: Path) -> list[dict]:
@@ -176,30 +221,26 @@ def _prompts(model_dir: Path) -> list[dict]:
         root = model_dir / "prompts"
         for d in sorted(root.iterdir()) if root.is_dir() else []:
             try:
-                rows.append(json.loads((d / PROMPT_FILE).read_text(encoding="utf-8")))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                rows.append(load_json_file(d / PROMPT_FILE))
+            except ValueError:
                 continue
-    return [r for r in rows if _safe_hash(r.get("hash"))]
-
-
-def _safe_hash(prompt_hash) -> bool:
-    """whether a prompt's hash may name its folder (it becomes a path: no `..`, no separator)"""
-    try:
-        check_prompt_hash(prompt_hash)
-    except InputError:
-        return False
-    return True
+    index = model_dir / PROMPTS_INDEX
+    return [
+        r for i, r in enumerate(rows, start=1)
+        if isinstance(r, dict) and _safe_hash(model_dir, r, f"{index}: prompt {i} hash") is not None
+    ]
 
 
 def _first_head_dir(model_dir: Path, prompts: list[dict]) -> Path | None:
     """the first head folder with files, in prompt order: the figures of a model are read from it"""
+    root = _guard.resolved_root(model_dir.parent)
     for prompt in prompts[:20]:
         pdir = model_dir / "prompts" / prompt["hash"]
         if not pdir.is_dir():
             continue
         for layer_dir in sorted(pdir.glob("L*"), key=lambda p: p.name):
             for head_dir in sorted(layer_dir.glob("H*"), key=lambda p: p.name):
-                if any(head_dir.iterdir()):
+                if _guard.leaves_root(head_dir, root) is None and head_dir.is_dir() and any(head_dir.iterdir()):
                     return head_dir
     return None
 
@@ -254,11 +295,27 @@ def write_gallery_after_run(save_path: Path | str, quiet: bool) -> str | None:
     return None
 
 
-def write_gallery(save_path: Path | str) -> GalleryInfo:
+def _gallery_target(out: Path) -> Path:
+    """`out / GALLERY_DIR`, ready to be written into: a symbolic link there is replaced by a folder
+    (never followed: it may lead outside); a file there, or `index.html` a folder, is an `InputError`"""
+    gallery = out / GALLERY_DIR
+    if gallery.is_symlink():
+        gallery.unlink()  # the link only, not what it points to
+    elif gallery.exists() and not gallery.is_dir():
+        raise InputError(f"{gallery} is a file, not the gallery's folder: move it away (the gallery is written there)")
+    index = out / GALLERY_INDEX
+    if index.is_dir() and not index.is_symlink():
+        raise InputError(f"{index} is a folder, not the gallery's page: move it away (the page is written there)")
+    return gallery
+
+
+def write_gallery(save_path: Path | str, out: Path | str | None = None) -> GalleryInfo:
     """write (or refresh) the gallery into the data folder `save_path`
 
     # Parameters:
      - `save_path : Path | str` the data folder (the one holding `models.jsonl` and the model folders)
+     - `out : Path | str | None` write the page and `pattern_lens_gallery/` here instead (defaults to
+       `None`: into `save_path`); the server uses a private temporary folder for a read-only data folder
 
     # Returns:
      - `GalleryInfo` the page's path and what it shows
@@ -270,34 +327,42 @@ def write_gallery(save_path: Path | str) -> GalleryInfo:
     if not save_path.is_dir():
         raise InputError(f"data folder not found: {save_path} (expected the folder given to `render --save-path`)")
     frontend = importlib.resources.files("pattern_lens") / "frontend"
-    gallery = save_path / GALLERY_DIR
+    target = save_path if out is None else Path(out)
+    gallery = _gallery_target(target)
     data_dir = gallery / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
+    if (outside := _guard.leaves_root(data_dir, _guard.resolved_root(target))) is not None:
+        raise InputError(outside)  # a link inside pattern_lens_gallery/ leading out
 
     figure_rows = _read_rows(save_path / "figures.jsonl") or []
     figure_names = [str(r["name"]) for r in figure_rows if "name" in r]
     models: list[dict] = []
     n_prompts_total = 0
+    root = _guard.resolved_root(save_path)
     for model_dir, cfg in _model_dirs(save_path):
         prompts = [{**p, **prompt_axis(p, model_dir / "prompts" / p["hash"], cfg)} for p in _prompts(model_dir)]
         n_prompts_total += len(prompts)
-        (data_dir / model_dir.name).mkdir(exist_ok=True)
-        write_text_if_changed(data_dir / model_dir.name / "prompts.js", _js(f"prompts/{model_dir.name}", prompts))
-        n_layers, n_heads = int(cfg.get("n_layers", 0) or 0), int(cfg.get("n_heads", 0) or 0)
+        model_data = _guard.inside(data_dir, model_dir.name, what="gallery model folder")
+        model_data.mkdir(exist_ok=True)
+        write_text_if_changed(model_data / "prompts.js", _js(f"prompts/{model_dir.name}", prompts))
+        n_layers, n_heads = _shape(cfg)
         stats_names: dict[str, None] = {}  # in the files' order (entropy, prev_token, ...)
         stats_prompts: list[str] = []
         for prompt in prompts:
-            stats_js = data_dir / model_dir.name / "stats" / f"{prompt['hash']}.js"
+            stats_js = model_data / "stats" / f"{prompt['hash']}.js"  # the hash was checked by `_prompts`
+            if (outside := _guard.leaves_root(model_dir / "prompts" / prompt["hash"] / HEAD_STATS_FILE, root)) is not None:
+                _warn(f"skipping statistics: {outside}")  # a link to a file outside: not read
+                continue
             if stats_names and _up_to_date(stats_js, model_dir / "prompts" / prompt["hash"] / HEAD_STATS_FILE):
                 stats_prompts.append(prompt["hash"])  # written from this very file by this version: kept
                 continue
             try:
                 stats = read_head_stats(model_dir / "prompts" / prompt["hash"], n_layers, n_heads)
             except ValueError as e:
-                warnings.warn(f"gallery: {e}", stacklevel=2)
+                _warn(f"{e}")
                 continue
             if stats is not None:
-                (data_dir / model_dir.name / "stats").mkdir(exist_ok=True)
+                _guard.inside(model_data, "stats", what="gallery statistics folder").mkdir(exist_ok=True)
                 key = f"stats/{model_dir.name}/{prompt['hash']}"
                 write_text_if_changed(stats_js, _stamp() + _js(key, stats.page_data()))
                 stats_names.update(dict.fromkeys(stats.values))
@@ -326,5 +391,21 @@ def write_gallery(save_path: Path | str) -> GalleryInfo:
     for name in STATIC_FILES:
         write_text_if_changed(gallery / name, (frontend / name).read_text(encoding="utf-8"))
     page = (frontend / "index.html").read_text(encoding="utf-8").replace("$$PATTERN_LENS_VERSION$$", _version())
-    write_text_if_changed(save_path / GALLERY_INDEX, page)
-    return GalleryInfo(index_html=save_path / GALLERY_INDEX, n_models=len(models), n_prompts=n_prompts_total)
+    write_text_if_changed(target / GALLERY_INDEX, page)
+    return GalleryInfo(index_html=target / GALLERY_INDEX, n_models=len(models), n_prompts=n_prompts_total)
+
+
+_MAX_SHAPE: int = 1 << 16
+"more layers or heads than any model has: a config saying more is damaged (the page would allocate them all)"
+
+
+def _shape(cfg: dict) -> tuple[int, int]:
+    """`(n_layers, n_heads)` of a model config, 0 where absent, not an integer, or absurd"""
+    out = []
+    for key in ("n_layers", "n_heads"):
+        v = cfg.get(key)
+        ok = isinstance(v, int) and not isinstance(v, bool) and 0 < v <= _MAX_SHAPE
+        if v is not None and not ok:
+            _warn(f"model {cfg.get('model_name')!r}: {key} = {str(v)[:40]} is not a layer or head count; taken as unknown")
+        out.append(v if ok else 0)
+    return out[0], out[1]

@@ -26,12 +26,12 @@ statistic; anything else in the file is ignored, and a file that is not one of t
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from pattern_lens._json_limits import load_json_file
 from pattern_lens._layout import HEAD_STATS_FILE, HEAD_STATS_FORMAT, HEAD_STATS_VERSION, PREVIEW_FILE, PREVIEW_NAME
 
 __all__ = ["HEAD_STATS_VERSIONS", "HeadStats", "page_names", "read_head_stats"]
@@ -176,9 +176,9 @@ def read_head_stats(prompt_dir: Path, n_layers: int, n_heads: int) -> HeadStats 
     if not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: cannot read head statistics ({e})") from e
+        data = load_json_file(path)
+    except ValueError as e:
+        raise ValueError(f"cannot read head statistics: {e}") from None
     _check_version(path, data)
     names = _statistic_names(data)
     collected = _collect(data, names)
