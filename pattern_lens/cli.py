@@ -50,13 +50,22 @@ def _lazy(name: str, module: str, add: str = "add_arguments", run: str = "run_fr
     return Command(HELP[name], add_arguments, run_it)
 
 
+def _add_serve_arguments(p: argparse.ArgumentParser) -> None:
+    """`serve`'s options from a module that builds no http server (a quick --help); its default folder
+    is `attn_data`, as `render`'s, `gallery`'s and `stats`' (`python -m pattern_lens.server`: `.`, the reference's)"""
+    from pattern_lens._view.serve_args import add_arguments
+    from pattern_lens.consts import DATA_DIR
+
+    add_arguments(p, positional=True, default_folder=DATA_DIR)
+
+
 COMMANDS: dict[str, Command] = {
     "render": _lazy("render", "pattern_lens.figures"),
     "demo": _lazy("demo", "pattern_lens.synthetic", "add_demo_arguments", "run_demo"),
     "gallery": _lazy("gallery", "pattern_lens._view.commands", "add_gallery_arguments", "run_gallery"),
-    "serve": Command(  # the options from a module that builds no http server, for a quick --help
+    "serve": Command(
         HELP["serve"],
-        lambda p: importlib.import_module("pattern_lens._view.serve_args").add_arguments(p, positional=True),
+        _add_serve_arguments,
         lambda args: importlib.import_module("pattern_lens.server").run_from_args(args),
     ),
     "activations": _lazy("activations", "pattern_lens.activations", "add_activations_arguments", "run_from_args"),

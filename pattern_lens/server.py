@@ -141,7 +141,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     data = getattr(args, "data", None)
     if data is not None and args.path is not None and Path(data) != Path(args.path):
         raise PatternLensError(f"two data folders given: {data!r} and --path {args.path!r}")
-    folder = Path(data or args.path or ".")
+    folder = Path(data or args.path or getattr(args, "default_folder", "."))
     if not folder.is_dir():
         raise InputError(f"data folder not found: {folder}")
     _serve(folder, args.port, args.host, args.rewrite_index, args.allow_host)

@@ -131,3 +131,15 @@ def test_ctrl_c_stops_cleanly(tmp_path, module):
     assert "server stopped" in err and "Traceback" not in err and "KeyboardInterrupt" not in err
     with pytest.raises(OSError):  # the port is closed
         _get(server.url, "/index.html")
+
+
+def test_serve_defaults_to_attn_data_like_render(tmp_path):
+    """`pattern-lens serve` with no folder serves `attn_data` (as render, gallery and stats default
+    to it); the reference's `python -m pattern_lens.server` keeps the current folder"""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    ours = subprocess.run([sys.executable, "-m", "pattern_lens.cli", "serve", "--port", "0"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert ours.returncode == 1 and "data folder not found: attn_data" in ours.stderr, ours
+    help_text = subprocess.run([sys.executable, "-m", "pattern_lens.server", "--help"], cwd=tmp_path,
+                               capture_output=True, text=True, timeout=60, env=env).stdout
+    assert "the current folder" in help_text

@@ -28,11 +28,19 @@ def port_number(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port number: expected 0..65535 (0: any free port)") from None
 
 
-def add_arguments(p: argparse.ArgumentParser, positional: bool = False) -> None:
-    """the options: `--path`, `--port`, `--rewrite-index`, `--host`, `--allow-host` (and a positional DATA for `pattern-lens serve`)"""
+def add_arguments(p: argparse.ArgumentParser, positional: bool = False, default_folder: str = ".") -> None:
+    """the options: `--path`, `--port`, `--rewrite-index`, `--host`, `--allow-host` (and a positional DATA for `pattern-lens serve`)
+
+    # Parameters:
+     - `p : argparse.ArgumentParser` the parser to add them to
+     - `positional : bool` also a positional DATA, the same as `--path` (defaults to `False`)
+     - `default_folder : str` the folder served when none is given (defaults to `"."`, the reference's
+       `python -m pattern_lens.server`; `pattern-lens serve` gives `attn_data`, as `render` and `stats`)
+    """
+    p.set_defaults(default_folder=default_folder)
     if positional:
-        p.add_argument("data", nargs="?", default=None, metavar="DATA", help="the data folder (same as --path)")
-    p.add_argument("--path", type=str, default=None, help="the data folder to serve (default: the current folder)")
+        p.add_argument("data", nargs="?", default=None, metavar="DATA", help=f"the data folder (same as --path; default: {default_folder})")
+    p.add_argument("--path", type=str, default=None, help=f"the data folder to serve (default: {'the current folder' if default_folder == '.' else default_folder})")
     p.add_argument("--port", type=port_number, default=8000, help="port to serve on, 0 for any free one (default: 8000)")
     p.add_argument("--host", type=str, default="", help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument(
