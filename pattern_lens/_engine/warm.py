@@ -40,13 +40,10 @@ from joblib.externals.loky.process_executor import ProcessPoolExecutor
 from pattern_lens._engine import backends
 from pattern_lens._engine.warmup import warm_worker
 
-__all__ = ["WarmBackend", "BACKEND_NAME", "register", "close_pool", "warm_here", "start_method", "WORKER_START_SECONDS"]
+__all__ = ["WarmBackend", "BACKEND_NAME", "register", "close_pool", "warm_here", "start_method", "pool_method"]
 
 BACKEND_NAME: str = backends.WARM_BACKEND
 "the name `WarmBackend` is registered under with joblib (`--backend warm`)"
-
-WORKER_START_SECONDS: float = 0.02
-"what starting one warm worker costs the run, about (fork; a forkserver's pool ~0.1 s per worker)"
 
 PRELOAD_MODULE: str = "pattern_lens._engine.preload"
 "imported by the forkserver before it forks any worker: it warms the render path"
