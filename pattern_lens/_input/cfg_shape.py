@@ -5,8 +5,9 @@
 `.npz` files of 3 heads was still planning after two minutes. Two checks, before any allocation:
 
 - `check_sizes`: at most `MAX_LAYERS_OR_HEADS` of each (more than any model has);
-- `check_against_activations`: `n_heads` equal to the head axis of the first prompt's stored pattern
-  (read from the `.npy` header only), and `n_layers` not more than the layers that file holds.
+- `check_against_activations`: `n_heads` equal to the head axis of a prompt's stored pattern (read
+  from the `.npy` header only), and `n_layers` not more than the layers that file holds, for at least
+  one of the first prompts' files (a single damaged file is its prompt's error, not the config's).
 """
 
 from __future__ import annotations
@@ -38,13 +39,17 @@ def check_sizes(path: Path | str, n_layers: int, n_heads: int) -> None:
 
 
 def check_against_activations(cfg_path: Path | str, n_layers: int, n_heads: int, prompt_dirs: Sequence[str]) -> None:
-    """compare the config with the first readable `activations.npz` of `prompt_dirs` (headers only)
+    """compare the config with the readable `activations.npz` of the first `prompt_dirs` (headers only)
 
-    A file that cannot be read is skipped here (its prompt reports it when rendered).
+    The config is damaged only when no file agrees with it: one damaged file (a missing layer) is that
+    prompt's error, reported when it is rendered, while the others render. A file that cannot be read
+    is skipped here too.
 
     # Raises:
-     - `InputError` when its head axis differs from `n_heads`, or it holds fewer layers than `n_layers`
+     - `InputError` when every file read disagrees: its head axis differs from `n_heads`, or it holds
+       fewer layers than `n_layers` (the first file's reason is given)
     """
+    first_reason: str | None = None
     for d in prompt_dirs[:8]:
         npz = Path(d) / ACTIVATIONS_FILE
         try:
@@ -55,14 +60,19 @@ def check_against_activations(cfg_path: Path | str, n_layers: int, n_heads: int,
                 shape = acts.layer_shape(layers[0])
         except (ActivationsError, OSError):
             continue
+        reason = None
         if len(shape) == 4 and shape[1] != n_heads:
-            raise InputError(
+            reason = (
                 f"{cfg_path}: 'n_heads' is {n_heads}, but {npz} holds {shape[1]} heads per layer "
                 f"(shape {tuple(shape)}): the config does not belong to these activations"
             )
-        if n_layers > len(layers) and n_layers > layers[-1] + 1:
-            raise InputError(
+        elif n_layers > len(layers) and n_layers > layers[-1] + 1:
+            reason = (
                 f"{cfg_path}: 'n_layers' is {n_layers}, but {npz} holds {len(layers)} layers "
                 f"(up to {layers[-1]}): the config does not belong to these activations"
             )
-        return
+        if reason is None:
+            return
+        first_reason = first_reason or reason
+    if first_reason is not None:
+        raise InputError(first_reason)

@@ -196,7 +196,11 @@ class TLPatternModel(PatternModel):
         convert = getattr(getattr(self.model, "tokenizer", None), "convert_ids_to_tokens", None)
         if not hasattr(self.model, "to_tokens") or convert is None:
             return None
-        return [str(t) for t in convert(self.model.to_tokens(text)[0].tolist())]
+        try:
+            ids = self.model.to_tokens(text)[0].tolist()
+        except (AssertionError, AttributeError, TypeError, ValueError):
+            return None  # a stub tokenizer, as in `seq_len`: the viewer aligns the tokens by the pattern's side
+        return [str(t) for t in convert(ids)]
 
     def config_dict(self) -> dict:
         cfg = self.model.cfg
