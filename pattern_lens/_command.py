@@ -229,12 +229,22 @@ def run_options(args: argparse.Namespace) -> dict:
     )
 
 
+def model_names(text: str) -> list[str]:
+    """the names in `--model` (comma separated, spaces around each dropped)
+
+    # Raises:
+     - `PatternLensError` when there is none (`-m ""`, `-m ","`): nothing asked for is not a success
+    """
+    models = [m.strip() for m in text.split(",") if m.strip()]
+    if not models:
+        raise PatternLensError(f"no model name in --model {text!r}: expected a name, or several separated by commas")
+    return models
+
+
 def each_model(args: argparse.Namespace, run_one: Callable[[str], Any]) -> int:
     """`run_one(model)` for every model in `args.model` (comma separated); one that fails does not
     stop the others. Exit code 0 only when every summary is `.ok`."""
-    models = [m.strip() for m in args.model.split(",") if m.strip()]
-    if not models:  # `-m ""`, `-m ","`: nothing asked for is not a success
-        raise PatternLensError(f"no model name in --model {args.model!r}: expected a name, or several separated by commas")
+    models = model_names(args.model)
     code = 0
     rendered_any = False  # a run refused before any work (bad model name, ...) writes nothing at all
     for i, model in enumerate(models, start=1):

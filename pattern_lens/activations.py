@@ -46,7 +46,7 @@ from pattern_lens._layout import ACTIVATIONS_FILE, layer_key, prompt_dir as _pro
 from pattern_lens._output.indexes import write_models_jsonl, write_prompts_jsonl
 from pattern_lens._input.inputs import model_folder
 from pattern_lens.consts import ATTN_PATTERN_REGEX, DATA_DIR, DIVIDER_S1, DIVIDER_S2, SPINNER_KWARGS  # noqa: F401 (the reference's module-level names)
-from pattern_lens._command import add_execution_arguments, add_gallery_argument, add_selection_arguments, each_model, import_modules, positive_int, run_command, run_options
+from pattern_lens._command import add_execution_arguments, add_gallery_argument, add_selection_arguments, each_model, import_modules, model_names, positive_int, run_command, run_options
 from pattern_lens.load_activations import (  # the reference's module-level names (its tests patch load_activations here)
     ActivationsMissingError,
     activations_exist,
@@ -558,7 +558,7 @@ def add_arguments(p: argparse.ArgumentParser, batch_size: int = 32) -> None:
 def run_from_args(args: argparse.Namespace) -> int:
     """run `activations_main` for every model in `args.model`; exit code 0 only when every prompt was saved"""
     code = 0
-    for name in [m for m in args.model.split(",") if m]:
+    for name in model_names(args.model):
         try:
             report = activations_main(
                 model_name=name,

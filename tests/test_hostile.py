@@ -250,9 +250,10 @@ def test_gallery_with_something_in_the_way_is_one_line(tmp_path, case):
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "move it away" in r.stderr
 
 
+@pytest.mark.parametrize("command", ["render", "activations", "run"])
 @pytest.mark.parametrize("model", ["", ",", " , "])
-def test_empty_model_names_are_refused(tmp_path, model):
-    r = run(["render", "-m", model, "-s", str(tmp_path)])
+def test_empty_model_names_are_refused(tmp_path, model, command):
+    r = run([command, "-m", model, "-s", str(tmp_path)])
     no_traceback(r)
     assert r.returncode in (1, 2) and "no model name" in r.stderr
 
