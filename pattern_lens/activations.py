@@ -494,7 +494,6 @@ def activations_main(
         prepared = todo
     if verbose:
         print(f"{pm.model_name}: {len(entries)} prompts from {source}, {len(prepared)} to compute -> {model_dir}")
-    layers = list(range(pm.n_layers))
     with tqdm(total=len(prepared), unit="prompt", desc="activations", disable=not verbose, file=sys.stderr) as bar:
         for batch in make_batches(prepared, batch_size):  # longest first; a prompt of unknown length alone
             seq_lens = [p.seq_len for p in batch]

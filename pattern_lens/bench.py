@@ -517,8 +517,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    import sys
-
     # run the imported module's main, so that worker processes unpickle `pattern_lens.bench`
     # functions by reference instead of failing on this `__main__` copy
     from pattern_lens.bench import main as _main

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from pattern_lens._command import run_command
-from pattern_lens._errors import InputError, PatternLensError
+from pattern_lens._errors import InputError, PatternLensError, RunInterrupted
 from pattern_lens._layout import GALLERY_DIR, GALLERY_INDEX
 from pattern_lens._view.serve import DataFolderHandler, DataFolderServer, serve_forever
 from pattern_lens._view.serve_args import add_arguments
@@ -84,9 +85,10 @@ def main(
         raise InputError(f"data folder not found: {path} ({e.strerror or e})") from None
     try:
         _serve(Path(os.getcwd()), port, host, rewrite_index, allow_hosts)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print("server stopped", flush=True)
-        sys.exit(0)
+        # Ctrl-C: 0, as the reference's; SIGTERM: 143, as a process the reference left to the signal
+        sys.exit(128 + e.signum if isinstance(e, RunInterrupted) and e.signum != signal.SIGINT else 0)
 
 
 def _reference_command_line() -> None:

@@ -314,6 +314,37 @@ def test_stats_excludes_nan_and_inf_with_a_count_and_prints_strict_json(rendered
     assert [(x["layer"], x["head"]) for x in rows if x["mean"] is not None] == [(0, 2)]
 
 
+@pytest.mark.parametrize("bad", [[0], "0", True, -1], ids=["list", "string", "bool", "negative"])
+def test_render_resummarises_heads_whose_rows_are_damaged(rendered, tmp_path, bad):
+    """a `head_stats.json` of the run's own settings with a row whose layer is not a layer number
+    (unhashable, unorderable): render redoes that head's row, no traceback"""
+    save = _copy(rendered, tmp_path)
+    path = sorted((save / MODEL / "prompts").iterdir())[0] / "head_stats.json"
+    data = json.loads(path.read_text())
+    data["heads"][0]["layer"] = bad
+    path.write_text(json.dumps(data))
+    r = run(["render", "-m", MODEL, "-s", str(save), "--figure-funcs", "raw", "-j", "1", "-q"])
+    no_traceback(r)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = json.loads(path.read_text())["heads"]
+    assert sorted((row["layer"], row["head"]) for row in rows) == [(0, 0), (0, 1), (0, 2)]
+
+
+def test_gallery_of_a_config_with_absurd_many_heads_does_not_allocate_them(rendered, tmp_path):
+    """65,536 x 65,536 heads (each under the per-axis cap) with real statistics: the gallery takes the
+    shape as unknown instead of building tables of 4e9 cells"""
+    save = _copy(rendered, tmp_path)
+    cfg_path = save / MODEL / "model_cfg.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg.update(n_layers=1 << 16, n_heads=1 << 16)
+    cfg_path.write_text(json.dumps(cfg))
+    (save / "models.jsonl").write_text(json.dumps(cfg) + "\n")  # the gallery reads the index first
+    r = run(["gallery", str(save)], timeout=60)
+    no_traceback(r)
+    assert r.returncode == 0, r.stderr
+    assert "more than any model has" in r.stderr
+
+
 # -- read-only folders ------------------------------------------------------------------------------
 
 

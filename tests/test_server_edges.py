@@ -267,3 +267,44 @@ def test_reference_command_line_without_arguments(tmp_path, monkeypatch):
             original_main()
     write.assert_called_once()
     inner.assert_called_once_with(path=str(tmp_path), port=8124)
+
+
+def test_row_route_answers_on_a_plain_stdlib_server(tmp_path):
+    """the safe handler on the standard library's own `socketserver.TCPServer` (no `data_folder`,
+    the folder given as `directory`): `/_pl/row` answers with a status and JSON, never a dropped
+    connection; a route that fails inside answers 500 with one log line"""
+    import functools
+    import socketserver
+
+    from pattern_lens._view import serve as serve_mod
+
+    handler = functools.partial(serve_mod.DataFolderHandler, directory=str(tmp_path.resolve()))
+    httpd = socketserver.ThreadingTCPServer(("127.0.0.1", 0), handler)
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    try:
+        port = httpd.server_address[1]
+        status, head, body = _get(port, "/_pl/row?model=m&prompt=p&layer=0&head=0&row=0")
+        assert status == 404 and b"application/json" in head and b'"error"' in body
+        with mock.patch.dict(serve_mod.API_ROUTES, {"/_pl/boom": lambda handler, query: 1 / 0}):
+            status, _, body = _get(port, "/_pl/boom")
+        assert status == 500 and b"ZeroDivisionError" in body
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_reference_main_exits_143_on_sigterm(tmp_path):
+    """`pattern_lens.server.main(path, port)` (the reference's entry point): Ctrl-C 0 as the
+    reference's, SIGTERM 143, each with the one line"""
+    code = f"from pattern_lens.server import main; main({str(tmp_path)!r}, port=0)"
+    for sig, expected in ((signal.SIGTERM, 143), (signal.SIGINT, 0)):
+        proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        line = ""
+        while "serving" not in line and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == expected, (sig, out, err)
+        assert "server stopped" in out + err and "Traceback" not in out + err

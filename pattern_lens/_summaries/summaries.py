@@ -203,7 +203,13 @@ def _rows_for(data: dict | None, spec: SummarySpec) -> dict[tuple[int, int], dic
     """the file's rows when it was written with `spec`'s settings, by `(layer, head)`"""
     if data is None or {k: data.get(k) for k in spec.header()} != spec.header():
         return {}
-    return {(r["layer"], r["head"]): r for r in data["heads"] if isinstance(r, dict) and "layer" in r and "head" in r}
+    # a damaged row (a list or a string for its layer) is dropped: the head is summarised again
+    return {(r["layer"], r["head"]): r for r in data["heads"] if isinstance(r, dict) and _index(r.get("layer")) and _index(r.get("head"))}
+
+
+def _index(v: object) -> bool:
+    """whether `v` is a layer or head number as a statistics row holds it: an int, not a bool"""
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
 @functools.lru_cache(maxsize=16)

@@ -398,6 +398,9 @@ def write_gallery(save_path: Path | str, out: Path | str | None = None) -> Galle
 _MAX_SHAPE: int = 1 << 16
 "more layers or heads than any model has: a config saying more is damaged (the page would allocate them all)"
 
+_MAX_HEADS: int = 1 << 20
+"more heads in all than any model has (a 70B model: 80 x 64 = 5,120)"
+
 
 def _shape(cfg: dict) -> tuple[int, int]:
     """`(n_layers, n_heads)` of a model config, 0 where absent, not an integer, or absurd"""
@@ -408,4 +411,7 @@ def _shape(cfg: dict) -> tuple[int, int]:
         if v is not None and not ok:
             _warn(f"model {cfg.get('model_name')!r}: {key} = {str(v)[:40]} is not a layer or head count; taken as unknown")
         out.append(v if ok else 0)
+    if out[0] * out[1] > _MAX_HEADS:  # each statistic is a layers x heads table in the page's data
+        _warn(f"model {cfg.get('model_name')!r}: {out[0]} layers x {out[1]} heads is more than any model has; shape taken as unknown")
+        return 0, 0
     return out[0], out[1]

@@ -73,7 +73,7 @@ class ApiError(Exception):
 
 def _row_route(handler: "DataFolderHandler", query: dict[str, list[str]]) -> object:
     """one row of one head's weights, read from its `activations.npz` (`pattern_lens._view.values`)"""
-    status, body = values.handle_row_request(handler.server.data_folder or os.getcwd(), urlencode(query, doseq=True))
+    status, body = values.handle_row_request(handler.directory, urlencode(query, doseq=True))  # the served folder, however the server was made
     answer = json.loads(body)
     if status != 200:
         raise ApiError(status, answer.get("error", "bad request"))
@@ -263,6 +263,9 @@ class DataFolderHandler(http.server.SimpleHTTPRequestHandler):
             status, payload = 200, func(self, query)
         except ApiError as e:
             status, payload = e.status, {"error": str(e)}
+        except Exception as e:  # noqa: BLE001 -- a route's bug or an unreadable file: an answer and one log line, not a dropped connection
+            self.log_error("API route %s failed: %s: %s", route[:100], type(e).__name__, " ".join(str(e).split())[:300])
+            status, payload = 500, {"error": f"{type(e).__name__} while answering {route[:100]}"}
         body = dumps_strict(payload, separators=(",", ":")).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -359,10 +362,10 @@ def serve_forever(server: http.server.HTTPServer, folder: Path | str) -> None:
      - `RunInterrupted` (a `KeyboardInterrupt`) saying "server stopped": the CLI exits 130 on
        Ctrl-C, 143 on SIGTERM
     """
-    print(f"serving {folder} at {server_url(server)}", flush=True)
-    print("press Ctrl-C to stop", flush=True)
-    undo = _stop_on_sigterm()
+    undo = _stop_on_sigterm()  # before the ready line: a SIGTERM sent on reading it gets the one line too
     try:
+        print(f"serving {folder} at {server_url(server)}", flush=True)
+        print("press Ctrl-C to stop", flush=True)
         server.serve_forever()
     except RunInterrupted:
         raise

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import zipfile
 import zlib
 from pathlib import Path
@@ -30,6 +29,7 @@ from urllib.parse import parse_qs
 import numpy as np
 
 from pattern_lens._errors import InputError
+from pattern_lens._guard import is_inside, resolved_root
 from pattern_lens._layout import ACTIVATIONS_FILE, layer_key, prompt_dir
 from pattern_lens._input.inputs import check_prompt_hash, model_folder
 
@@ -72,11 +72,6 @@ def _str_param(query: dict[str, list[str]], name: str) -> str:
     return values[0]
 
 
-def _inside(path: Path, root: Path) -> bool:
-    real, top = os.path.realpath(path), os.path.realpath(root)
-    return real == top or real.startswith(top.rstrip(os.sep) + os.sep)
-
-
 def activations_path(root: Path, model: str, prompt_hash: str) -> Path:
     """`<root>/<model>/prompts/<hash>/activations.npz`, every part checked (`RowError` 400 / 404)"""
     try:
@@ -89,7 +84,11 @@ def activations_path(root: Path, model: str, prompt_hash: str) -> Path:
     if not prompt_dir(model_dir, prompt_hash).is_dir():
         raise RowError(404, f"{model}: no prompt {prompt_hash!r}")
     path = prompt_dir(model_dir, prompt_hash) / ACTIVATIONS_FILE
-    if not _inside(path, root):
+    try:
+        inside = is_inside(path, resolved_root(root))
+    except InputError:
+        inside = False
+    if not inside:
         raise RowError(400, f"{model}/{prompt_hash}: outside the served folder")
     if not path.is_file():
         raise NoActivations(f"{model}/prompts/{prompt_hash}/{ACTIVATIONS_FILE}: not saved (run with --save-activations to hover exact values)")
