@@ -47,7 +47,7 @@ from pattern_lens._engine import warm
 from pattern_lens._engine.run import SMALL_RUN_SECONDS, default_workers, prior_knows, stop_on_signals
 from pattern_lens._summaries.stats import PREVIEW_SIZE
 from pattern_lens._summaries.summaries import PromptStatsWriter, SummarySpec, indexed_funcs, summary_needed, summary_spec
-from pattern_lens._summaries.summary import RenderSummary, TaskResult, interrupted_line
+from pattern_lens._summaries.summary import FailureStat, RenderSummary, TaskResult, interrupted_line  # noqa: F401 -- FailureStat: StreamSummary.__init__ annotations resolve here
 from pattern_lens._engine.transfer import FigureFuncs
 from pattern_lens._engine.worker import InMemoryTask, Task, run_in_memory_task
 from pattern_lens.attn_figure_funcs import ATTENTION_MATRIX_FIGURE_FUNCS  # the registry: below the stages
