@@ -71,5 +71,4 @@ def prompt_axis(prompt: dict, prompt_dir: Path, cfg: dict | None) -> dict:
         out["axis_side"] = side
     if axis.how in ("bos", "cls_sep"):
         out["axis"] = axis.tokens
-        out["axis_first_text"] = axis.first_text_token
     return out
