@@ -414,20 +414,28 @@ def _hash_of(text: str) -> str:
 
 
 def test_run_reports_a_worker_that_dies_and_goes_on(models, tmp_path):
-    """a figure function that segfaults its worker on one head: reported, the rest rendered, exit 1"""
+    """a figure function that segfaults its worker on one head: reported, the rest rendered, exit 1;
+    the crash costs only that function on that head (issue 18, point 5): `steady` after it, the
+    head's preview and its statistics are made, and the summary counts what is on disk"""
     prompts = _prompts_file(tmp_path / "prompts.jsonl", PROMPTS[:2])
     env = child_env("run-segfault", HF_HUB_OFFLINE="1", FAULT_HASH=_hash_of(PROMPTS[0]), FAULTS=json.dumps({"L1/H2": "segfault"}))
     r = subprocess.run([sys.executable, "-m", "pattern_lens.cli", "run", "-m", str(models["gpt2"]), "-p", str(prompts),
-                        "-s", str(tmp_path / "out"), "--figure-funcs", "raw,misbehave", "--import", "fault_funcs",
+                        "-s", str(tmp_path / "out"), "--figure-funcs", "raw,misbehave,steady", "--import", "fault_funcs",
                         "--jobs", "2", "-q", "--no-index-html"],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     out = r.stdout + r.stderr
     assert r.returncode == 1, out
     assert "Traceback" not in out and "TerminatedWorkerError" not in out, out
     assert "misbehave: 1 heads; first: worker process died (SIGSEGV(-11))" in r.stdout, out
+    assert "not run" not in out and "steady:" not in r.stdout, out
     model_dir = tmp_path / "out" / "tiny-gpt2"
     assert len(list(model_dir.rglob("raw.png"))) == 2 * 3 * 4
     assert len(list(model_dir.rglob("misbehave.png"))) == 2 * 3 * 4 - 1
+    assert len(list(model_dir.rglob("steady.png"))) == 2 * 3 * 4
+    crashed = model_dir / "prompts" / _hash_of(PROMPTS[0])
+    assert sorted(p.name for p in (crashed / "L1" / "H2").iterdir()) == ["misbehave.error.txt", "preview.png", "raw.png", "steady.png"]
+    assert len(json.loads((crashed / "head_stats.json").read_text())["heads"]) == 3 * 4
+    assert ": 24 rendered" in r.stdout and f"{3 * 24 - 1} figures written" in r.stdout and "24 heads summarised" in r.stdout, r.stdout
     for index in (tmp_path / "out" / "figures.jsonl", tmp_path / "out" / "models.jsonl", model_dir / "prompts.jsonl"):
         assert index.is_file()
 

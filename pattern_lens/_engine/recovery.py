@@ -9,7 +9,7 @@ statistics are made, and the files they write are counted (the head itself is co
 figure functions) into a `TaskResult` so the run goes on. On a head the figure functions run in
 order, so the culprit is the first one whose outputs are not there.
 `split_in_memory_task` and `in_memory_task_failed` do the same for the tasks of `run` (patterns
-handed over with the task, `worker.InMemoryTask`).
+handed over with the task, `worker.InMemoryTask`), down to one function on one head.
 """
 
 from __future__ import annotations
@@ -38,13 +38,20 @@ def split_task(task: Task, failure: BaseException | None = None) -> list[Task | 
     function and one for its summaries (`split_head`); `[task]` when it cannot be split further
 
     Straight to heads, not items first: every part that kills its worker again costs a new worker,
-    while a part that does not costs only its own time.
+    while a part that does not costs only its own time. The heads run with `force` (`_redo`).
     """
     heads = [(prompt_dir, layer, (h,)) for prompt_dir, layer, hs in task.items for h in hs]
     if len(heads) <= 1:
         return split_head(task) if failure is not None and _worker_died(failure) else [task]
     n = len(heads)
-    return [dataclasses.replace(task, items=(item,), estimate=task.estimate / n) for item in heads]
+    return [_redo(task, items=(item,), estimate=task.estimate / n) for item in heads]
+
+
+def _redo(task: Task, **changes) -> Task:
+    """a part of a failed task, with `force`: the heads the failed worker rendered before it died
+    are rendered and counted again, since its result (what it wrote) was lost with it; without
+    `force` they would count as skipped while this run wrote their files"""
+    return dataclasses.replace(task, force=True, **changes)
 
 
 def split_head(task: Task) -> list[Task | Settled]:
@@ -124,30 +131,44 @@ def _report(res: TaskResult, d: Path, name: str, message: str) -> None:
 # tasks whose patterns come with them (`run`)
 
 
-def _own_copy(path: str, head: int) -> str:
-    """a name of its own for one head's part of a hand-over file: a hard link, else a copy"""
-    return add_name(path, f"{os.path.splitext(path)[0]}.h{head}.npy", copy=True)
+def _own_copy(path: str, part: int | str) -> str:
+    """a name of its own for one part (a head, or one function on a head) of a hand-over file: a hard
+    link, else a copy"""
+    return add_name(path, f"{os.path.splitext(path)[0]}.h{part}.npy", copy=True)
 
 
-def split_in_memory_task(job: InMemoryTask, failure: BaseException | None = None) -> list[InMemoryTask]:
-    """one in-memory task per head of `job` (`[job]` when it is one head, or cannot be split)
+def split_in_memory_task(job: InMemoryTask, failure: BaseException | None = None) -> list[InMemoryTask | Settled]:
+    """one in-memory task per head of `job`; a single head whose worker died (`failure`), one part per
+    figure function and one for its summaries, as `split_head`; `[job]` when it cannot be split
 
     A worker deletes the hand-over file it was given once it has rendered from it (and keeps it when
     the task failed), so each part gets a file of its own (`_own_copy`), and `job`'s file, which no
     worker will read again, is deleted. A task whose file is gone cannot be split and is reported whole.
     """
     heads = [(item, patterns, h) for item, patterns in zip(job.task.items, job.patterns, strict=True) for h in item[2]]
-    if len(heads) <= 1:
+    if len(heads) > 1:
+        splits = [
+            (_redo(job.task, items=((prompt_dir, layer, (h,)),), estimate=job.task.estimate / len(heads)), patterns, h)
+            for (prompt_dir, layer, _), patterns, h in heads
+        ]
+    elif failure is not None and _worker_died(failure) and len(pieces := split_head(job.task)) > 1:
+        (_, patterns, h), = heads
+        splits = [piece if isinstance(piece, Settled) else (piece, patterns, f"{h}f{k}") for k, piece in enumerate(pieces)]
+    else:
         return [job]
-    parts: list[InMemoryTask] = []
+    parts: list[InMemoryTask | Settled] = []
     try:
-        for (prompt_dir, layer, _), patterns, h in heads:
-            mine = _own_copy(patterns, h) if isinstance(patterns, str) else patterns
-            task = dataclasses.replace(job.task, items=((prompt_dir, layer, (h,)),), estimate=job.task.estimate / len(heads))
+        for split in splits:
+            if isinstance(split, Settled):
+                parts.append(split)
+                continue
+            task, patterns, name = split
+            mine = _own_copy(patterns, name) if isinstance(patterns, str) else patterns
             parts.append(InMemoryTask(task, (mine,)))
     except OSError:  # the file is gone, or no room for the parts' files (the disk, /dev/shm): reported whole
         for part in parts:
-            _delete_files(part)
+            if isinstance(part, InMemoryTask):
+                _delete_files(part)
         return [job]
     _delete_files(job)
     return parts
