@@ -27,7 +27,8 @@ The cache works for any user: numba caches beside the source (`kernels/__pycache
 user's cache folder (`~/.cache/numba`), else in `NUMBA_CACHE_DIR`. Where none is writable (a
 read-only shared install and a read-only HOME), `numba.config.CACHE_DIR` is pointed at a private
 per-user folder under the temporary folder (`pattern_lens-numba-<uid>`, mode 0700, refused when
-another user owns it); where even that fails, kernels are compiled in each process, with one warning.
+another user owns it); where even that fails, kernels are compiled in each process, with one warning per run (the workers
+a process starts inherit an environment variable saying it was given).
 Processes that start at once against an empty cache are safe: numba writes each cache file to a
 temporary name and renames it into place (tests/test_faults.py runs 8 at once, twice).
 """
@@ -91,6 +92,10 @@ def _private_cache_dir() -> str | None:
     return str(path)
 
 
+_WARNED_ENV = "PATTERN_LENS_NUMBA_UNCACHED_WARNED"
+"set once the warning below was given: worker processes, which inherit it, do not repeat it"
+
+
 def _choose_cache() -> bool:
     if _cache_available():
         return True
@@ -101,6 +106,9 @@ def _choose_cache() -> bool:
             if _cache_available():
                 return True
             _numba_config.CACHE_DIR = ""
+    if os.environ.get(_WARNED_ENV):
+        return False  # said once by the process that started this one (a worker): once per run
+    os.environ[_WARNED_ENV] = "1"  # inherited by the worker processes this one starts
     warnings.warn(
         "pattern_lens: no writable numba cache folder (package folder, ~/.cache and the temporary "
         "folder are read-only): kernels are compiled in every process (a few seconds each); set "

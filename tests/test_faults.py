@@ -646,6 +646,17 @@ def test_numba_cache_works_with_a_read_only_package_and_home(tmp_path):
     assert proc.stdout.strip() == "False"
     assert proc.stderr.count("no writable numba cache folder") == 1
 
+    # a whole run whose worker processes import the kernels again (loky spawns them): one warning
+    from pattern_lens.synthetic import write_synthetic_model
+
+    model = write_synthetic_model(tmp_path / "data", n_layers=2, n_heads=2, n_ctx=16, n_prompts=2, seed=3)
+    proc = subprocess.run([sys.executable, "-m", "pattern_lens.cli", "render", "-m", model.name, "-s", str(tmp_path / "data"),
+                           "--figure-funcs", "raw", "--backend", "loky", "--jobs", "2", "-q"],
+                          cwd=copy, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    assert "[2 jobs, loky" in proc.stdout, proc.stdout
+    assert proc.stderr.count("no writable numba cache folder") == 1, proc.stderr
+
 
 # ---------------------------------------------------------------------------------------------------
 # an exception outside the figure functions costs what it touches, not the task around it
