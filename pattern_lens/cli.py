@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser(only=only).parse_args(given)
         return args._run(args)
 
-    return run_guarded(parse_and_run)
+    return run_guarded(parse_and_run, own_process=argv is None)
 
 
 if __name__ == "__main__":

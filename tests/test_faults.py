@@ -292,6 +292,38 @@ def test_ctrl_c_early_in_a_run_is_one_line_and_exit_130(tmp_path, delay):
     _assert_no_leftovers(mark, tmp_path, pid=proc.pid)
 
 
+_CTRL_C_AS_IT_EXITS = (
+    "import os, signal, sys, time\n"
+    "import psutil\n"
+    "from pattern_lens.cli import main\n"
+    "sys.argv = ['pattern-lens', *sys.argv[1:]]\n"
+    "code = main()\n"
+    "workers = [p for p in psutil.Process().children() if 'resource_tracker' not in ' '.join(p.cmdline())]\n"
+    "print('workers left:', len(workers), flush=True)\n"
+    "os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C once the command is over, as the interpreter exits\n"
+    "time.sleep(0.3)\n"
+    "sys.exit(code)\n"
+)
+
+
+@pytest.mark.parametrize("backend", ["loky", "warm"])
+def test_ctrl_c_as_the_process_exits_changes_nothing(tmp_path, backend):
+    """a Ctrl-C after the last file was written, while Python shuts down (where loky joins its
+    threads), printed a traceback and exited 0 whatever the run's code: ignored now, the run's code
+    stands; and the command stops its workers before it returns, so nothing is left to join"""
+    model_dir = write_synthetic_model(tmp_path, n_layers=2, n_heads=2, n_ctx=16, n_prompts=2, seed=2)
+    mark = uuid.uuid4().hex
+    args = ["render", "-m", model_dir.name, "-s", str(tmp_path), "--backend", backend, "--jobs", "2", "-q"]
+    proc = subprocess.run([sys.executable, "-c", _CTRL_C_AS_IT_EXITS, *args], cwd=REPO, env=_env(mark),
+                          capture_output=True, text=True, timeout=300)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "workers left: 0" in proc.stdout, proc.stdout
+    assert f"[2 jobs, {backend}" in proc.stdout, proc.stdout
+    assert len(list(model_dir.rglob("raw.png"))) == 8
+    _assert_no_leftovers(mark, tmp_path)
+
+
 # ---------------------------------------------------------------------------------------------------
 # outputs that cannot be written, and outputs that are there but broken
 

@@ -141,6 +141,17 @@ def close_pool(kill: bool = False) -> None:
         pool.shutdown(wait=True, kill_workers=kill)
 
 
+def close_worker_pools(kill: bool = False) -> None:
+    """shut down every pool of worker processes this process holds: the warm pool and joblib's loky
+    executor (at a command's end: their threads are gone before the interpreter exits, where loky
+    would join them itself and a Ctrl-C in that join printed a traceback and exited 0)"""
+    close_pool(kill=kill)
+    loky = sys.modules.get("joblib.externals.loky.reusable_executor")  # only if a run started it
+    executor = getattr(loky, "_executor", None)
+    if executor is not None:
+        executor.shutdown(wait=True, kill_workers=kill)
+
+
 def _watch(parent_pid: int) -> None:
     while True:
         time.sleep(0.1)
