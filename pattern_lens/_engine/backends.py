@@ -383,6 +383,7 @@ def run_all(
     *,
     on_error: Callable[[T, BaseException], R] | None = None,
     split: Callable[[T], list[T]] | None = None,
+    rerun: Callable[[T], T] | None = None,
 ) -> Iterator[R]:
     """`func(task)` for every task on the session's workers, yielding results as they complete
 
@@ -405,6 +406,10 @@ def run_all(
        smaller tasks covering a task that failed with the given exception (a part may be a
        `Settled` result instead); `None` or a one-element list: the task cannot be split
        (defaults to `None`)
+     - `rerun : Callable[[T], T] | None`
+       a task that was in flight when a worker died, as it runs again (what the lost workers wrote
+       before they were stopped is this run's work: it is done and counted again); `None`: as it
+       was (defaults to `None`)
 
     # Raises:
      - `RunInterrupted` and `FigureFuncTransferError` from a task, always; with `on_error=None`,
@@ -456,7 +461,7 @@ def run_all(
             # every task in flight; each runs again alone, then the run goes on with the rest
             lost = [inflight[i] for i in sorted(inflight)]
             for t in lost:
-                yield from _run_alone(t, alone, on_error, split)
+                yield from _run_alone(rerun(t) if rerun is not None else t, alone, on_error, split)
         finally:
             stream.close()  # stopped early (Ctrl-C, an error): joblib aborts and stops its workers now
 

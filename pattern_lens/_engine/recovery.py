@@ -30,7 +30,10 @@ from pattern_lens._summaries.summary import TaskResult
 from pattern_lens._engine.transfer import FigureFuncs
 from pattern_lens._engine.worker import InMemoryTask, Task
 
-__all__ = ["split_task", "split_head", "task_failed", "split_in_memory_task", "in_memory_task_failed", "split_job", "job_failed"]
+__all__ = [
+    "split_task", "split_head", "task_failed", "split_in_memory_task", "in_memory_task_failed", "split_job", "job_failed",
+    "redo_job", "release_handover",
+]
 
 
 def split_task(task: Task, failure: BaseException | None = None) -> list[Task | Settled]:
@@ -174,6 +177,13 @@ def split_in_memory_task(job: InMemoryTask, failure: BaseException | None = None
     return parts
 
 
+def release_handover(res: TaskResult) -> None:
+    """delete the hand-over files a task rendered from, now that its result is back (in the parent)"""
+    for path in res.handed_over:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
 def _delete_files(job: InMemoryTask) -> None:
     for patterns in job.patterns:
         if isinstance(patterns, str):
@@ -189,6 +199,15 @@ def in_memory_task_failed(job: InMemoryTask, exc: BaseException) -> TaskResult:
 
 # ---------------------------------------------------------------------------------------------------
 # both kinds in one run (`render` with split layers read once: `pattern_lens._input.handover`)
+
+
+def redo_job(job: Task | InMemoryTask) -> Task | InMemoryTask:
+    """a job that was in flight when a worker died, to run again with `force` (`_redo`): the heads
+    its worker had rendered before the pool was stopped are written again and counted as rendered
+    (without it they counted as skipped, although this run wrote them)"""
+    if isinstance(job, InMemoryTask):
+        return dataclasses.replace(job, task=_redo(job.task))
+    return _redo(job)
 
 
 def split_job(job: Task | InMemoryTask, failure: BaseException | None = None) -> list[Task | InMemoryTask | Settled]:

@@ -42,7 +42,7 @@ from pattern_lens._input.inputs import check_layers, load_model_cfg, model_folde
 from pattern_lens._output.outputs import list_head_dir, pending_funcs
 from pattern_lens._engine.planner import PromptWork, TaskPlanner
 from pattern_lens._engine.selection import select_figure_funcs
-from pattern_lens._engine.recovery import in_memory_task_failed, split_in_memory_task
+from pattern_lens._engine.recovery import in_memory_task_failed, redo_job, release_handover, split_in_memory_task
 from pattern_lens._engine import warm
 from pattern_lens._engine.run import SMALL_RUN_SECONDS, default_workers, prior_knows, stop_on_signals
 from pattern_lens._summaries.stats import PREVIEW_SIZE
@@ -359,10 +359,12 @@ def run_main(
                     producer.start()
                     # as render's: a task that raises or kills its worker is split into heads and reported
                     results = run_all(
-                        session, run_in_memory_task, tasks, on_error=in_memory_task_failed, split=split_in_memory_task
+                        session, run_in_memory_task, tasks, on_error=in_memory_task_failed, split=split_in_memory_task,
+                        rerun=redo_job,
                     )
                     with contextlib.closing(results):  # stopped early: joblib aborts and stops its workers now
                         for res in results:
+                            release_handover(res)
                             summary.merge(res)
                             if stats_writer is not None:
                                 stats_writer.add(res)

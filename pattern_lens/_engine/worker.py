@@ -15,7 +15,6 @@ or more batches and reads once, in the parent, for all of them.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -222,9 +221,10 @@ def run_in_memory_task(job: InMemoryTask) -> TaskResult:
             _render_item(task, prompt_dir, layer, heads, {}, res, layer_source)
             del layer_source  # its mapping, before the file goes
             if isinstance(patterns, str):
-                # rendered: nobody reads it again. After a failure it stays, for the parent's recovery
-                # to split (each part gets a link of its own) or delete (`recovery`)
-                os.unlink(patterns)
+                # rendered: the parent deletes it when this result is back, not this worker: a result
+                # lost with a pool that died (another worker's crash) leaves the file for the task's
+                # rerun. After a failure it stays too, for the parent's recovery to split or delete
+                res.handed_over.append(patterns)
     res.peak_rss = peak_rss_bytes()
     res.task_seconds = time.perf_counter() - t0
     return res
