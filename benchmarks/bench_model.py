@@ -37,6 +37,8 @@ sys.path[:0] = [str(_HERE.parents[1]), str(_HERE.parents[1] / "tests")]  # this 
 
 def _child(cfg: dict) -> dict:
     os.environ["HF_HUB_OFFLINE"] = "1"
+    if cfg["way"] == "b":  # as `pattern-lens run` does: its module is imported before torch (its OpenMP setting)
+        import pattern_lens._engine.stream  # noqa: F401
     from pattern_lens._model.load import load_model
 
     pm = load_model(cfg["model"], device="cpu")
@@ -47,7 +49,7 @@ def _child(cfg: dict) -> dict:
 
         t0 = time.perf_counter()
         rep = activations_main(cfg["model"], out, cfg["prompts"], False, None, None, True, None, True,
-                               batch_size=1, compress_level=cfg["level"], model=pm, verbose=False)
+                               batch_size=cfg["batch"], compress_level=cfg["level"], model=pm, verbose=False)
         t1 = time.perf_counter()
         summ = figures_main(pm.model_name, out, None, True, "raw", profile=cfg["profile"], progress=False, verbose=False)
         t2 = time.perf_counter()
@@ -62,7 +64,7 @@ def _child(cfg: dict) -> dict:
     from pattern_lens._engine.stream import run_main
 
     t0 = time.perf_counter()
-    summ = run_main(pm, cfg["prompts"], out, batch_size=1, figure_funcs_select="raw", profile=cfg["profile"],
+    summ = run_main(pm, cfg["prompts"], out, batch_size=cfg["batch"], figure_funcs_select="raw", profile=cfg["profile"],
                     force=True, progress=False, verbose=False)
     t1 = time.perf_counter()
     assert summ.ok, summ.format()
@@ -125,6 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-layers", type=int, default=12)
     ap.add_argument("--n-heads", type=int, default=12)
     ap.add_argument("--d-model", type=int, default=768)
+    ap.add_argument("--prompt-tokens", type=int, default=None,
+                    help="tokens per prompt (default: n_ctx, every prompt fills the context; the reference's "
+                         "default cut of ~1,000 characters is ~200)")
+    ap.add_argument("--batch-a", type=int, default=1, help="prompts per forward pass of (a) (default: 1; the CLI's: 32)")
+    ap.add_argument("--batch-b", type=int, default=1, help="prompts per forward pass of (b) (default: 1; the CLI's: 8)")
+    ap.add_argument("--profiles", type=str, default="exact,fast", help="export profiles to run (default: exact,fast)")
     ap.add_argument("--level", type=int, default=6, help="deflate level of (a)'s .npz (default: 6, the reference's)")
     ap.add_argument("--json", type=str, default=None)
     ap.add_argument("--npz-levels", action="store_true", help="only time writing one prompt's .npz at levels 0, 1, 6")
@@ -143,8 +151,9 @@ def main(argv: list[str] | None = None) -> int:
                                 d_model=args.d_model, n_ctx=args.n_ctx)
         words = " ".join(SENTENCES).split()
         with open(tmp_p / "prompts.jsonl", "w") as f:
-            for k in range(args.n_prompts):  # BOS + n_ctx - 1 words: every prompt fills the context
-                text = " ".join(words[(i + 7 * k) % len(words)] for i in range(args.n_ctx - 1))
+            n_words = (args.prompt_tokens or args.n_ctx) - 1  # + BOS: by default every prompt fills the context
+            for k in range(args.n_prompts):
+                text = " ".join(words[(i + 7 * k) % len(words)] for i in range(n_words))
                 f.write(json.dumps({"text": text}) + "\n")
         if args.npz_levels:
             res = _run_child({"model": str(model), "prompts": str(tmp_p / "prompts.jsonl"), "levels": [0, 1, 6]})
@@ -157,16 +166,19 @@ def main(argv: list[str] | None = None) -> int:
                 Path(args.json).write_text(json.dumps({"args": vars(args), "npz_levels": res}, indent=1))
             return 0
         rows = []
-        for profile in ("exact", "fast"):
+        profiles = args.profiles.split(",")
+        for profile in profiles:
             for way in ("a", "b"):
                 cfg = {"way": way, "profile": profile, "model": str(model), "prompts": str(tmp_p / "prompts.jsonl"),
-                       "out": str(tmp_p / f"out-{way}-{profile}"), "level": args.level}
+                       "out": str(tmp_p / f"out-{way}-{profile}"), "level": args.level,
+                       "batch": args.batch_a if way == "a" else args.batch_b}
                 res = _run_child(cfg)
                 res.update(way=way, profile=profile)
                 rows.append(res)
                 print(json.dumps(res), flush=True)
     by = {(r["way"], r["profile"]): r for r in rows}
-    print(f"\n{args.n_layers} x {args.n_heads} heads, n_ctx {args.n_ctx}, {args.n_prompts} prompts, "
+    print(f"\n{args.n_layers} x {args.n_heads} heads, n_ctx {args.n_ctx}, {args.n_prompts} prompts of "
+          f"{args.prompt_tokens or args.n_ctx} tokens, batch sizes {args.batch_a} / {args.batch_b}, "
           f"{rows[0]['jobs']} jobs, {os.cpu_count()} CPUs")
     print("| way | profile | total s | forward s | copy out s | .npz write s | render busy s | render after forward s | peak RSS parent MB |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -175,9 +187,10 @@ def main(argv: list[str] | None = None) -> int:
         name = "(a) activations level %d + render" % args.level if r["way"] == "a" else "(b) run"
         print(f"| {name} | {r['profile']} | {r['total']:.1f} | {r['forward']:.1f} | {r['copy_out']:.1f} | "
               f"{r['npz_write']:.1f} | {r['render_busy']:.1f} | {tail} | {r['peak_rss_MB']:.0f} |")
-    for p in ("exact", "fast"):
+    for p in profiles:
         print(f"(b)/(a) {p}: {by[('b', p)]['total'] / by[('a', p)]['total']:.3f}")
-    print(f"(b) fast / (a) exact: {by[('b', 'fast')]['total'] / by[('a', 'exact')]['total']:.3f}")
+    if {"exact", "fast"} <= set(profiles):
+        print(f"(b) fast / (a) exact: {by[('b', 'fast')]['total'] / by[('a', 'exact')]['total']:.3f}")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
     return 0

@@ -236,3 +236,23 @@ def test_a_crash_costs_only_the_function_that_crashes(tmp_path, force, crashes):
     assert on_disk == 8 + (8 - len(faults)) + 8
     assert f"8 heads (2 prompts x 2 layers x 2 heads)" in done.stdout, done.stdout
     assert f": 8 rendered" in done.stdout and f"{on_disk} figures written" in done.stdout and "8 heads summarised" in done.stdout, done.stdout
+
+
+@pytest.mark.parametrize("given, torch_first, expected", [
+    (None, False, "PASSIVE"),  # `run`: torch's OpenMP threads then sleep instead of spinning beside the workers
+    ("ACTIVE", False, "ACTIVE"),  # the user's own setting wins
+    (None, True, None),  # torch already loaded its OpenMP: a setting now would change nothing, so none is made
+])
+def test_run_makes_torchs_idle_threads_sleep_unless_told_otherwise(given, torch_first, expected):
+    pytest.importorskip("torch")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given is not None:
+        env["OMP_WAIT_POLICY"] = given
+    code = ("import torch\n" if torch_first else "") + (
+        "import os, sys\n"
+        "import pattern_lens._engine.stream\n"
+        "print(os.environ.get('OMP_WAIT_POLICY'))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(expected)

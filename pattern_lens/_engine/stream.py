@@ -20,6 +20,7 @@ those of processes that are gone (a SIGKILLed run cannot delete its own).
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import sys
 import threading
@@ -55,6 +56,14 @@ from pattern_lens.consts import DATA_DIR
 from pattern_lens.profile import EXPORT_PROFILES, export_profile
 
 __all__ = ["StreamSummary", "run_main", "DEFAULT_BATCH_SIZE"]
+
+if "torch" not in sys.modules:
+    # torch's CPU build runs on GNU OpenMP, whose threads spin after each parallel region (its default
+    # ACTIVE wait): on the cores `run` shares between the forward pass and the render workers, that
+    # spinning took the workers' time (12 x 12 heads, 12 prompts of 200 tokens, 2 cores: whole run
+    # 9.7 -> 6.7 s; the forward pass alone unchanged; benchmarks/README.md). OpenMP reads it when
+    # torch loads it, so only before torch is imported; the user's own setting wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 DEFAULT_BATCH_SIZE: int = 8
 "prompts per forward pass of `run` (a batch's layer is `batch x n_heads x n_ctx^2` floats inside the model)"
