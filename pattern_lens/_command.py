@@ -13,7 +13,6 @@ says what was done; a rerun resumes).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import importlib
 import os
@@ -282,20 +281,16 @@ def refresh_gallery(save_path: str | Path, quiet: bool) -> int:
 # errors and interruptions -> exit codes
 
 
-def run_guarded(run: Callable[[], int], own_process: bool = False) -> int:
+def run_guarded(run: Callable[[], int]) -> int:
     """`run()` (parse the command line and run it), with every error and interruption made an exit code
 
     The parsing is inside: building the parser imports modules, and a Ctrl-C then must not print
     a traceback either. (`SystemExit` from argparse passes through: exit code 2 and its message.)
-    `own_process`: the command is the process's own (its command line read from `sys.argv`), which
-    exits when this returns: a Ctrl-C from then on is ignored (see `_ignore_ctrl_c_from_now`).
     """
     previous_hook = sys.unraisablehook
     sys.unraisablehook = functools.partial(_unraisable, previous_hook)
     try:
-        code = run()
-        _close_worker_pools(kill=False)  # in here: a Ctrl-C while they stop is the one line below
-        return code
+        return run()
     except PatternLensError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -308,27 +303,35 @@ def run_guarded(run: Callable[[], int], own_process: bool = False) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     finally:
-        for _ in range(2):  # a Ctrl-C while they are killed: once more (the work is over either way)
-            with contextlib.suppress(KeyboardInterrupt):
-                _close_worker_pools(kill=True)  # after an error or a Ctrl-C; nothing left after a success
-                break
         sys.unraisablehook = previous_hook
         while _resent:
             _resent.pop().cancel()
-        if own_process:
-            _ignore_ctrl_c_from_now()
 
 
-def _ignore_ctrl_c_from_now() -> None:
-    """the command is over and its exit code decided: a Ctrl-C while the interpreter shuts down
-    (where threading and loky join their threads: a traceback, and exit 0 whatever the command's
-    code) is ignored, and the process exits with the command's code
+def as_process(main: Callable[[], int]) -> int:
+    """`main()` as the command of this process, which exits with the code returned: the console
+    script and `python -m pattern_lens.<module>` (a caller of `main()` in its own process keeps its
+    pools and its Ctrl-C)
 
-    Ignored rather than handled: the interpreter puts back the default action of any signal with a
-    Python handler before its last steps (a Ctrl-C there killed the process, exit -2), not of an
-    ignored one. Nothing can hang here: the command stopped its worker pools before returning."""
+    The command's worker pools are stopped here (a Ctrl-C while they stop: the one line
+    "interrupted", exit 130), then Ctrl-C is ignored until the interpreter has exited: there loky
+    and threading join their threads, and a Ctrl-C printed a traceback and exited 0 whatever the
+    command's code. Ignored rather than handled: the interpreter puts back the default action of a
+    signal with a Python handler before its last steps (a Ctrl-C there killed the process, exit
+    -2), not of an ignored one; nothing can hang there, the pools are stopped.
+    """
+    code = main()
+    try:
+        _close_worker_pools(kill=code != 0)
+    except KeyboardInterrupt:
+        _forget_interrupt()
+        print("interrupted", file=sys.stderr)
+        code = 130
+    except Exception:  # noqa: BLE001 -- a pool that will not stop cleanly: the work is over; its workers die with this process
+        pass
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return code
 
 
 def _close_worker_pools(kill: bool) -> None:
@@ -391,4 +394,4 @@ def run_command(
         add_arguments(parser)
         return run(parser.parse_args(argv))
 
-    return run_guarded(parse_and_run, own_process=argv is None)
+    return run_guarded(parse_and_run)

@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 # light imports only (no numpy): a Ctrl-C while this module imports could not be caught by `main`
-from pattern_lens._command import HELP, parse_bool, parse_index_list, positive_int, run_command, run_guarded
+from pattern_lens._command import HELP, parse_bool, parse_index_list, positive_int, as_process, run_command, run_guarded
 
 __all__ = ["main", "render_main", "command_main", "build_parser", "COMMANDS", "Command", "parse_index_list", "parse_bool", "positive_int"]
 
@@ -119,8 +119,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser(only=only).parse_args(given)
         return args._run(args)
 
-    return run_guarded(parse_and_run, own_process=argv is None)
+    return run_guarded(parse_and_run)
+
+
+def console_main() -> int:
+    """the `pattern-lens` console script: `main()` as this process's command (`as_process`)"""
+    return as_process(main)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

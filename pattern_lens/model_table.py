@@ -198,4 +198,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from pattern_lens._command import as_process
+
+    sys.exit(as_process(main))

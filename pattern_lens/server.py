@@ -157,4 +157,6 @@ def _cli(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(_cli())
+    from pattern_lens._command import as_process
+
+    sys.exit(as_process(_cli))

@@ -295,9 +295,9 @@ def test_ctrl_c_early_in_a_run_is_one_line_and_exit_130(tmp_path, delay):
 _CTRL_C_AS_IT_EXITS = (
     "import os, signal, sys, time\n"
     "import psutil\n"
-    "from pattern_lens.cli import main\n"
+    "from pattern_lens.cli import console_main\n"
     "sys.argv = ['pattern-lens', *sys.argv[1:]]\n"
-    "code = main()\n"
+    "code = console_main()  # what the console script runs\n"
     "workers = [p for p in psutil.Process().children() if 'resource_tracker' not in ' '.join(p.cmdline())]\n"
     "print('workers left:', len(workers), flush=True)\n"
     "os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C once the command is over, as the interpreter exits\n"
@@ -322,6 +322,24 @@ def test_ctrl_c_as_the_process_exits_changes_nothing(tmp_path, backend):
     assert f"[2 jobs, {backend}" in proc.stdout, proc.stdout
     assert len(list(model_dir.rglob("raw.png"))) == 8
     _assert_no_leftovers(mark, tmp_path)
+
+
+def test_main_called_from_python_leaves_the_callers_ctrl_c_alone(tmp_path):
+    """`main()` with a patched `sys.argv` (as the reference's tests call its mains) is not the
+    process's own command: Ctrl-C still raises in the caller afterwards"""
+    model_dir = write_synthetic_model(tmp_path, n_layers=1, n_heads=2, n_ctx=16, n_prompts=1, seed=2)
+    script = (
+        "import signal, sys\n"
+        "from pattern_lens.cli import main\n"
+        "sys.argv = ['pattern-lens', *sys.argv[1:]]\n"
+        "code = main()\n"
+        "print('default handler:', signal.getsignal(signal.SIGINT) is signal.default_int_handler, flush=True)\n"
+        "sys.exit(code)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, "render", "-m", model_dir.name, "-s", str(tmp_path), "-q", "--jobs", "2"],
+                          cwd=REPO, env=_env(uuid.uuid4().hex), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "default handler: True" in proc.stdout, proc.stdout
 
 
 # ---------------------------------------------------------------------------------------------------

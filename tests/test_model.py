@@ -308,7 +308,7 @@ def test_stream_memory_stays_near_the_layers_in_flight(tmp_path):
 
 
 def test_worker_processes_get_only_the_layers_in_flight(tmp_path, monkeypatch):
-    """with loky, layers travel as files the workers map and delete: the files on disk (RAM) at any
+    """with loky, layers travel as files the workers map, deleted as results come back: the files on disk (RAM) at any
     moment stay a few layers, where joblib's own memory-mapping kept every layer until the end"""
     import pattern_lens._input.handover as handover
     import pattern_lens._engine.stream as stream

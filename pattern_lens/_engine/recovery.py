@@ -51,7 +51,7 @@ def split_task(task: Task, failure: BaseException | None = None) -> list[Task | 
 
 
 def _redo(task: Task, **changes) -> Task:
-    """a part of a failed task, with `force`: the heads the failed worker rendered before it died
+    """a part of a failed task (or a task lost with its pool, `redo_job`), with `force`: the heads the failed worker rendered before it died
     are rendered and counted again, since its result (what it wrote) was lost with it; without
     `force` they would count as skipped while this run wrote their files"""
     return dataclasses.replace(task, force=True, **changes)
@@ -144,8 +144,8 @@ def split_in_memory_task(job: InMemoryTask, failure: BaseException | None = None
     """one in-memory task per head of `job`; a single head whose worker died (`failure`), one part per
     figure function and one for its summaries, as `split_head`; `[job]` when it cannot be split
 
-    A worker deletes the hand-over file it was given once it has rendered from it (and keeps it when
-    the task failed), so each part gets a file of its own (`_own_copy`), and `job`'s file, which no
+    A task's hand-over file is deleted when its result is back (`release_handover`), and stays when
+    the task failed, so each part gets a file of its own (`_own_copy`), and `job`'s file, which no
     worker will read again, is deleted. A task whose file is gone cannot be split and is reported whole.
     """
     heads = [(item, patterns, h) for item, patterns in zip(job.task.items, job.patterns, strict=True) for h in item[2]]
@@ -204,7 +204,9 @@ def in_memory_task_failed(job: InMemoryTask, exc: BaseException) -> TaskResult:
 def redo_job(job: Task | InMemoryTask) -> Task | InMemoryTask:
     """a job that was in flight when a worker died, to run again with `force` (`_redo`): the heads
     its worker had rendered before the pool was stopped are written again and counted as rendered
-    (without it they counted as skipped, although this run wrote them)"""
+    (without it they counted as skipped, although this run wrote them). Its cost: heads of those
+    tasks that an earlier run had rendered are rendered again and counted as rendered (at most the
+    few tasks in flight, once per worker death)"""
     if isinstance(job, InMemoryTask):
         return dataclasses.replace(job, task=_redo(job.task))
     return _redo(job)

@@ -159,6 +159,10 @@ def run_main(
 ) -> StreamSummary:
     """run a model on prompts and render every selected head as each layer is computed
 
+    The render workers share the cores with the forward pass: importing this module before torch
+    sets `OMP_WAIT_POLICY=PASSIVE` for the process (unless set), so that torch's idle threads sleep
+    instead of spinning; a process that imported torch first keeps its own setting.
+
     # Parameters:
      - `model : str | object` hub name, local `save_pretrained` folder, or a loaded model
        (TransformerLens-style, or from `pattern_lens._model.load.load_model`)
@@ -284,7 +288,7 @@ def run_main(
             summary.n_jobs = session.n_workers
             summary.backend = session.backend_name
             # worker processes on this machine get each layer as a file in RAM (/dev/shm where there is
-            # one) that they memory-map and delete once rendered, so only the layers in flight take
+            # one) that they memory-map, deleted when its result is back, so only the layers in flight take
             # space; threads get the array itself, and a dask cluster the array by value
             spill_dir = spill_folder(stack) if session.local_processes else None
             handoff: queue.Queue = queue.Queue(maxsize=max_queued_layers or max(2, session.n_workers))
@@ -328,7 +332,7 @@ def run_main(
                                     timeout=timeout, root=str(Path(save_path).resolve()), summaries=spec,
                                 )
                                 handed: np.ndarray | str = arr
-                                if spill_dir is not None:  # worker processes: a file they map and delete
+                                if spill_dir is not None:  # worker processes: a file they map, deleted when the result is back
                                     ts = time.perf_counter()
                                     handed = save_layer(spill_dir, arr)
                                     summary.spill_seconds += time.perf_counter() - ts

@@ -40,7 +40,9 @@ from joblib.externals.loky.process_executor import ProcessPoolExecutor
 from pattern_lens._engine import backends
 from pattern_lens._engine.warmup import warm_worker
 
-__all__ = ["WarmBackend", "BACKEND_NAME", "register", "close_pool", "warm_here", "start_method", "pool_method"]
+__all__ = [
+    "WarmBackend", "BACKEND_NAME", "register", "close_pool", "close_worker_pools", "warm_here", "start_method", "pool_method",
+]
 
 BACKEND_NAME: str = backends.WARM_BACKEND
 "the name `WarmBackend` is registered under with joblib (`--backend warm`)"
@@ -143,10 +145,11 @@ def close_pool(kill: bool = False) -> None:
 
 def close_worker_pools(kill: bool = False) -> None:
     """shut down every pool of worker processes this process holds: the warm pool and joblib's loky
-    executor (at a command's end: their threads are gone before the interpreter exits, where loky
-    would join them itself and a Ctrl-C in that join printed a traceback and exited 0)"""
+    executor (when the process's own command ends, `_command.as_process`: their threads are gone
+    before the interpreter exits, where loky would join them itself and a Ctrl-C in that join printed
+    a traceback and exited 0)"""
     close_pool(kill=kill)
-    loky = sys.modules.get("joblib.externals.loky.reusable_executor")  # only if a run started it
+    loky = sys.modules.get("joblib.externals.loky.reusable_executor")  # joblib's, whoever started it: the process is ending
     executor = getattr(loky, "_executor", None)
     if executor is not None:
         executor.shutdown(wait=True, kill_workers=kill)

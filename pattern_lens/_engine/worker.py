@@ -197,7 +197,8 @@ class InMemoryTask:
     """a task whose patterns come with it: `patterns[i]` is `task.items[i]`'s layer, `(n_heads, n, n)`
 
     Each is an array (workers in this process, or a cluster that ships it), or the path of a `.npy`
-    file that the worker process memory-maps and deletes once rendered: streaming from a model
+    file that the worker process memory-maps and the run deletes when the result is back
+    (`recovery.release_handover`): streaming from a model
     hands layers over this way, without an `.npz`. (Arrays given to joblib's loky backend would be
     memory-mapped too, but joblib keeps those files until the whole run ends.)
     """

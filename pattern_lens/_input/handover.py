@@ -1,8 +1,9 @@
 """handing layers to worker processes as files in RAM: streamed layers (`run`), and split layers read once
 
 A layer reaches a worker process as a `.npy` file in the run's hand-over folder (in /dev/shm, which
-is RAM, where there is one), which the worker memory-maps and deletes once rendered
-(`worker.run_in_memory_task`); only the layers in flight take space.
+is RAM, where there is one), which the worker memory-maps (`worker.run_in_memory_task`) and the
+run deletes when the task's result is back (`recovery.release_handover`: a result lost with a pool
+that died leaves the file for the task's rerun); only the layers in flight take space.
 
 - `pattern-lens run` hands over every layer the forward pass computes (`pattern_lens._engine.stream`).
 - `render` hands over the layers the planner splits into `SHARE_MIN_BATCHES` or more batches of
@@ -137,8 +138,8 @@ def save_layer(folder: str, patterns: np.ndarray) -> str:
 
 def add_name(path: str, name: str, copy: bool = False) -> str:
     """`name` for the hand-over file at `path` too: a hard link (no bytes copied), or with `copy` a copy
-    where links cannot be made; on failure nothing of `name` is left. Each task deletes its own name
-    when done, so one file can serve several tasks; the last name deleted frees it."""
+    where links cannot be made; on failure nothing of `name` is left. Each task's name is deleted
+    when its result is back, so one file can serve several tasks; the last name deleted frees it."""
     try:
         os.link(path, name)
     except OSError:

@@ -59,7 +59,7 @@ class TaskResult:
     "prompt folder -> statistics rows of the heads summarised (`pattern_lens._summaries.summaries`)"
     heads_covered: dict[str, int] = field(default_factory=dict)
     "prompt folder -> heads of it the task covered (rendered, skipped or failed)"
-    handed_over: list[str] = field(default_factory=list)
+    handed_over: list[str] = field(default_factory=list, repr=False, compare=False, kw_only=True)
     "hand-over files the task rendered from: the parent deletes them when this result is back (`recovery.release_handover`)"
 
     def add_failure(self, func_name: str, message: str, where: str) -> None:
