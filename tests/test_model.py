@@ -346,7 +346,10 @@ def test_worker_processes_get_only_the_layers_in_flight(tmp_path, monkeypatch):
         sampler.join()
     assert summary.ok and summary.backend == "loky" and summary.n_rendered == 2 * n_layers * n_heads
     print(f"peak hand-over files {peak[0] / layer_bytes:.1f} layers of {2 * n_layers}")
-    assert 0 < peak[0] <= 10 * layer_bytes  # queue 2 + joblib's 4 dispatched ahead + 2 rendering, +2 slack
+    # queue 2 + joblib's 4 dispatched ahead + 2 rendering + results back whose files the run has not
+    # deleted yet (it deletes a file when the task's result is back: a result lost with a pool that
+    # died leaves the file for the rerun): 9 on a quiet machine, 13 seen under load; 16 of 48 here
+    assert 0 < peak[0] <= 16 * layer_bytes
     assert not list(spill.iterdir())  # the run's folder is gone
 
 

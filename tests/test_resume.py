@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import psutil
+import pytest
 
 from pattern_lens._output.atomic import atomic_write_bytes
 from pattern_lens.figures import figures_main
@@ -135,6 +136,31 @@ def test_leftover_temporary_files_are_removed(tmp_path):
     (head / "ident.bin").unlink()
     _run(tmp_path, model, [ident])
     assert sorted(tmp_path.rglob("*.tmp")) == sorted(live)
+
+
+def test_a_killed_process_not_yet_reaped_counts_as_gone(tmp_path):
+    """a SIGKILLed run's worker is a zombie until the process that inherited it reaps it: its
+    temporary files are stale (a rerun started at once left them behind: a flaky leftover)"""
+    from pattern_lens._layout import this_host
+    from pattern_lens._output.atomic import is_stale_temp, owner_gone
+
+    if not Path("/proc/self/status").is_file():
+        pytest.skip("the zombie check reads Linux's /proc")
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert not owner_gone(child.pid, this_host())  # running: its files are in flight
+        child.send_signal(signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE  # dead, not reaped: the pid still answers
+        assert owner_gone(child.pid, this_host())
+        tmp = tmp_path / f".raw.png.pl{child.pid}@{this_host()}.abcd1234.tmp"
+        tmp.write_bytes(b"half")
+        assert is_stale_temp(tmp)
+    finally:
+        child.kill()
+        child.wait()
 
 
 def _marked(mark: str) -> list:

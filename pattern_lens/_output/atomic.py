@@ -10,6 +10,7 @@ temporary file only when it is stale (`is_stale_temp`), never one another live r
 """
 
 import os
+import signal
 import stat
 import time
 from collections.abc import Iterator
@@ -45,7 +46,36 @@ def _pid_alive(pid: int) -> bool:
         return False
     except OSError:  # e.g. PermissionError: alive, another user's
         return True
-    return True
+    return not _dying(pid)
+
+
+_SIGKILL_BIT: int = 1 << (int(getattr(signal, "SIGKILL", 9)) - 1)
+
+
+def _dying(pid: int) -> bool:
+    """whether `pid` exists but will write nothing more: a zombie (killed, not yet reaped by the
+    process that inherited it: a SIGKILLed run's workers, for a moment after a rerun starts) or a
+    process with SIGKILL pending (in a system call, dying when it returns). Linux's /proc; elsewhere
+    `False`"""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return False
+    for line in lines:
+        key, _, value = line.partition(":")
+        fields = value.split()
+        if not fields:
+            continue
+        if key == "State" and fields[0] in ("Z", "X"):
+            return True
+        if key in ("SigPnd", "ShdPnd"):
+            try:
+                if int(fields[0], 16) & _SIGKILL_BIT:
+                    return True
+            except ValueError:
+                pass
+    return False
 
 
 def owner_gone(pid: int, host: str) -> bool:
