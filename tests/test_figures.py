@@ -494,6 +494,46 @@ def test_bad_activations_are_reported_and_the_rest_renders(tmp_path, how, messag
     assert "bad input (1 problems" in summary.format()
 
 
+_NEG_NAN = np.frombuffer(np.uint32(0xFFC00000).tobytes(), dtype=np.float32)[0]  # a NaN with the sign bit set
+
+
+@pytest.mark.parametrize("profile", ["fast", "exact"])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf, _NEG_NAN], ids=["nan", "inf", "-inf", "-nan"])
+@pytest.mark.parametrize("where", [(5, 3), (7, 7), (3, 20)], ids=["below", "diagonal", "masked"])
+def test_a_nonfinite_value_is_found_where_the_summaries_check_finiteness(tmp_path, value, where, profile):
+    """with `raw` and the summaries, the summaries' pass (its min and max) tells whether a head is
+    finite, instead of a numpy pass of its own: a NaN or inf anywhere, the causal mask's part too,
+    is still the head's input error, and the other heads render"""
+    model_dir = _tiny(tmp_path, n_prompts=1)
+    npz = _prompt_dirs(model_dir)[0] / "activations.npz"
+    with np.load(npz) as f:
+        arrays = {k: f[k] for k in f.files}
+    assert arrays[layer_key(1)].dtype == np.float32
+    arrays[layer_key(1)][0, 2, where[0], where[1]] = value
+    np.savez_compressed(npz, **arrays)
+    summary = figures_main(model_dir.name, tmp_path, None, False, "raw", n_jobs=1, profile=profile, progress=False,
+                           verbose=False)
+    assert summary.input_errors and "head 2 has 1 non-finite values" in summary.input_errors[0], summary.format()
+    assert summary.n_input_error_heads == 1 and summary.n_rendered == 5 and not summary.failures
+    assert not (_prompt_dirs(model_dir)[0] / "L1" / "H2" / "raw.png").exists()
+    assert len(list(model_dir.rglob("raw.png"))) == len(list(model_dir.rglob("preview.png"))) == 5
+
+
+def test_finite_heads_take_no_pass_of_their_own_for_the_check(tmp_path, monkeypatch):
+    """`raw` with the summaries: the finiteness check is the summaries' min and max (one pass of the
+    4 MB of an n_ctx 1024 head less); a function that is not marked read-only keeps numpy's check"""
+    import pattern_lens._engine.worker as worker
+
+    calls = []
+    real = worker.nonfinite_heads
+    monkeypatch.setattr(worker, "nonfinite_heads", lambda *a, **k: calls.append(1) or real(*a, **k))
+    model_dir = _tiny(tmp_path, n_prompts=1)
+    assert figures_main(model_dir.name, tmp_path, None, True, "raw", n_jobs=1, progress=False, verbose=False).ok
+    assert calls == []
+    assert figures_main(model_dir.name, tmp_path, None, True, [ident], n_jobs=1, progress=False, verbose=False).ok
+    assert len(calls) == 6
+
+
 def test_bad_prompt_hash_is_reported(tmp_path):
     model_dir = _tiny(tmp_path)
     index = model_dir / "prompts.jsonl"

@@ -29,6 +29,7 @@ from pattern_lens._engine.backends import describe_failure
 from pattern_lens._input.npz import ActivationsError, ActivationsFile, nonfinite_heads
 from pattern_lens._output.outputs import figure_func_name, list_head_dir, pending_funcs, run_figure_funcs
 from pattern_lens._engine.planner import Item
+from pattern_lens._summaries.stats import HeadSummary
 from pattern_lens._summaries.summary import TaskResult
 from pattern_lens._engine.transfer import FigureFuncs
 from pattern_lens._system import peak_rss_bytes
@@ -125,7 +126,6 @@ def _render_item(
         return
     try:
         patterns = acts.read_layer(layer)
-        bad: dict[int, int] = nonfinite_heads(patterns, [h for h, *_ in todo])
     except ActivationsError as e:
         res.add_input_error(str(e), len(todo))
         return
@@ -143,22 +143,24 @@ def _render_item(
         )
         return
     for h, d, listing, funcs, summarise in todo:
-        if h in bad:
-            res.add_input_error(
-                f"{acts.path}: key {layer_key(layer)!r} head {h} has {bad[h]} non-finite values "
-                "(NaN or inf); expected finite attention patterns",
-                1,
-            )
-            continue
-        try:
-            d.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            res.add_input_error(f"{d}: cannot create the head folder ({type(e).__name__}: {e})", 1)
-            continue
         t_render = time.perf_counter()
         # the summaries' pass first where the figures leave the pattern as it is: it finds the min
-        # and max that `raw` normalises with (`summaries.first_pass`); else after the figures
+        # and max that `raw` normalises with (`summaries.first_pass`), and that tell that every value
+        # is finite; else after the figures
         with summaries.first_pass(task.summaries if summarise else None, patterns[h], funcs) as early:
+            n_bad = _nonfinite_values(patterns[h], early)
+            if n_bad:
+                res.add_input_error(
+                    f"{acts.path}: key {layer_key(layer)!r} head {h} has {n_bad} non-finite values "
+                    "(NaN or inf); expected finite attention patterns",
+                    1,
+                )
+                continue
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                res.add_input_error(f"{d}: cannot create the head folder ({type(e).__name__}: {e})", 1)
+                continue
             status = run_figure_funcs(patterns[h], d, funcs, listing, force_overwrite=task.force, timeout=task.timeout, pending=funcs)
         if summarise:
             summaries.add_head(task.summaries, res, prompt_dir, layer, h, d, patterns[h], early)
@@ -171,6 +173,18 @@ def _render_item(
                 res.n_outputs += len(figure_names(func))  # files: a multi-figure function writes several
             else:
                 res.add_failure(name, describe_failure(st), str(d / error_file_name(name)))
+
+
+def _nonfinite_values(pattern: np.ndarray, early: HeadSummary | Exception | None) -> int:
+    """how many NaN or infinite values one head holds (0: every value finite)
+
+    Without a pass of its own where the summaries' pass came first (`early`): its minimum and maximum
+    are the pattern's (numpy's `min()` and `max()`, which a NaN makes NaN and an inf infinite), so
+    both finite means every value is. Otherwise (no summary, or one that failed) one numpy pass.
+    """
+    if isinstance(early, HeadSummary) and np.isfinite(early.minimum) and np.isfinite(early.maximum):
+        return 0
+    return nonfinite_heads(pattern[None]).get(0, 0)
 
 
 def run_task(task: Task) -> TaskResult:

@@ -52,9 +52,9 @@ class TaskResult:
     task_estimate: float = 0.0
     "the planner's prior estimate of the task, seconds (fed back to size later tasks)"
     read_seconds: float = 0.0
-    "seconds spent reading layers: listing head folders, reading and inflating, the finiteness check"
+    "seconds spent reading layers: listing head folders, reading and inflating"
     render_seconds: float = 0.0
-    "seconds spent in the figure functions: rendering and writing the files"
+    "seconds spent on the heads: the finiteness check (where the summaries' pass does not give it), rendering and writing the files"
     head_stats: dict[str, list[dict]] = field(default_factory=dict)
     "prompt folder -> statistics rows of the heads summarised (`pattern_lens._summaries.summaries`)"
     heads_covered: dict[str, int] = field(default_factory=dict)
