@@ -25,6 +25,7 @@ from typing import Any
 
 # light imports only (no numpy): a Ctrl-C while this module imports could not be caught by `run_guarded`
 from pattern_lens._errors import PatternLensError, RunInterrupted
+from pattern_lens._system import reuse_large_buffers
 from pattern_lens.profile import EXPORT_PROFILES
 
 HELP: dict[str, str] = {
@@ -320,6 +321,7 @@ def as_process(main: Callable[[], int]) -> int:
     signal with a Python handler before its last steps (a Ctrl-C there killed the process, exit
     -2), not of an ignored one; nothing can hang there, the pools are stopped.
     """
+    reuse_large_buffers()  # this process is ours: a run with one job inflates its layers here
     code = main()
     try:
         _close_worker_pools(kill=code != 0)

@@ -42,7 +42,7 @@ from joblib._parallel_backends import LokyBackend
 from joblib.parallel import get_active_backend
 
 from pattern_lens._errors import FigureFuncTransferError, PatternLensError, RunInterrupted
-from pattern_lens._system import available_cpus
+from pattern_lens._system import available_cpus, reuse_large_buffers
 
 __all__ = ["ParallelSession", "parallel_session", "parallel_kwargs", "run_all", "describe_failure", "TaskRaised", "Settled", "WATCHDOG_PERIOD"]
 
@@ -301,6 +301,7 @@ def _worker_start(parent_pid: int, started_by_run: bool = True) -> None:
             os._exit(1)  # orphaned before the first task: nobody will read what this worker does
         return
     _watchdog_started = True
+    reuse_large_buffers()  # each layer inflated into the last one's pages
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the run and its workers
         if hasattr(signal, "pthread_sigmask"):  # started blocked (`_spawn_with_sigint_blocked`): ignored now

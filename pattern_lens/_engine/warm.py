@@ -39,6 +39,7 @@ from joblib.externals.loky.process_executor import ProcessPoolExecutor
 
 from pattern_lens._engine import backends
 from pattern_lens._engine.warmup import warm_worker
+from pattern_lens._system import reuse_large_buffers
 
 __all__ = [
     "WarmBackend", "BACKEND_NAME", "register", "close_pool", "close_worker_pools", "warm_here", "start_method", "pool_method",
@@ -172,6 +173,7 @@ def _worker_start(parent_pid: int | None) -> None:
     """
     if parent_pid is not None and os.getppid() != parent_pid:
         os._exit(1)
+    reuse_large_buffers()  # each layer inflated into the last one's pages
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
