@@ -27,8 +27,8 @@ The cache works for any user: numba caches beside the source (`kernels/__pycache
 user's cache folder (`~/.cache/numba`), else in `NUMBA_CACHE_DIR`. Where none is writable (a
 read-only shared install and a read-only HOME), `numba.config.CACHE_DIR` is pointed at a private
 per-user folder under the temporary folder (`pattern_lens-numba-<uid>`, mode 0700, refused when
-another user owns it); where even that fails, kernels are compiled in each process, with one warning per run (the workers
-a process starts inherit an environment variable saying it was given).
+another user owns it); where even that fails, kernels are compiled in each process, with one
+warning per run (the workers a process starts inherit an environment variable saying it was given).
 Processes that start at once against an empty cache are safe: numba writes each cache file to a
 temporary name and renames it into place (tests/test_faults.py runs 8 at once, twice).
 """

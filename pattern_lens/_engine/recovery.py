@@ -18,7 +18,7 @@ import contextlib
 import dataclasses
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from pattern_lens._layout import error_file_name, head_dir
@@ -51,9 +51,10 @@ def split_task(task: Task, failure: BaseException | None = None) -> list[Task | 
 
 
 def _redo(task: Task, **changes) -> Task:
-    """a part of a failed task (or a task lost with its pool, `redo_job`), with `force`: the heads the failed worker rendered before it died
-    are rendered and counted again, since its result (what it wrote) was lost with it; without
-    `force` they would count as skipped while this run wrote their files"""
+    """a part of a failed task (or a task lost with its pool, `redo_job`), with `force`: the heads
+    the failed worker rendered before it died are rendered and counted again, since its result (what
+    it wrote) was lost with it; without `force` they would count as skipped while this run wrote
+    their files"""
     return dataclasses.replace(task, force=True, **changes)
 
 
@@ -179,16 +180,17 @@ def split_in_memory_task(job: InMemoryTask, failure: BaseException | None = None
 
 def release_handover(res: TaskResult) -> None:
     """delete the hand-over files a task rendered from, now that its result is back (in the parent)"""
-    for path in res.handed_over:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
+    _unlink_all(res.handed_over)
 
 
 def _delete_files(job: InMemoryTask) -> None:
-    for patterns in job.patterns:
-        if isinstance(patterns, str):
-            with contextlib.suppress(OSError):
-                os.unlink(patterns)
+    _unlink_all(p for p in job.patterns if isinstance(p, str))
+
+
+def _unlink_all(paths: Iterable[str]) -> None:
+    for path in paths:
+        with contextlib.suppress(OSError):  # gone already (another part, a rerun): nothing left to free
+            os.unlink(path)
 
 
 def in_memory_task_failed(job: InMemoryTask, exc: BaseException) -> TaskResult:

@@ -59,23 +59,15 @@ def _dying(pid: int) -> bool:
     `False`"""
     try:
         with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as f:
-            lines = f.read().splitlines()
+            status = {key: value.split() for key, _, value in (line.partition(":") for line in f)}
     except OSError:
         return False
-    for line in lines:
-        key, _, value = line.partition(":")
-        fields = value.split()
-        if not fields:
-            continue
-        if key == "State" and fields[0] in ("Z", "X"):
-            return True
-        if key in ("SigPnd", "ShdPnd"):
-            try:
-                if int(fields[0], 16) & _SIGKILL_BIT:
-                    return True
-            except ValueError:
-                pass
-    return False
+    if status.get("State", [""])[:1] in (["Z"], ["X"]):
+        return True
+    try:
+        return any(int(status[k][0], 16) & _SIGKILL_BIT for k in ("SigPnd", "ShdPnd") if status.get(k))
+    except ValueError:  # not the format this reads: nothing known
+        return False
 
 
 def owner_gone(pid: int, host: str) -> bool:
