@@ -293,16 +293,17 @@ def test_ctrl_c_early_in_a_run_is_one_line_and_exit_130(tmp_path, delay):
 
 
 _CTRL_C_AS_IT_EXITS = (
-    "import os, signal, sys, time\n"
+    "import atexit, os, signal, sys, time\n"
     "import psutil\n"
     "from pattern_lens.cli import console_main\n"
+    "def at_exit():  # registered first: runs last of the exit functions, once the command is over\n"
+    "    workers = [p for p in psutil.Process().children() if 'resource_tracker' not in ' '.join(p.cmdline())]\n"
+    "    print('workers left:', len(workers), flush=True)\n"
+    "    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C as the process exits\n"
+    "    time.sleep(0.3)\n"
+    "atexit.register(at_exit)\n"
     "sys.argv = ['pattern-lens', *sys.argv[1:]]\n"
-    "code = console_main()  # what the console script runs\n"
-    "workers = [p for p in psutil.Process().children() if 'resource_tracker' not in ' '.join(p.cmdline())]\n"
-    "print('workers left:', len(workers), flush=True)\n"
-    "os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C once the command is over, as the interpreter exits\n"
-    "time.sleep(0.3)\n"
-    "sys.exit(code)\n"
+    "sys.exit(console_main())  # what the console script runs\n"
 )
 
 
@@ -322,6 +323,57 @@ def test_ctrl_c_as_the_process_exits_changes_nothing(tmp_path, backend):
     assert f"[2 jobs, {backend}" in proc.stdout, proc.stdout
     assert len(list(model_dir.rglob("raw.png"))) == 8
     _assert_no_leftovers(mark, tmp_path)
+
+
+_EXIT_HOOKS_MODULE = """
+import atexit, sys, threading, time
+from pathlib import Path
+
+from pattern_lens.attn_figure_funcs import register_attn_figure_func
+
+OUT = Path(__file__).parent
+
+def _late_thread():  # a non-daemon thread still working when the command ends
+    time.sleep(0.5)
+    (OUT / "thread_done").write_text("ok")
+
+def _at_exit():
+    (OUT / "atexit_done").write_text("ok")
+    sys.stdout.write("said at exit, never flushed")  # no newline, no flush: the exit flushes it
+
+@register_attn_figure_func
+def boom(attn, save_dir):
+    raise ValueError("this figure fails")
+
+atexit.register(_at_exit)
+threading.Thread(target=_late_thread).start()
+"""
+
+
+@pytest.mark.parametrize("figure_funcs,code", [("raw", 0), ("raw,boom", 1)])
+def test_the_command_process_ends_as_the_interpreter_would(tmp_path, figure_funcs, code):
+    """the command process skips the interpreter's teardown (`_command._end_process`), not its exit
+    work: non-daemon threads are joined, `atexit` functions run, stdout is flushed, the code stands"""
+    model_dir = write_synthetic_model(tmp_path, n_layers=1, n_heads=2, n_ctx=16, n_prompts=1, seed=2)
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "exit_hooks.py").write_text(_EXIT_HOOKS_MODULE)
+    env = _env(uuid.uuid4().hex)
+    env["PYTHONPATH"] = os.pathsep.join([str(hooks), env["PYTHONPATH"]])
+    env.pop("PYTHONUNBUFFERED", None)  # stdout buffered, as in a user's shell: the exit must flush it
+    proc = subprocess.run(
+        _cmd(tmp_path, model_dir.name, "--import", "exit_hooks", "--figure-funcs", figure_funcs, "--jobs", "1",
+             "--no-index-html", "-q"),
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stdout.endswith("said at exit, never flushed"), proc.stdout
+    assert (hooks / "atexit_done").read_text() == "ok"
+    assert (hooks / "thread_done").read_text() == "ok"
+    assert len(list(model_dir.rglob("raw.png"))) == 2
+    if code:
+        assert "this figure fails" in proc.stderr + proc.stdout
 
 
 def test_main_called_from_python_leaves_the_callers_ctrl_c_alone(tmp_path):
