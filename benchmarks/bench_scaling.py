@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-ctx", type=int, default=1024)
     p.add_argument("--work", type=Path, default=None, help="folder for the synthetic models (default: a temp folder)")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--base", type=Path, default=None,
+                   help="a checkout of an earlier commit (`git worktree add`): its rows run too, taking turns with this one's")
     args = p.parse_args(argv)
 
     from pattern_lens.synthetic import write_synthetic_model
@@ -69,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         "1 head, jobs 1": (_render(one, "--jobs", "1"), REPO),
         "1 head, default jobs": (_render(one), REPO),
     }
+    if args.base:  # the same commands run from the other checkout: `python -m` imports the package from the cwd
+        configs.update({f"{k} (base)": (cmd, args.base.resolve()) for k, (cmd, _) in list(configs.items())})
     if args.ref_python:
         configs["reference 0.6.0"] = (
             [str(args.ref_python), "-m", "pattern_lens.figures", "--model", big.name, "--save-path", str(big.parent),
@@ -93,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in times.items():
         print(f"| {k} | {med[k]:.2f} | {' / '.join(f'{x:.2f}' for x in v)} |")
     print(f"jobs 1 / jobs 2: {med['jobs 1'] / med['jobs 2']:.2f}x (target >= 1.85x)")
+    if args.base:
+        print(f"base: jobs 1 / jobs 2 {med['jobs 1 (base)'] / med['jobs 2 (base)']:.2f}x; this / base: "
+              + ", ".join(f"{k} {med[k] / med[k + ' (base)']:.3f}" for k in med if f"{k} (base)" in med))
     if "reference 0.6.0" in med:
         print(f"reference 0.6.0 / jobs 2: {med['reference 0.6.0'] / med['jobs 2']:.2f}x (target >= 8x)")
     print(f"1 head: {med['1 head, jobs 1']:.2f} s with --jobs 1, {med['1 head, default jobs']:.2f} s by default (target <= 1.0 s)")
