@@ -347,11 +347,13 @@ def _end_process(code: int) -> None:
     sees is done here, in its order: non-daemon threads joined with threading's exit hooks
     (`threading._shutdown`: concurrent.futures' and loky's threads end there), the `atexit` functions
     (multiprocessing's finalizers, logging's flush, an `--import` module's own), the standard streams
-    flushed; then `os._exit`. Where this Python lacks either private hook: the normal exit (returns).
+    flushed; then `os._exit`. The normal exit (this returns) where this Python lacks either private
+    hook, or where a profiler or tracer watches the process (`python -m cProfile -o F -m
+    pattern_lens.cli ...`, coverage, a debugger): those write their results after the command returns.
     """
     shutdown = getattr(threading, "_shutdown", None)
     exit_functions = getattr(atexit, "_run_exitfuncs", None)
-    if shutdown is None or exit_functions is None:
+    if shutdown is None or exit_functions is None or sys.gettrace() is not None or sys.getprofile() is not None:
         return
     shutdown()
     exit_functions()

@@ -376,6 +376,19 @@ def test_the_command_process_ends_as_the_interpreter_would(tmp_path, figure_func
         assert "this figure fails" in proc.stderr + proc.stdout
 
 
+def test_a_profiled_command_still_writes_its_profile(tmp_path):
+    """`python -m cProfile -o F -m pattern_lens.cli ...` writes F after the command returns: the
+    command process then takes the interpreter's own exit (`_end_process` would have ended it first)"""
+    model_dir = write_synthetic_model(tmp_path, n_layers=1, n_heads=2, n_ctx=16, n_prompts=1, seed=2)
+    out = tmp_path / "render.prof"
+    cmd = [sys.executable, "-m", "cProfile", "-o", str(out), *_cmd(tmp_path, model_dir.name, "--jobs", "1", "-q")[1:]]
+    proc = subprocess.run(cmd, cwd=REPO, env=_env(uuid.uuid4().hex), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    import pstats
+
+    assert pstats.Stats(str(out)).total_calls > 0
+
+
 def test_main_called_from_python_leaves_the_callers_ctrl_c_alone(tmp_path):
     """`main()` with a patched `sys.argv` (as the reference's tests call its mains) is not the
     process's own command: Ctrl-C still raises in the caller afterwards"""
