@@ -471,7 +471,7 @@ def activations_main(
     entries, errors, source = prompts_before_model(  # `load_text_data` of this module: the reference's tests patch it
         prompts_path, save_path, folder_name, raw_prompts, min_chars, max_chars, shuffle, n_samples, verbose, load_text_data
     )
-    from tqdm import tqdm
+    from pattern_lens._progress import ProgressBar
 
     from pattern_lens._model.compute import StageTimes, make_batches, prepare_prompts  # imports torch
     from pattern_lens._model.load import load_model as as_pattern_model
@@ -494,7 +494,7 @@ def activations_main(
         prepared = todo
     if verbose:
         print(f"{pm.model_name}: {len(entries)} prompts from {source}, {len(prepared)} to compute -> {model_dir}")
-    with tqdm(total=len(prepared), unit="prompt", desc="activations", disable=not verbose, file=sys.stderr) as bar:
+    with ProgressBar(total=len(prepared), unit="prompt", desc="activations", disable=not verbose, file=sys.stderr) as bar:
         for batch in make_batches(prepared, batch_size):  # longest first; a prompt of unknown length alone
             seq_lens = [p.seq_len for p in batch]
             compute_activations_batched(

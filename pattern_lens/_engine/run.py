@@ -18,9 +18,8 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 
-from tqdm import tqdm
-
 from pattern_lens._errors import PatternLensError, RunInterrupted
+from pattern_lens._progress import ProgressBar
 from pattern_lens._engine import warm
 from pattern_lens._engine.backends import parallel_session, run_all
 from pattern_lens._engine.resume import has_work
@@ -199,7 +198,7 @@ def render_prompts(
         wait_prestarted()  # the pool the CLI started early: warm by now, or soon
         if session.in_process and timeout is not None:
             warm.warm_here((profile,))  # loading the kernels is not the first head's time limit to pay
-        with tqdm(
+        with ProgressBar(
             total=total, unit="head", desc=desc or None, disable=not progress, file=sys.stderr,
             dynamic_ncols=True, smoothing=0.1,
         ) as bar:

@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from pattern_lens._errors import RunInterrupted
+from pattern_lens._progress import ProgressBar
 from pattern_lens._layout import ACTIVATIONS_FILE, head_dir, layer_key, prompt_dir as _prompt_dir
 from pattern_lens._engine.backends import parallel_session, run_all
 from pattern_lens._input import handover
@@ -363,7 +363,7 @@ def run_main(
 
             producer = threading.Thread(target=produce, name="pattern_lens-forward", daemon=True)
             total = summary.n_heads + len(prepared) * heads_per_prompt
-            with tqdm(
+            with ProgressBar(
                 total=total, initial=summary.n_heads, unit="head", desc=model_dir.name, disable=not progress,
                 file=sys.stderr, dynamic_ncols=True, smoothing=0.1,
             ) as bar:
