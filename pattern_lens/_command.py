@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import functools
 import importlib
 import os
@@ -22,7 +23,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 # light imports only (no numpy): a Ctrl-C while this module imports could not be caught by `run_guarded`
 from pattern_lens._errors import PatternLensError, RunInterrupted
@@ -316,12 +317,13 @@ def as_process(main: Callable[[], int]) -> int:
     pools and its Ctrl-C)
 
     The command's worker pools are stopped here (a Ctrl-C while they stop: the one line
-    "interrupted", exit 130), then Ctrl-C is ignored until the interpreter has exited: there loky
-    and threading join their threads, and a Ctrl-C printed a traceback and exited 0 whatever the
-    command's code. Ignored rather than handled: the interpreter puts back the default action of a
-    signal with a Python handler before its last steps (a Ctrl-C there killed the process, exit
-    -2), not of an ignored one; nothing can hang there, the pools are stopped. Then the process
-    ends here with the code (`_end_process`): it does not return on CPython.
+    "interrupted", exit 130), then Ctrl-C is ignored until the process has exited: while it exits
+    loky and threading join their threads, and a Ctrl-C there printed a traceback and exited 0
+    whatever the command's code. Ignored rather than handled: the interpreter puts back the default
+    action of a signal with a Python handler before its last steps (a Ctrl-C there killed the
+    process, exit -2), not of an ignored one; nothing can hang there, the pools are stopped. Then,
+    where this interpreter was started for this command alone, the process ends here with the code
+    (`_end_process`); otherwise the code is returned.
     """
     reuse_large_buffers()  # this process is ours: a run with one job inflates its layers here
     code = main()
@@ -335,35 +337,84 @@ def as_process(main: Callable[[], int]) -> int:
         pass
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        _end_process(code)
+        if _started_for_this_command():
+            _end_process(code)
     return code
+
+
+def _started_for_this_command() -> bool:
+    """whether this interpreter runs this command and nothing else, and nothing watches it
+
+    From `sys.orig_argv`: `python [options] -m pattern_lens.<module> ...` or the console script
+    (the interpreter's first argument is `sys.argv[0]`). Not under `python -i` (the prompt comes
+    after the command), a profiler or tracer (`python -m cProfile -o F -m pattern_lens.cli`, coverage,
+    pdb, IPython's `%run -m`: their own `-m` or process comes first, or, on Python 3.12+,
+    `sys.monitoring` names a tool), since those go on after the command returns.
+    """
+    if sys.flags.inspect or os.environ.get("PYTHONINSPECT") or sys.gettrace() is not None or sys.getprofile() is not None:
+        return False
+    monitoring = getattr(sys, "monitoring", None)
+    if monitoring is not None and any(monitoring.get_tool(i) is not None for i in range(6)):
+        return False
+    args = list(getattr(sys, "orig_argv", ())[1:])
+    while args:
+        arg = args.pop(0)
+        if arg == "-m" or (arg.startswith("-m") and len(arg) > 2):
+            module = args.pop(0) if arg == "-m" and args else arg[2:]
+            return module.split(".")[0] == "pattern_lens"
+        if arg in ("-X", "-W", "--check-hash-based-pycs"):
+            args = args[1:]  # the option's value
+        elif arg == "-" or arg.startswith("-c"):
+            return False  # a program from standard input or a string: someone else's
+        elif not arg.startswith("-"):  # a script: ours only if it is the console script
+            return arg == sys.argv[0] and Path(arg).name in _CONSOLE_SCRIPTS
+    return False
+
+
+_CONSOLE_SCRIPTS: frozenset[str] = frozenset({"pattern-lens", "pattern-lens.exe", "pattern-lens-script.py"})
+"file names of the console script (`[project.scripts]`), as installers write it"
 
 
 def _end_process(code: int) -> None:
     """end this process with `code` as the interpreter's exit would, less its teardown of every object
 
     After a render the interpreter spent 0.3-0.45 s of CPU freeing numba's, numpy's and matplotlib's
-    objects and modules one by one (a cold 1-head run: 0.93 -> 0.60 s wall). What its exit does that anyone
-    sees is done here, in its order: non-daemon threads joined with threading's exit hooks
+    objects and modules one by one (a cold 1-head run: 0.93 -> 0.60 s wall). What its exit does that
+    anyone sees is done here, in its order: non-daemon threads joined with threading's exit hooks
     (`threading._shutdown`: concurrent.futures' and loky's threads end there), the `atexit` functions
     (multiprocessing's finalizers, logging's flush, an `--import` module's own), the standard streams
-    flushed; then `os._exit`. The normal exit (this returns) where this Python lacks either private
-    hook, or where a profiler or tracer watches the process (`python -m cProfile -o F -m
-    pattern_lens.cli ...`, coverage, a debugger): those write their results after the command returns.
+    flushed (a stream that cannot be flushed is reported and turns a 0 into 120, as the interpreter
+    does); then `os._exit`. Where this Python lacks either private hook: the normal exit (returns).
     """
     shutdown = getattr(threading, "_shutdown", None)
     exit_functions = getattr(atexit, "_run_exitfuncs", None)
-    if shutdown is None or exit_functions is None or sys.gettrace() is not None or sys.getprofile() is not None:
+    if shutdown is None or exit_functions is None:
         return
-    shutdown()
+    try:
+        shutdown()
+    except BaseException:  # noqa: BLE001 -- reported as the interpreter reports it; the exit goes on
+        sys.unraisablehook(_Unraisable(*sys.exc_info(), "Exception ignored on threading shutdown", None))
     exit_functions()
     for stream in (sys.stdout, sys.stderr):
+        if stream is None or getattr(stream, "closed", False):
+            continue
         try:
-            if stream is not None:
-                stream.flush()
-        except (OSError, ValueError):  # a closed pipe or stream: nothing more can be said there
-            pass
+            stream.flush()
+        except (OSError, ValueError) as e:  # e.g. a full disk, a closed pipe: the output is incomplete
+            code = code or 120
+            with contextlib.suppress(Exception):
+                print(f"Exception ignored while flushing {getattr(stream, 'name', 'a stream')}: {e!r}", file=sys.__stderr__)
     os._exit(code)
+
+
+class _Unraisable(NamedTuple):
+    """what `sys.unraisablehook` is given (`exc_type`, `exc_value`, `exc_traceback`, `err_msg`, `object`)"""
+
+    exc_type: type
+    exc_value: BaseException
+    exc_traceback: Any
+    err_msg: str
+    object: Any
 
 
 def _close_worker_pools(kill: bool) -> None:

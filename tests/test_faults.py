@@ -294,14 +294,14 @@ def test_ctrl_c_early_in_a_run_is_one_line_and_exit_130(tmp_path, delay):
 
 _CTRL_C_AS_IT_EXITS = (
     "import atexit, os, signal, sys, time\n"
-    "import psutil\n"
-    "from pattern_lens.cli import console_main\n"
-    "def at_exit():  # registered first: runs last of the exit functions, once the command is over\n"
+    "def at_exit():  # registered before any import: runs last of the exit functions, the command over\n"
+    "    import psutil\n"
     "    workers = [p for p in psutil.Process().children() if 'resource_tracker' not in ' '.join(p.cmdline())]\n"
     "    print('workers left:', len(workers), flush=True)\n"
     "    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C as the process exits\n"
     "    time.sleep(0.3)\n"
     "atexit.register(at_exit)\n"
+    "from pattern_lens.cli import console_main\n"
     "sys.argv = ['pattern-lens', *sys.argv[1:]]\n"
     "sys.exit(console_main())  # what the console script runs\n"
 )
@@ -326,7 +326,7 @@ def test_ctrl_c_as_the_process_exits_changes_nothing(tmp_path, backend):
 
 
 _EXIT_HOOKS_MODULE = """
-import atexit, sys, threading, time
+import atexit, os, signal, sys, threading, time
 from pathlib import Path
 
 from pattern_lens.attn_figure_funcs import register_attn_figure_func
@@ -334,12 +334,21 @@ from pattern_lens.attn_figure_funcs import register_attn_figure_func
 OUT = Path(__file__).parent
 
 def _late_thread():  # a non-daemon thread still working when the command ends
-    time.sleep(0.5)
+    threading.main_thread().join()  # returns only once the process exits (threading's shutdown)
+    time.sleep(0.3)
     (OUT / "thread_done").write_text("ok")
 
 def _at_exit():
     (OUT / "atexit_done").write_text("ok")
     sys.stdout.write("said at exit, never flushed")  # no newline, no flush: the exit flushes it
+    os.kill(os.getpid(), signal.SIGINT)  # a Ctrl-C while the process exits changes nothing
+    time.sleep(0.2)
+
+class _Teardown:  # the interpreter's teardown of this module's objects: what the quick exit skips
+    def __del__(self):
+        (OUT / "torn_down").write_text("ok")
+
+KEPT = _Teardown()
 
 @register_attn_figure_func
 def boom(attn, save_dir):
@@ -352,8 +361,9 @@ threading.Thread(target=_late_thread).start()
 
 @pytest.mark.parametrize("figure_funcs,code", [("raw", 0), ("raw,boom", 1)])
 def test_the_command_process_ends_as_the_interpreter_would(tmp_path, figure_funcs, code):
-    """the command process skips the interpreter's teardown (`_command._end_process`), not its exit
-    work: non-daemon threads are joined, `atexit` functions run, stdout is flushed, the code stands"""
+    """the command process skips the interpreter's teardown of every object (`_command._end_process`),
+    not its exit work: non-daemon threads are joined, `atexit` functions run, stdout is flushed, a
+    Ctrl-C then is ignored, the code stands"""
     model_dir = write_synthetic_model(tmp_path, n_layers=1, n_heads=2, n_ctx=16, n_prompts=1, seed=2)
     hooks = tmp_path / "hooks"
     hooks.mkdir()
@@ -371,9 +381,46 @@ def test_the_command_process_ends_as_the_interpreter_would(tmp_path, figure_func
     assert proc.stdout.endswith("said at exit, never flushed"), proc.stdout
     assert (hooks / "atexit_done").read_text() == "ok"
     assert (hooks / "thread_done").read_text() == "ok"
+    assert not (hooks / "torn_down").exists()  # the quick exit was taken
     assert len(list(model_dir.rglob("raw.png"))) == 2
     if code:
         assert "this figure fails" in proc.stderr + proc.stdout
+
+
+def test_output_that_cannot_be_flushed_at_exit_is_reported_and_exits_120(tmp_path):
+    """stdout on a full disk (`/dev/full`): the interpreter's own exit says so and exits 120; so does
+    the quick exit"""
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full on this system")
+    model_dir = write_synthetic_model(tmp_path, n_layers=1, n_heads=1, n_ctx=16, n_prompts=1, seed=2)
+    env = _env(uuid.uuid4().hex)
+    env.pop("PYTHONUNBUFFERED", None)
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(_cmd(tmp_path, model_dir.name, "--jobs", "1", "--no-index-html", "-q"),
+                              cwd=REPO, env=env, stdout=full, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert proc.returncode == 120, proc.stderr
+    assert "No space left on device" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("orig_argv, argv0, ours", [
+    (["python", "-m", "pattern_lens.cli", "render"], "/x/pattern_lens/cli.py", True),
+    (["python", "-X", "importtime", "-u", "-m", "pattern_lens.figures"], "/x/pattern_lens/figures.py", True),
+    (["python", "-mpattern_lens.cli"], "/x/pattern_lens/cli.py", True),
+    (["/venv/bin/python", "/venv/bin/pattern-lens", "render"], "/venv/bin/pattern-lens", True),
+    (["python", "-m", "cProfile", "-o", "f", "-m", "pattern_lens.cli"], "/x/pattern_lens/cli.py", False),
+    (["python", "-m", "pdb", "-m", "pattern_lens.cli"], "/x/pattern_lens/cli.py", False),
+    (["python", "my_script.py"], "my_script.py", False),  # a script of the user's that calls console_main() and goes on
+    (["python", "-c", "from pattern_lens.cli import console_main; console_main()"], "-c", False),
+    (["ipython"], "/usr/bin/ipython", False),
+])
+def test_the_quick_exit_is_only_for_an_interpreter_started_for_the_command(monkeypatch, orig_argv, argv0, ours):
+    from pattern_lens import _command
+
+    monkeypatch.setattr(sys, "orig_argv", orig_argv)
+    monkeypatch.setattr(sys, "argv", [argv0])
+    monkeypatch.setattr(sys, "gettrace", lambda: None)  # as without pytest's own tools
+    monkeypatch.setattr(sys, "getprofile", lambda: None)
+    assert _command._started_for_this_command() is ours
 
 
 def test_a_profiled_command_still_writes_its_profile(tmp_path):
@@ -392,29 +439,26 @@ def test_a_profiled_command_still_writes_its_profile(tmp_path):
 _BAR_INTERRUPTED_WHILE_MADE = (
     "import sys, tqdm.std\n"
     "from pattern_lens._progress import ProgressBar\n"
-    "def ctrl_c(*args, **kwargs):  # a Ctrl-C inside tqdm's __init__, before it sets `pos`\n"
+    "def ctrl_c(bar, *args):  # a Ctrl-C inside tqdm's __init__, before it sets `pos`\n"
+    "    print('half made:', not hasattr(bar, 'pos'), file=sys.stderr)\n"
     "    raise KeyboardInterrupt\n"
     "tqdm.std.tqdm._get_free_pos = ctrl_c\n"
-    "bar_type = ProgressBar if sys.argv[1] == 'ours' else tqdm.std.tqdm\n"
     "try:\n"
-    "    bar_type(total=3, file=sys.stderr)\n"
+    "    ProgressBar(total=3, file=sys.stderr)\n"
     "except KeyboardInterrupt:\n"
     "    print('interrupted', file=sys.stderr)\n"
     "import gc; gc.collect()\n"
 )
 
 
-@pytest.mark.parametrize("bar", ["tqdm", "ours"])
-def test_a_progress_bar_interrupted_while_it_is_made_says_nothing(bar):
+def test_a_progress_bar_interrupted_while_it_is_made_says_nothing():
     """a Ctrl-C inside tqdm's `__init__` (a run interrupted 0.5 s in): tqdm's own finaliser then
-    printed "Exception ignored ... no attribute 'pos'" with a traceback; the run's bar does not"""
-    proc = subprocess.run([sys.executable, "-c", _BAR_INTERRUPTED_WHILE_MADE, bar], cwd=REPO,
+    printed "Exception ignored ... no attribute 'pos'" with a traceback (tqdm 4.67); the run's bar
+    says nothing"""
+    proc = subprocess.run([sys.executable, "-c", _BAR_INTERRUPTED_WHILE_MADE], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    if bar == "tqdm":  # the failure this guards against, as tqdm itself has it
-        assert "Exception ignored" in proc.stderr and "'pos'" in proc.stderr, proc.stderr
-    else:
-        assert proc.stderr.strip() == "interrupted", proc.stderr
+    assert proc.stderr.split() == ["half", "made:", "True", "interrupted"], proc.stderr
 
 
 def test_main_called_from_python_leaves_the_callers_ctrl_c_alone(tmp_path):
