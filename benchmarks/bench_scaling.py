@@ -16,6 +16,9 @@ configuration runs `--repeats` times, the configurations taking turns, and the m
  - `1 head`: the same command (`--jobs 1` and the default) on a model of 1 layer x 1 head, n_ctx 64,
    1 prompt: the fixed cost of a cold CLI run
 
+`--base CHECKOUT` (a `git worktree` of an earlier commit) adds the same rows run from that checkout,
+taking turns with this one's, so a change is measured against its parent in one run.
+
 Targets (issue 17): jobs 2 >= 1.85x jobs 1; jobs 2 >= 8x the reference; 1 head <= 1.0 s.
 """
 

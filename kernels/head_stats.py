@@ -20,8 +20,8 @@ float32: median 2.47 -> 1.48 ms (`bench_summaries.py --base`, benchmarks/README.
 dropped, side by side on one day: one loop doing the bit scan too (1.0 against 0.82 ms; an int64
 constant, or counting the subnormals instead of flagging them, also kept a loop scalar), the store
 into the block sums inside `_log_sums` (scalar again), and a division-free log polynomial (within
-noise). Tried again without the gathers (below), the bit scan and the block sums inside
-`_log_sums`: 0.54-0.55 against 0.35-0.46 ms for the three loops apart.
+noise). Once the loops no longer gathered (next paragraph), the bit scan and the block sums were
+tried inside `_log_sums` again: 0.54-0.55 ms, against 0.35-0.46 ms for the three loops apart.
 Every loop indexes from 0 (a chunk or a row's part is sliced first): with an index LLVM cannot
 prove >= 0 (`range(c0, c1)`) numba keeps its negative-index wraparound, and LLVM then loaded every
 lane with a gather instead of a vector load (the log sums 0.91 -> 0.22 ms per causal 1024 x 1024
@@ -134,13 +134,13 @@ def _log_sums(row, bits, hi, pos, at):
         # each chunk as slices indexed from 0: an index LLVM cannot prove >= 0 (`range(c0, c1)`)
         # keeps numba's negative-index wraparound, and the loop then gathered every lane (0.91 ->
         # 0.22 ms over a causal 1024 x 1024 head)
-        rows, bits_c, pos_c = row[c0:c1], bits[c0:c1], pos[c0:c1]
+        row_c, bits_c, pos_c = row[c0:c1], bits[c0:c1], pos[c0:c1]
         cs = _F32(0.0)
         csal = _F32(0.0)
         csd = _F32(0.0)
         for j in range(c1 - c0):
             b = bits_c[j]
-            a = rows[j]
+            a = row_c[j]
             cs += a
             csal += a * _log_from_parts(_ONE + _F32(b & _MANTISSA) * _INV23, _F32((b >> _I23) - _BIAS))
             csd += a * abs(pos_c[j] - at)

@@ -17,10 +17,13 @@ class ProgressBar(tqdm):
     0.5 s into a run). A bar made whole closes as tqdm's does.
     """
 
+    _made: bool = False
+    "set once tqdm's `__init__` has returned"
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._made = True
 
     def __del__(self) -> None:
-        if getattr(self, "_made", False):
+        if self._made:
             super().__del__()
