@@ -23,7 +23,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 # light imports only (no numpy): a Ctrl-C while this module imports could not be caught by `run_guarded`
 from pattern_lens._errors import PatternLensError, RunInterrupted
@@ -393,7 +393,10 @@ def _end_process(code: int) -> None:
     try:
         shutdown()
     except BaseException:  # noqa: BLE001 -- reported as the interpreter reports it; the exit goes on
-        sys.unraisablehook(_Unraisable(*sys.exc_info(), "Exception ignored on threading shutdown", None))
+        import traceback
+
+        print("Exception ignored on threading shutdown:", file=sys.stderr)
+        traceback.print_exc()
     exit_functions()
     for stream in (sys.stdout, sys.stderr):
         if stream is None or getattr(stream, "closed", False):
@@ -405,16 +408,6 @@ def _end_process(code: int) -> None:
             with contextlib.suppress(Exception):
                 print(f"Exception ignored while flushing {getattr(stream, 'name', 'a stream')}: {e!r}", file=sys.__stderr__)
     os._exit(code)
-
-
-class _Unraisable(NamedTuple):
-    """what `sys.unraisablehook` is given (`exc_type`, `exc_value`, `exc_traceback`, `err_msg`, `object`)"""
-
-    exc_type: type
-    exc_value: BaseException
-    exc_traceback: Any
-    err_msg: str
-    object: Any
 
 
 def _close_worker_pools(kill: bool) -> None:

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -421,6 +422,24 @@ def test_the_quick_exit_is_only_for_an_interpreter_started_for_the_command(monke
     monkeypatch.setattr(sys, "gettrace", lambda: None)  # as without pytest's own tools
     monkeypatch.setattr(sys, "getprofile", lambda: None)
     assert _command._started_for_this_command() is ours
+
+
+def test_an_error_in_threadings_shutdown_is_reported_and_the_exit_goes_on(monkeypatch, capsys):
+    """the interpreter reports an exception of `threading._shutdown` and goes on exiting: so does
+    the quick exit (the `atexit` functions still run, the command's code stands)"""
+    from pattern_lens import _command
+
+    def broken_shutdown():
+        raise RuntimeError("a thread hook failed")
+
+    ran, ended = [], []
+    monkeypatch.setattr(threading, "_shutdown", broken_shutdown)
+    monkeypatch.setattr(_command.atexit, "_run_exitfuncs", lambda: ran.append(True))
+    monkeypatch.setattr(_command.os, "_exit", ended.append)
+    _command._end_process(3)
+    assert ran == [True] and ended == [3]
+    err = capsys.readouterr().err
+    assert "Exception ignored on threading shutdown" in err and "a thread hook failed" in err
 
 
 def test_a_profiled_command_still_writes_its_profile(tmp_path):
