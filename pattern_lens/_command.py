@@ -305,10 +305,30 @@ def run_guarded(run: Callable[[], int]) -> int:
         _forget_interrupt()
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        if not _caused_by_ctrl_c(e):
+            raise
+        # a Ctrl-C while a C extension initialised (matplotlib's ft2font, as the CLI imports) reaches
+        # here as that import's "ImportError: initialization failed", raised from the KeyboardInterrupt
+        _forget_interrupt()
+        print("interrupted", file=sys.stderr)
+        return 130
     finally:
         sys.unraisablehook = previous_hook
         while _resent:
             _resent.pop().cancel()
+
+
+def _caused_by_ctrl_c(error: BaseException) -> bool:
+    """whether a `KeyboardInterrupt` is among the causes (`raise ... from`) or contexts of `error`"""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            return True
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def as_process(main: Callable[[], int]) -> int:
@@ -323,10 +343,14 @@ def as_process(main: Callable[[], int]) -> int:
     action of a signal with a Python handler before its last steps (a Ctrl-C there killed the
     process, exit -2), not of an ignored one; nothing can hang there, the pools are stopped. Then,
     where this interpreter was started for this command alone, the process ends here with the code
-    (`_end_process`); otherwise the code is returned.
+    (`_end_process`); otherwise the code is returned. argparse's `SystemExit` (`--help`, a bad command
+    line) becomes its code here, so those end the same way.
     """
     reuse_large_buffers()  # this process is ours: a run with one job inflates its layers here
-    code = main()
+    try:
+        code = main()
+    except SystemExit as e:  # argparse's (--help: 0, a bad command line: 2): the same quick end
+        code = _exit_code(e)
     try:
         _close_worker_pools(kill=code != 0)
     except KeyboardInterrupt:
@@ -340,6 +364,17 @@ def as_process(main: Callable[[], int]) -> int:
         if _started_for_this_command():
             _end_process(code)
     return code
+
+
+def _exit_code(e: SystemExit) -> int:
+    """the process's exit code for `SystemExit(e.code)`, as the interpreter makes it (a message is
+    printed to stderr and is code 1)"""
+    if e.code is None:
+        return 0
+    if isinstance(e.code, int):
+        return e.code
+    print(e.code, file=sys.stderr)
+    return 1
 
 
 def _started_for_this_command() -> bool:

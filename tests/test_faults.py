@@ -442,6 +442,67 @@ def test_an_error_in_threadings_shutdown_is_reported_and_the_exit_goes_on(monkey
     assert "Exception ignored on threading shutdown" in err and "a thread hook failed" in err
 
 
+_TEARDOWN_MARKER = """
+import os
+
+class _Teardown:  # finalised by the interpreter's teardown, which the quick exit skips
+    def __del__(self):
+        open(os.environ["TEARDOWN_MARKER"], "w").close()
+
+KEPT = _Teardown()
+"""
+
+
+@pytest.mark.parametrize("args, code, where", [
+    (["--help"], 0, "stdout"),
+    (["render", "--help"], 0, "stdout"),
+    (["render", "--no-such-option"], 2, "stderr"),
+])
+def test_help_and_a_bad_command_line_take_the_quick_exit_too(tmp_path, args, code, where):
+    """argparse ends the command with `SystemExit`: the same exit code and usage text, flushed (with
+    `PYTHONUNBUFFERED` off), through the quick exit (a `sitecustomize` object's finaliser never runs)"""
+    (tmp_path / "sitecustomize.py").write_text(_TEARDOWN_MARKER)
+    env = _env(uuid.uuid4().hex, TEARDOWN_MARKER=str(tmp_path / "torn_down"))
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env["PYTHONPATH"]])
+    env.pop("PYTHONUNBUFFERED", None)
+    proc = subprocess.run([sys.executable, "-m", "pattern_lens.cli", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == code, proc.stdout + proc.stderr
+    assert "usage: pattern-lens" in getattr(proc, where), proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "torn_down").exists()
+
+
+def test_a_message_in_systemexit_is_printed_and_exits_1(capsys):
+    from pattern_lens import _command
+
+    assert _command._exit_code(SystemExit("stopped: no model")) == 1
+    assert capsys.readouterr().err == "stopped: no model\n"
+    assert _command._exit_code(SystemExit(None)) == 0 and _command._exit_code(SystemExit(2)) == 2
+
+
+def test_a_ctrl_c_that_an_import_turned_into_an_import_error_is_one_line(capsys):
+    """CPython turns a Ctrl-C inside a C extension's initialisation into that import's
+    `ImportError: initialization failed` (seen: matplotlib's ft2font while the CLI imports, a Ctrl-C
+    0.5 s in, printed a traceback): it is the interruption, one line and 130; other errors still raise"""
+    from pattern_lens._command import run_guarded
+
+    def import_interrupted() -> int:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as e:
+            raise ImportError("initialization failed") from e
+
+    assert run_guarded(import_interrupted) == 130
+    assert capsys.readouterr().err == "interrupted\n"
+
+    def import_failed() -> int:
+        raise ImportError("no module named nowhere")
+
+    with pytest.raises(ImportError):
+        run_guarded(import_failed)
+
+
 def test_a_profiled_command_still_writes_its_profile(tmp_path):
     """`python -m cProfile -o F -m pattern_lens.cli ...` writes F after the command returns: the
     command process then takes the interpreter's own exit (`_end_process` would have ended it first)"""
