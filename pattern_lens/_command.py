@@ -301,22 +301,24 @@ def run_guarded(run: Callable[[], int]) -> int:
         _forget_interrupt()
         print(str(e), file=sys.stderr)
         return 128 + e.signum
-    except KeyboardInterrupt:  # Ctrl-C before or after the rendering: nothing was being written
-        _forget_interrupt()
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:
+    except (KeyboardInterrupt, Exception) as e:
+        # Ctrl-C before or after the rendering (nothing was being written); or one that CPython turned
+        # into an import's "ImportError: initialization failed" (raised from the KeyboardInterrupt)
+        # while a C extension initialised (matplotlib's ft2font, as the CLI imports)
         if not _caused_by_ctrl_c(e):
             raise
-        # a Ctrl-C while a C extension initialised (matplotlib's ft2font, as the CLI imports) reaches
-        # here as that import's "ImportError: initialization failed", raised from the KeyboardInterrupt
-        _forget_interrupt()
-        print("interrupted", file=sys.stderr)
-        return 130
+        return _interrupted()
     finally:
         sys.unraisablehook = previous_hook
         while _resent:
             _resent.pop().cancel()
+
+
+def _interrupted() -> int:
+    """a Ctrl-C outside the rendering: the one line "interrupted", and its exit code"""
+    _forget_interrupt()
+    print("interrupted", file=sys.stderr)
+    return 130
 
 
 def _caused_by_ctrl_c(error: BaseException) -> bool:
@@ -354,9 +356,7 @@ def as_process(main: Callable[[], int]) -> int:
     try:
         _close_worker_pools(kill=code != 0)
     except KeyboardInterrupt:
-        _forget_interrupt()
-        print("interrupted", file=sys.stderr)
-        code = 130
+        code = _interrupted()
     except Exception:  # noqa: BLE001 -- a pool that will not stop cleanly: the work is over; its workers die with this process
         pass
     if threading.current_thread() is threading.main_thread():

@@ -600,14 +600,14 @@ def test_failed_batch_leaves_no_partial_npz_and_the_rest_goes_on(models, tmp_pat
 
 
 def test_render_side_error_stops_the_forward_thread(models, tmp_path, monkeypatch):
-    import pattern_lens._engine.stream as stream
+    import pattern_lens._engine.recovery as recovery  # where `run` reaches `run_all` (`recovery.results_of`)
 
     def failing_run_all(session, func, tasks, **kwargs):
         it = iter(tasks)
         yield func(next(it))
         raise RuntimeError("worker pool broke (simulated)")
 
-    monkeypatch.setattr(stream, "run_all", failing_run_all)
+    monkeypatch.setattr(recovery, "run_all", failing_run_all)
     prompts = _prompts_file(tmp_path / "p.jsonl")
     outcome: list = []
 

@@ -18,12 +18,12 @@ import contextlib
 import dataclasses
 import functools
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from pattern_lens._layout import error_file_name, head_dir
 from pattern_lens._output.atomic import atomic_write_text
-from pattern_lens._engine.backends import Settled, describe_failure
+from pattern_lens._engine.backends import ParallelSession, Settled, describe_failure, run_all
 from pattern_lens._input.handover import add_name
 from pattern_lens._output.outputs import figure_func_name, list_head_dir, pending_funcs
 from pattern_lens._summaries.summary import TaskResult
@@ -32,7 +32,7 @@ from pattern_lens._engine.worker import InMemoryTask, Task
 
 __all__ = [
     "split_task", "split_head", "task_failed", "split_in_memory_task", "in_memory_task_failed", "split_job", "job_failed",
-    "redo_job", "release_handover",
+    "redo_job", "release_handover", "results_of",
 ]
 
 
@@ -176,6 +176,25 @@ def split_in_memory_task(job: InMemoryTask, failure: BaseException | None = None
         return [job]
     _delete_files(job)
     return parts
+
+
+def results_of(
+    session: ParallelSession,
+    func: Callable,
+    jobs: Iterable[Task | InMemoryTask],
+    on_error: Callable,
+    split: Callable,
+) -> Iterator[TaskResult]:
+    """`backends.run_all` with this module's recovery, as `render` and `run` use it: a job lost with
+    its pool runs again with force (`redo_job`), and each result's hand-over files are deleted as it
+    comes back (`release_handover`). Closing this closes the run (joblib stops its workers)."""
+    results = run_all(session, func, jobs, on_error=on_error, split=split, rerun=redo_job)
+    try:
+        for res in results:
+            release_handover(res)
+            yield res
+    finally:
+        results.close()
 
 
 def release_handover(res: TaskResult) -> None:

@@ -21,12 +21,12 @@ from collections.abc import Callable, Iterator, Sequence
 from pattern_lens._errors import PatternLensError, RunInterrupted
 from pattern_lens._progress import ProgressBar
 from pattern_lens._engine import warm
-from pattern_lens._engine.backends import parallel_session, run_all
+from pattern_lens._engine.backends import parallel_session
 from pattern_lens._engine.resume import has_work
 from pattern_lens._output.outputs import check_output_names
 from pattern_lens._input import handover
 from pattern_lens._input.handover import share_split_layers, spill_folder
-from pattern_lens._engine.recovery import job_failed, redo_job, release_handover, split_job
+from pattern_lens._engine.recovery import job_failed, results_of, split_job
 from pattern_lens._engine.planner import PromptWork, TaskPlanner
 from pattern_lens._engine.prestart import wait_prestarted
 from pattern_lens._summaries.summaries import PromptStatsWriter, SummarySpec
@@ -203,9 +203,8 @@ def render_prompts(
             dynamic_ncols=True, smoothing=0.1,
         ) as bar:
             try:
-                with contextlib.closing(run_all(session, run_job, jobs, on_error=job_failed, split=split_job, rerun=redo_job)) as results:
+                with contextlib.closing(results_of(session, run_job, jobs, job_failed, split_job)) as results:
                     for res in results:
-                        release_handover(res)
                         summary.merge(res)
                         if stats_writer is not None:
                             stats_writer.add(res)

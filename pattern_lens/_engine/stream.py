@@ -4,9 +4,9 @@
 patterns (trimmed per prompt) to the render workers as soon as the layer is computed, while the
 forward pass goes on with the next layer and the next batch. The forward pass runs in a thread of
 its own (torch releases the GIL while it computes); this thread feeds the workers through
-`backends.run_all` with `worker.run_in_memory_task` (one task = one layer of one prompt). A bounded
-queue between the two keeps memory at a few layers in flight: the forward pass waits when the
-workers fall behind. The files are those `activations` -> `.npz` -> `render` writes, byte for byte
+`recovery.results_of` (`backends.run_all`) with `worker.run_in_memory_task` (one task = one layer
+of one prompt). A bounded queue between the two keeps memory at a few layers in flight: the forward
+pass waits when the workers fall behind. The files are those `activations` -> `.npz` -> `render` writes, byte for byte
 (the same arrays go through the same figure functions); `save_activations=True` also writes the
 `.npz` as the layers go by.
 
@@ -35,7 +35,7 @@ import numpy as np
 from pattern_lens._errors import RunInterrupted
 from pattern_lens._progress import ProgressBar
 from pattern_lens._layout import ACTIVATIONS_FILE, head_dir, layer_key, prompt_dir as _prompt_dir
-from pattern_lens._engine.backends import parallel_session, run_all
+from pattern_lens._engine.backends import parallel_session
 from pattern_lens._input import handover
 from pattern_lens._input.handover import save_layer, spill_folder
 from pattern_lens._output.indexes import write_prompts_jsonl, write_run_indexes
@@ -43,7 +43,7 @@ from pattern_lens._input.inputs import check_layers, load_model_cfg, model_folde
 from pattern_lens._output.outputs import list_head_dir, pending_funcs
 from pattern_lens._engine.planner import PromptWork, TaskPlanner
 from pattern_lens._engine.selection import select_figure_funcs
-from pattern_lens._engine.recovery import in_memory_task_failed, redo_job, release_handover, split_in_memory_task
+from pattern_lens._engine.recovery import in_memory_task_failed, results_of, split_in_memory_task
 from pattern_lens._engine import warm
 from pattern_lens._engine.run import SMALL_RUN_SECONDS, default_workers, prior_knows, stop_on_signals
 from pattern_lens._summaries.stats import PREVIEW_SIZE
@@ -371,13 +371,9 @@ def run_main(
                 try:
                     producer.start()
                     # as render's: a task that raises or kills its worker is split into heads and reported
-                    results = run_all(
-                        session, run_in_memory_task, tasks, on_error=in_memory_task_failed, split=split_in_memory_task,
-                        rerun=redo_job,
-                    )
+                    results = results_of(session, run_in_memory_task, tasks, in_memory_task_failed, split_in_memory_task)
                     with contextlib.closing(results):  # stopped early: joblib aborts and stops its workers now
                         for res in results:
-                            release_handover(res)
                             summary.merge(res)
                             if stats_writer is not None:
                                 stats_writer.add(res)
