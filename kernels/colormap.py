@@ -16,6 +16,7 @@ scalars of `x`'s dtype; the caller guarantees it.
 import numpy as np
 
 from ._jit import jit
+from ._prefetch import prefetch_part
 
 __all__ = ["lut_indices", "lut_rgb"]
 
@@ -88,6 +89,11 @@ def lut_indices(x, offset, denom, add, scale, n, out):
     """
     n_special = 0
     for i in range(x.shape[0]):
+        # the next row's cache lines asked for ahead (`_prefetch`: a row is a new page, where the
+        # hardware's prefetch stops); all at once here: split across the row, the shorter loops
+        # cost more than the wait they hid
+        if i + 1 < x.shape[0]:
+            prefetch_part(x[i + 1], 0, 1)
         n_special += _line_rows(x[i], offset, denom, add, scale, n, out[i])
     return n_special
 
