@@ -21,7 +21,8 @@ the last bits); never for the colormap kernels, whose outputs must equal matplot
 NaN and inf still propagate (no `nnan` / `ninf`).
 
 numba's on-disk cache is keyed on the kernel's own source file: after changing the options here,
-delete `kernels/__pycache__/*.nbi` and `*.nbc`, or the old compiled kernels keep being loaded.
+or a helper that kernels of other files compile in (`_prefetch.prefetch_items`), delete
+`kernels/__pycache__/*.nbi` and `*.nbc`, or the old compiled kernels keep being loaded.
 
 The cache works for any user: numba caches beside the source (`kernels/__pycache__`), else in the
 user's cache folder (`~/.cache/numba`), else in `NUMBA_CACHE_DIR`. Where none is writable (a

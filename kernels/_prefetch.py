@@ -1,18 +1,20 @@
 """a software prefetch for kernels that walk a matrix row by row
 
-A row of a 1024-token float32 pattern is 4 KiB: one page. The hardware's stream prefetchers do not
-cross a page, so every new row starts with a run of cache misses the core waits for, and a kernel
-that reads a head from memory ran at about half its in-cache speed (the statistics kernel: 0.74-0.81
-ms per causal 1024 x 1024 head from memory, 0.35 in cache). Asking for the next row's cache lines
-while the current row is worked on, a quarter of them before each of the row's loops (all at once,
-the requests queue behind each other and the later ones wait), hides that wait: 0.37-0.38 ms
-(benchmarks/README.md, "Prefetching the next row").
+A row of a 1024-token float32 pattern is 4 KiB: every row crosses a page boundary (numpy aligns
+arrays to 16 bytes, not to pages), and the hardware's stream prefetchers stop at a page, so each new
+row starts with a run of cache misses the core waits for. The statistics kernel reading a head from
+memory ran at about half its in-cache speed (0.74-0.81 ms per causal 1024 x 1024 head, 0.35 in
+cache). Asking for the next row's cache lines while the current row is worked on, a quarter of them
+before each of the row's loops (all at once, the requests queue behind each other and the later
+ones wait), hides that wait: 0.37-0.41 ms (benchmarks/README.md, "Prefetching the next row").
 
-`prefetch_part` is LLVM's `llvm.prefetch` (read, keep in all cache levels), which compiles to the
-target's prefetch instruction or to nothing: a hint, never a fault, whatever the address.
+`prefetch_items` is LLVM's `llvm.prefetch` (read, keep in all cache levels), which compiles to the
+target's prefetch instruction or to nothing: a hint, never a fault, whatever the address. Rows must
+be contiguous (the callers make their input C-contiguous): lines are counted by items.
 
 numba's on-disk cache is keyed on the file of the kernel that calls it, not this one: after a change
-here, delete `kernels/__pycache__/*.nbi` and `*.nbc` (as for `_jit.py`).
+here, delete `kernels/__pycache__/*.nbi` and `*.nbc` (as for `_jit.py`), or the callers keep their
+compiled copies of the old code (an installed upgrade rewrites every file, which renews them all).
 """
 
 from llvmlite import ir
@@ -22,21 +24,22 @@ from numba.extending import intrinsic
 
 from ._jit import jit
 
-__all__ = ["prefetch_part", "part_range"]
+__all__ = ["prefetch_items", "line_range"]
 
 _LINE_BYTES = 64  # a cache line on every x86-64 and most ARM cores; a wrong guess only wastes hints
 
 
 @intrinsic
 def _prefetch(typingctx, arr, index):
-    """hint that `arr[index]` (a 1-D array, `0 <= index < len(arr)`) will be read soon"""
-    if not (isinstance(arr, types.Array) and arr.ndim == 1 and isinstance(index, types.Integer)):
-        return None
+    """hint that `arr[index]` (a contiguous 1-D array, `0 <= index < len(arr)`) will be read soon"""
+    if not (isinstance(arr, types.Array) and arr.ndim == 1 and arr.layout == "C" and isinstance(index, types.Integer)):
+        return None  # numba then reports a typing error naming the arguments
 
     def codegen(context, builder, signature, args):
         array_type, _ = signature.args
         array = context.make_array(array_type)(context, builder, args[0])
-        pointer = cgutils.get_item_pointer(context, builder, array_type, array, [args[1]], wraparound=False)
+        index = context.cast(builder, args[1], signature.args[1], types.intp)  # any integer type
+        pointer = cgutils.get_item_pointer(context, builder, array_type, array, [index], wraparound=False)
         byte_pointer = ir.IntType(8).as_pointer()
         i32 = ir.IntType(32)
         # the `.p0i8` name of typed pointers; LLVM renames it where pointers are opaque
@@ -51,17 +54,24 @@ def _prefetch(typingctx, arr, index):
 
 
 @jit
-def part_range(n, itemsize, part, parts):
-    """`(first, stop, step)`: the indices `range(first, stop, step)` of a row of `n` items of `itemsize`
-    bytes that `prefetch_part` asks for, one per cache line of its part (parts together: every line)"""
+def line_range(start, stop, itemsize):
+    """`(first, stop, step)`: the indices `range(first, stop, step)` that `prefetch_items` asks for to
+    cover items `[start, stop)` of a row of `itemsize`-byte items, one per cache line, counted from
+    the row's first item (an empty span asks for none)"""
     step = max(1, _LINE_BYTES // itemsize)
-    first = (n * part // parts) // step * step  # from a line's first item: a part's lines are whole
-    return first, n * (part + 1) // parts, step
+    # from the first item of `start`'s line: adjacent spans cover every line of the row between them
+    return (start // step * step if start < stop else stop), stop, step
 
 
 @jit
-def prefetch_part(row, part, parts):
-    """hint that part `part` (of `parts` equal parts, `0 <= part < parts`) of the 1-D `row` will be read soon"""
-    first, stop, step = part_range(row.shape[0], row.itemsize, part, parts)
+def prefetch_items(row, start, stop):
+    """hint that items `[start, stop)` of the contiguous 1-D `row` will be read soon (`0 <= start <= stop <= len(row)`)
+
+    A kernel splits a row into spans it asks for before each of its loops; their bounds are
+    computed once per matrix: a division inside the row loop cost 0.08 ms per 1024 x 1024 head.
+    """
+    first, stop, step = line_range(start, stop, row.itemsize)
     for j in range(first, stop, step):
         _prefetch(row, j)
+    if stop == row.shape[0] and start < stop:
+        _prefetch(row, stop - 1)  # the last line, which the count by items misses where the row starts mid-line

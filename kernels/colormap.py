@@ -16,7 +16,7 @@ scalars of `x`'s dtype; the caller guarantees it.
 import numpy as np
 
 from ._jit import jit
-from ._prefetch import prefetch_part
+from ._prefetch import prefetch_items
 
 __all__ = ["lut_indices", "lut_rgb"]
 
@@ -89,11 +89,11 @@ def lut_indices(x, offset, denom, add, scale, n, out):
     """
     n_special = 0
     for i in range(x.shape[0]):
-        # the next row's cache lines asked for ahead (`_prefetch`: a row is a new page, where the
+        # the next row's cache lines asked for ahead (`_prefetch`: a row crosses a page, where the
         # hardware's prefetch stops); all at once here: split across the row, the shorter loops
-        # cost more than the wait they hid
+        # cost more than the wait they hid (benchmarks/README.md, "Prefetching the next row")
         if i + 1 < x.shape[0]:
-            prefetch_part(x[i + 1], 0, 1)
+            prefetch_items(x[i + 1], 0, x.shape[1])
         n_special += _line_rows(x[i], offset, denom, add, scale, n, out[i])
     return n_special
 

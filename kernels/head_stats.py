@@ -40,7 +40,7 @@ numpy min + max it replaces, 0.5 ms from memory (benchmarks/README.md, "One pass
 import numpy as np
 
 from ._jit import jit, jit_reduce
-from ._prefetch import prefetch_part
+from ._prefetch import prefetch_items
 
 __all__ = ["HEAD_STAT_NAMES", "head_summary", "strict_upper_nonzero"]
 
@@ -264,26 +264,28 @@ def head_summary(x, xbits, causal, window, bounds, stats, preview):
     # rows from the last to the first: the figure functions that read the pattern just before end
     # on its last rows, which are then still in cache (and a causal pattern's longest rows)
     block_row = bounds.shape[0] - 2
+    q1, q2, q3 = n // 4, n // 2, 3 * n // 4  # the next row's quarters, prefetched one before each loop
     for i in range(n - 1, -1, -1):
         row = x[i]
         hi = i + 1 if causal else n
         rbits = xbits[i]
         # the next row's cache lines are asked for while this one is worked on, a quarter before each
-        # of its loops (`_prefetch`): each row is a new page, where the hardware's prefetch stops.
-        # Only `x`'s: for float32 input `xbits` is the same memory.
+        # of its loops (`_prefetch`: a row crosses a page, where the hardware's prefetch stops).
+        # Only `x`'s: for float32 input `xbits` is the same memory (float64 input, rare, has its
+        # float32 bits in a second array, not prefetched)
         following = x[i - 1] if i >= 1 else row
-        prefetch_part(following, 0, 4)
+        prefetch_items(following, 0, q1)
         bmin, bmax, sub = _bits_range(rbits, hi)
         all_min = min(all_min, bmin)
         all_max = max(all_max, bmax)
-        prefetch_part(following, 1, 4)
+        prefetch_items(following, q1, q2)
         if hi < n:  # the masked part: only for the matrix's extremes
             umin, umax, _ = _bits_range(rbits[hi:], n - hi)
             all_min = min(all_min, umin)
             all_max = max(all_max, umax)
-        prefetch_part(following, 2, 4)
+        prefetch_items(following, q2, q3)
         _add_row(row, hi, acc)
-        prefetch_part(following, 3, 4)
+        prefetch_items(following, q3, n)
         s, sal, d = _log_sums(row, rbits, hi, pos, pos[i])  # d = sum a |i - j|
         one_bits[0] = bmax
         mx = one_f32[0]  # the row's largest value, rounded to float32

@@ -165,34 +165,3 @@ def test_rows_of_subnormal_values(dtype):
     a[3, :2] = [3e-45, 0] if dtype == np.float32 else [3e-310, 0]
     _close(summarize_head(a).stats, ref.head_stats(a, True, 8))
 
-
-@settings(max_examples=300, deadline=None)
-@given(n=st.integers(0, 5000), itemsize=st.sampled_from([1, 2, 4, 8, 16, 128]), parts=st.integers(1, 9))
-def test_the_prefetched_parts_cover_every_cache_line_of_a_row(n, itemsize, parts):
-    """the kernels' prefetch of the next row asks for each of its cache lines (one index per line) and
-    for nothing outside it, however the row is split into parts"""
-    from pattern_lens.kernels._prefetch import part_range
-
-    line = max(1, 64 // itemsize)  # items per 64-byte line (`_LINE_BYTES`)
-    asked = []
-    for part in range(parts):
-        first, stop, step = part_range(n, itemsize, part, parts)
-        assert step == line
-        asked += range(first, stop, step)
-    assert all(0 <= j < n for j in asked)
-    assert {j // line for j in asked} == {j // line for j in range(n)}  # the slow, obvious answer
-    assert len(asked) <= len(set(asked)) + parts  # a line shared by two parts is asked for twice at most
-
-
-def test_the_prefetch_hint_is_harmless_on_any_row():
-    """rows of every dtype the kernels read, empty and one-element rows included, split finer than
-    their length: the hint compiles and reads nothing it should not"""
-    from pattern_lens.kernels._prefetch import prefetch_part
-
-    for dtype in (np.float32, np.float64, np.int32, np.uint8):
-        for n in (0, 1, 3, 17, 1024):
-            row = np.arange(n, dtype=dtype)
-            for parts in (1, 4, 32):
-                for part in range(parts):
-                    prefetch_part(row, part, parts)
-            assert np.array_equal(row, np.arange(n, dtype=dtype))  # a hint never writes
