@@ -9,6 +9,7 @@ lazy circle, so that a broken checker cannot pass silently.
 from __future__ import annotations
 
 import ast
+import os
 from pathlib import Path
 
 import pytest
@@ -22,9 +23,13 @@ FACADES = {"cli", "figures", "head_stats", "server", "bench", "activations", "in
 def module_files(package: Path) -> dict[str, Path]:
     """dotted module name -> file, for every `.py` under `package` (through the `kernels` link too)"""
     out = {}
-    for f in package.rglob("*.py"):
-        parts = f.relative_to(package.parent).with_suffix("").parts
-        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = f
+    # os.walk, not Path.rglob: rglob does not follow a folder's symlink before Python 3.13
+    for folder, _, names in os.walk(package, followlinks=True):
+        for name in names:
+            if name.endswith(".py"):
+                f = Path(folder) / name
+                parts = f.relative_to(package.parent).with_suffix("").parts
+                out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = f
     return out
 
 
@@ -115,6 +120,16 @@ def test_stages_never_import_a_facade():
         for target in targets & facades
     )
     assert not bad, bad
+
+
+def test_the_kernels_are_read_through_their_link_and_import_nothing_else_of_the_package():
+    """`pattern_lens/kernels` links to the top-level `kernels/`: its modules are in the graph (checked
+    for circles above), and, arrays in and arrays out, they import only each other"""
+    graph = import_graph(PACKAGE)
+    kernels = {m for m in graph if m == "pattern_lens.kernels" or m.startswith("pattern_lens.kernels.")}
+    assert {"pattern_lens.kernels", "pattern_lens.kernels.head_stats", "pattern_lens.kernels._prefetch"} <= kernels
+    outside = sorted(f"{m} imports {t}" for m in kernels for t in graph[m] if t not in kernels)
+    assert not outside, outside
 
 
 def test_the_pipeline_folder_reads_like_the_data_flow():
