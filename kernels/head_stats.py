@@ -272,7 +272,8 @@ def head_summary(x, xbits, causal, window, bounds, stats, preview):
         # the next row's cache lines are asked for while this one is worked on, a quarter before each
         # of its loops (`_prefetch`: a row crosses a page, where the hardware's prefetch stops).
         # Only `x`'s: for float32 input `xbits` is the same memory (float64 input, rare, has its
-        # float32 bits in a second array, not prefetched)
+        # float32 bits in a second array, not prefetched). Row 0 asks for itself (in cache: the hint
+        # is spent, not a guard in each of the four calls)
         following = x[i - 1] if i >= 1 else row
         prefetch_items(following, 0, q1)
         bmin, bmax, sub = _bits_range(rbits, hi)

@@ -164,4 +164,3 @@ def test_rows_of_subnormal_values(dtype):
     a = np.tril(np.full((6, 6), 1e-45 if dtype == np.float32 else 1e-310, dtype=dtype))
     a[3, :2] = [3e-45, 0] if dtype == np.float32 else [3e-310, 0]
     _close(summarize_head(a).stats, ref.head_stats(a, True, 8))
-
